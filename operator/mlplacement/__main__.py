@@ -1,0 +1,3 @@
+from mlplacement.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""YAML files on disk: multi-document, round-trip (comments and key order survive), clear errors."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+
+class ManifestFileError(Exception):
+    """A file that cannot be read or is not YAML; the message names the file."""
+
+
+def _round_trip_yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap long strings such as signatures
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    return yaml
+
+
+@dataclass
+class ManifestFile:
+    """The documents of one YAML file, kept as round-trip nodes so a rewrite changes only what we touch."""
+
+    path: Path
+    documents: list[Any]
+    explicit_start: bool
+
+    def dump(self) -> str:
+        yaml = _round_trip_yaml()
+        yaml.explicit_start = self.explicit_start
+        out = io.StringIO()
+        yaml.dump_all(self.documents, out)
+        return out.getvalue()
+
+
+def read_manifests(path: Path) -> ManifestFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestFileError(f"{path}: not a UTF-8 text file") from exc
+    try:
+        documents = [doc for doc in _round_trip_yaml().load_all(text) if doc is not None]
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestFileError(f"{path}: not valid YAML{where}: {problem}") from exc
+    for index, doc in enumerate(documents):
+        if not isinstance(doc, dict):
+            raise ManifestFileError(f"{path}: document {index + 1} is not a mapping (a Kubernetes object)")
+    return ManifestFile(path=path, documents=documents, explicit_start=text.lstrip().startswith("---"))
+
+
+def iter_objects(paths: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """Every object of every file (directories are walked for *.yaml/*.yml), as plain dicts."""
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+        for file in files:
+            for index, doc in enumerate(read_manifests(file).documents):
+                yield file, index, to_plain(doc)
+
+
+def to_plain(node: Any) -> Any:
+    """Round-trip nodes -> plain dicts, lists and scalars (what the apiserver would hold)."""
+    if isinstance(node, dict):
+        return {str(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def dump_plain(documents: list[Any]) -> str:
+    """Plain data -> block-style YAML, for generated files."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    yaml.width = 120
+    out = io.StringIO()
+    yaml.explicit_start = len(documents) > 1
+    yaml.dump_all(documents, out)
+    return out.getvalue()

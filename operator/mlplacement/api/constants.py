@@ -1,0 +1,96 @@
+"""Names that are API: group, kinds, annotation and label keys, condition types and reasons.
+
+Everything here is a contract with users, Argo CD and dashboards; renaming a value is a breaking change.
+"""
+
+from enum import StrEnum
+from typing import Final
+
+GROUP: Final = "mlplacement.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CATEGORY: Final = "mlplacement"
+
+# Signed-policy annotations (DESIGN.md "Signed policy gate").
+ANNOTATION_SIGNATURE: Final = f"{GROUP}/signature"
+ANNOTATION_KEY_ID: Final = f"{GROUP}/key-id"
+ANNOTATION_SIGNATURE_EXPIRES: Final = f"{GROUP}/signature-expires"
+SIGNATURE_ANNOTATIONS: Final = (ANNOTATION_SIGNATURE, ANNOTATION_KEY_ID, ANNOTATION_SIGNATURE_EXPIRES)
+
+# A PlacementPolicy with this label set to "true" is used by workloads without spec.policyRef.
+LABEL_DEFAULT_POLICY: Final = f"{GROUP}/default-policy"
+# Labels the operator puts on the children it creates.
+LABEL_WORKLOAD_UID: Final = f"{GROUP}/workload-uid"
+LABEL_WORKLOAD_NAME: Final = f"{GROUP}/workload"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_COST_TAG_PREFIX: Final = f"cost.{GROUP}/"
+
+# Node labels that group GPU nodes into pools, in order of precedence.
+POOL_LABEL_KEYS: Final = (
+    f"{GROUP}/pool",
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+    "karpenter.sh/nodepool",
+    "kubernetes.azure.com/agentpool",
+)
+REGION_LABEL: Final = "topology.kubernetes.io/region"
+GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+
+
+class Kind(StrEnum):
+    ML_WORKLOAD = "MLWorkload"
+    PLACEMENT_POLICY = "PlacementPolicy"
+    EDGE_CLUSTER = "EdgeCluster"
+    DATABRICKS_WORKSPACE = "DatabricksWorkspace"
+
+
+SIGNED_KINDS: Final = frozenset({Kind.ML_WORKLOAD, Kind.PLACEMENT_POLICY})
+
+
+class ConditionType(StrEnum):
+    VERIFIED = "Verified"
+    PLACED = "Placed"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FINISHED = "Finished"
+    REACHABLE = "Reachable"
+
+
+class Reason(StrEnum):
+    """Condition and Event reasons. Stable API: dashboards and alerts match on them."""
+
+    # Signature verdicts.
+    VERIFIED = "Verified"
+    SIGNATURE_MISSING = "SignatureMissing"
+    SIGNATURE_MALFORMED = "SignatureMalformed"
+    UNKNOWN_KEY = "UnknownKey"
+    UNTRUSTED_KEY = "UntrustedKey"
+    SIGNATURE_INVALID = "SignatureInvalid"
+    SIGNATURE_EXPIRED = "SignatureExpired"
+    KEY_NOT_YET_VALID = "KeyNotYetValid"
+    KEY_EXPIRED = "KeyExpired"
+    # Policy resolution.
+    POLICY_NOT_FOUND = "PolicyNotFound"
+    POLICY_AMBIGUOUS = "PolicyAmbiguous"
+    POLICY_UNSIGNED = "PolicyUnsigned"
+    # Spec and placement.
+    INVALID_SPEC = "InvalidSpec"
+    NO_FEASIBLE_TARGET = "NoFeasibleTarget"
+    WAITING_FOR_CAPACITY = "WaitingForCapacity"
+    WAITING_FOR_DEPENDENCIES = "WaitingForDependencies"
+    TARGET_UNHEALTHY = "TargetUnhealthy"
+    DISPATCHED = "Dispatched"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    REFUSED = "Refused"
+    WAITING = "Waiting"
+    PLACED = "Placed"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"

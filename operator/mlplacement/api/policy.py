@@ -1,0 +1,118 @@
+"""PlacementPolicy: the platform team's signed rules for where workloads may go and how to rank targets."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mlplacement.api.base import Conditions, Name, Region, Resource, StatusModel, WireModel
+from mlplacement.api.workload import TargetKind, TrainingFrequency
+
+RegionList = Annotated[list[Region], Field(max_length=64, json_schema_extra={"x-kubernetes-list-type": "set"})]
+
+
+class Residency(WireModel):
+    """Where data may be processed."""
+
+    allowed_regions: RegionList = Field(
+        default=[], description="Regions any workload may run in; empty means every region."
+    )
+    by_data_region: Annotated[dict[Region, RegionList], Field(max_length=64)] = Field(
+        default={},
+        description="For data in a region (key), the regions it may be processed in; overrides allowedRegions.",
+    )
+
+
+class Heuristics(WireModel):
+    """The design's routing rules. Each is a hard filter; the defaults are the ones from DESIGN.md."""
+
+    edge_max_latency_ms: Annotated[int, Field(ge=0, le=3_600_000)] = Field(
+        default=50, description="Edge only for workloads whose latency target is below this."
+    )
+    edge_requires_local_data: bool = Field(default=True, description="Edge only if the data lives in its region.")
+    centralize_model_size_gb: Annotated[float, Field(ge=0, le=100_000)] = Field(
+        default=2.0, description="Models larger than this never go to the edge."
+    )
+    centralize_training_frequencies: Annotated[
+        list[TrainingFrequency], Field(max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = Field(
+        default=[TrainingFrequency.DAILY, TrainingFrequency.WEEKLY],
+        description="Training that recurs this often runs centrally (GPU pools or Databricks), never at the edge.",
+    )
+    databricks_for_inference: bool = Field(default=False, description="Databricks runs batch work, not serving.")
+
+
+class SpotRules(WireModel):
+    max_preemption_probability: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.3, description="Spot pools whose hourly preemption probability exceeds this are skipped."
+    )
+    min_priority_for_on_demand_only: Annotated[int | None, Field(ge=0, le=1_000_000)] = Field(
+        default=None, description="Workloads at or above this priority never run on spot."
+    )
+
+
+class Weights(WireModel):
+    """Relative weight of each score, 0..100. They need not add up to 100."""
+
+    cost: Annotated[float, Field(ge=0, le=100)] = 40
+    latency: Annotated[float, Field(ge=0, le=100)] = 25
+    data_gravity: Annotated[float, Field(ge=0, le=100)] = 20
+    carbon: Annotated[float, Field(ge=0, le=100)] = 5
+    preemption: Annotated[float, Field(ge=0, le=100)] = 10
+
+
+class Budget(WireModel):
+    max_hourly_cost_usd_per_workload: Annotated[float | None, Field(gt=0, le=1_000_000)] = Field(default=None)
+
+
+class SigningRules(WireModel):
+    allowed_key_ids: Annotated[
+        list[Annotated[str, Field(max_length=128)]],
+        Field(max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = Field(
+        default=[],
+        description="Workloads under this policy must be signed by one of these keys; empty: any trusted key.",
+    )
+
+
+class PlacementPolicySpec(WireModel):
+    """Signed platform rules. The CRD sets no defaults here, the model does."""
+
+    allowed_targets: Annotated[
+        list[TargetKind],
+        Field(min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = [TargetKind.GPU_POOL, TargetKind.EDGE, TargetKind.DATABRICKS]
+    residency: Residency = Residency()
+    heuristics: Heuristics = Heuristics()
+    spot: SpotRules = SpotRules()
+    weights: Weights = Weights()
+    budget: Budget = Budget()
+    signing: SigningRules = SigningRules()
+    max_signal_age_seconds: Annotated[int | None, Field(ge=1, le=86_400)] = Field(
+        default=None, description="Distrust signals older than this even if their own TTL allows them."
+    )
+
+
+class PlacementPolicyStatus(StatusModel):
+    observed_generation: int | None = None
+    conditions: Conditions = []
+    workloads: int | None = Field(default=None, description="MLWorkloads placed under this policy.")
+
+
+class PlacementPolicy(Resource):
+    kind: Literal["PlacementPolicy"] = "PlacementPolicy"
+    spec: PlacementPolicySpec = PlacementPolicySpec()
+    status: PlacementPolicyStatus | None = None
+
+
+__all__ = [
+    "Budget",
+    "Heuristics",
+    "Name",
+    "PlacementPolicy",
+    "PlacementPolicySpec",
+    "PlacementPolicyStatus",
+    "Residency",
+    "SigningRules",
+    "SpotRules",
+    "Weights",
+]

@@ -1,0 +1,64 @@
+"""The signals document: facts no Kubernetes object carries, kept in a ConfigMap in the operator namespace.
+
+The ConfigMap holds this document as YAML under the data key ``signals.yaml``. Whoever feeds it (a
+cron job, a price exporter) rewrites ``updatedAt``; past ``updatedAt + ttlSeconds`` the operator stops
+trusting it and says so in status and metrics.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from mlplacement.api.base import Region, WireModel
+
+SIGNALS_DATA_KEY = "signals.yaml"
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class PoolSignal(WireModel):
+    """Live price and risk of one GPU pool, keyed by pool name."""
+
+    gpu_hour_usd: NonNegative | None = None
+    preemption_probability: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Probability that a spot node of the pool is reclaimed within the hour."
+    )
+
+
+class Signals(WireModel):
+    updated_at: AwareDatetime
+    ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] = 900
+    latency_ms: dict[Region, dict[Region, NonNegative]] = Field(
+        default={}, description="Round-trip time between regions; one direction given is taken for both."
+    )
+    intra_region_latency_ms: NonNegative = 2.0
+    egress_usd_per_gb: NonNegative = 0.09
+    egress_usd_per_gb_overrides: dict[Region, dict[Region, NonNegative]] = Field(default={})
+    carbon_g_per_kwh: dict[Region, NonNegative] = {}
+    gpu_hour_usd_by_product: dict[str, NonNegative] = Field(
+        default={}, description="On-demand price of one GPU hour, by GPU product."
+    )
+    spot_discount: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.6, description="Fraction off the on-demand price for spot capacity without a pool signal."
+    )
+    pools: dict[str, PoolSignal] = {}
+
+    def expires_at(self) -> datetime:
+        return self.updated_at + timedelta(seconds=self.ttl_seconds)
+
+
+def parse_signals(text: str) -> Signals:
+    """Parse the ``signals.yaml`` document of the signals ConfigMap; raises ValueError naming the field."""
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise ValueError(f"{SIGNALS_DATA_KEY} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{SIGNALS_DATA_KEY} must be a mapping")
+    return Signals.model_validate(data)
+
+
+__all__ = ["SIGNALS_DATA_KEY", "PoolSignal", "Signals", "parse_signals"]

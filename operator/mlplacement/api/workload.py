@@ -1,0 +1,355 @@
+"""MLWorkload: the signed intent manifest of one training, batch or inference workload."""
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from mlplacement.api.base import (
+    LIST_MAX,
+    LONG_TEXT_MAX,
+    Conditions,
+    Name,
+    Region,
+    Resource,
+    ShortText,
+    StatusModel,
+    WireModel,
+    cel_rules,
+    preserve_unknown,
+)
+from mlplacement.api.constants import Phase
+
+QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+class WorkloadType(StrEnum):
+    TRAINING = "Training"
+    BATCH = "Batch"
+    INFERENCE = "Inference"
+
+
+class LatencyClass(StrEnum):
+    REALTIME = "Realtime"
+    INTERACTIVE = "Interactive"
+    BATCH = "Batch"
+
+
+class CostTolerance(StrEnum):
+    LOW = "Low"
+    MEDIUM = "Medium"
+    HIGH = "High"
+
+
+class SpotPreference(StrEnum):
+    NEVER = "Never"
+    ALLOWED = "Allowed"
+    PREFERRED = "Preferred"
+
+
+class TrainingFrequency(StrEnum):
+    ONCE = "Once"
+    HOURLY = "Hourly"
+    DAILY = "Daily"
+    WEEKLY = "Weekly"
+
+
+class TargetKind(StrEnum):
+    GPU_POOL = "GPUPool"
+    EDGE = "Edge"
+    DATABRICKS = "Databricks"
+
+
+Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+class EnvVar(WireModel):
+    """A plain environment variable. Secrets never go inline: the runtime injects them from Secrets."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: Annotated[str, Field(max_length=LONG_TEXT_MAX)] = ""
+
+
+class Resources(WireModel):
+    """What one replica needs."""
+
+    model_config = WireModel.model_config | {
+        "json_schema_extra": cel_rules(
+            (
+                "!has(self.gpuProduct) || (has(self.gpus) && self.gpus > 0)",
+                "gpus must be > 0 when gpuProduct is set",
+            ),
+        )
+    }
+
+    cpu: Quantity | None = Field(default=None, description="CPU request, a Kubernetes quantity (e.g. 4 or 500m).")
+    memory: Quantity | None = Field(default=None, description="Memory request, a Kubernetes quantity (e.g. 16Gi).")
+    gpus: Annotated[int, Field(ge=0, le=64, description="GPUs per replica.")] = 0
+    gpu_product: Annotated[
+        str | None,
+        Field(max_length=128, description="Required GPU model, as in the nvidia.com/gpu.product node label."),
+    ] = None
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not QUANTITY_RE.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)")
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_product_needs_gpus(self) -> Self:
+        if self.gpu_product is not None and self.gpus <= 0:
+            raise ValueError("gpus must be > 0 when gpuProduct is set")
+        return self
+
+
+class ModelArtifact(WireModel):
+    """The model the workload serves or fine-tunes."""
+
+    uri: Annotated[
+        str,
+        Field(min_length=1, max_length=2048, description="Where the model lives (s3://, gs://, dbfs:/, ...)."),
+    ]
+    digest: Annotated[
+        str | None,
+        Field(pattern=r"^sha256:[a-f0-9]{64}$", max_length=71, description="Content digest, sha256:<64 hex>."),
+    ] = None
+    size_gb: Annotated[float, Field(ge=0, le=100_000, description="Model size in GB; large models stay central.")] = 0.0
+
+
+class Intent(WireModel):
+    """What the workload needs, not where it runs: the placement engine turns intent into a target."""
+
+    latency_class: LatencyClass = LatencyClass.BATCH
+    latency_target_ms: Annotated[
+        int | None, Field(ge=1, le=3_600_000, description="End-to-end latency target for callers, in ms.")
+    ] = None
+    data_region: Region | None = Field(default=None, description="Region where the input data lives.")
+    data_size_gb: Annotated[float, Field(ge=0, le=10_000_000, description="Input data read per run, in GB.")] = 0.0
+    cost_tolerance: CostTolerance = CostTolerance.MEDIUM
+    max_hourly_cost_usd: Annotated[
+        float | None, Field(gt=0, le=1_000_000, description="Refuse targets above this.")
+    ] = None
+    spot: SpotPreference = SpotPreference.ALLOWED
+    training_frequency: TrainingFrequency = TrainingFrequency.ONCE
+    priority: Annotated[int, Field(ge=0, le=1_000_000, description="Higher is placed first.")] = 0
+
+
+class PinnedTarget(WireModel):
+    """Skip scoring and run on this target, if it passes every hard filter."""
+
+    kind: TargetKind
+    name: Name
+
+
+class Targets(WireModel):
+    """Which kinds of target the workload may run on."""
+
+    model_config = WireModel.model_config | {
+        "json_schema_extra": cel_rules(
+            (
+                "!has(self.pinned) || !has(self.allowed) || self.pinned.kind in self.allowed",
+                "pinned target must be of an allowed kind",
+            ),
+        )
+    }
+
+    allowed: Annotated[
+        list[TargetKind],
+        Field(min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = [TargetKind.GPU_POOL, TargetKind.EDGE, TargetKind.DATABRICKS]
+    pinned: PinnedTarget | None = None
+
+    @field_validator("allowed")
+    @classmethod
+    def _unique(cls, value: list[TargetKind]) -> list[TargetKind]:
+        if len(set(value)) != len(value):
+            raise ValueError("target kinds must not repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _pinned_allowed(self) -> Self:
+        if self.pinned is not None and self.pinned.kind not in self.allowed:
+            raise ValueError("pinned target must be of an allowed kind")
+        return self
+
+
+class DatabricksRun(WireModel):
+    """The run handed to the Databricks Jobs API (runs/submit) when the workload is placed there."""
+
+    task: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=preserve_unknown(
+            "One Jobs API task, snake_case as the API takes it (e.g. spark_python_task, notebook_task)."
+        ),
+    )
+    new_cluster: dict[str, Any] | None = Field(
+        default=None, json_schema_extra=preserve_unknown("Jobs API new_cluster specification.")
+    )
+    existing_cluster_id: Annotated[str | None, Field(max_length=128)] = None
+    libraries: list[dict[str, Any]] | None = Field(
+        default=None,
+        max_length=LIST_MAX,
+        json_schema_extra={"items": preserve_unknown("A Jobs API library.")},
+    )
+    timeout_seconds: Annotated[int | None, Field(ge=0, le=7 * 86400)] = None
+
+
+class PolicyRef(WireModel):
+    name: Name
+
+
+class RetryPolicy(WireModel):
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    backoff_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+
+
+CostTagKey = Annotated[str, Field(max_length=63)]
+
+
+class MLWorkloadSpec(WireModel):
+    """Desired state of an MLWorkload. Signed: the CRD sets no defaults here, the model does."""
+
+    model_config = WireModel.model_config | {
+        "json_schema_extra": cel_rules(
+            (
+                "self.type != 'Inference' || (has(self.intent) && has(self.intent.latencyTargetMs))",
+                "Inference needs intent.latencyTargetMs",
+            ),
+            ("self.type == 'Inference' || !has(self.replicas)", "replicas applies to Inference only"),
+        )
+    }
+
+    type: WorkloadType
+    image: Annotated[str, Field(min_length=1, max_length=1024, description="Container image, ideally by digest.")]
+    command: Annotated[list[Annotated[str, Field(max_length=LONG_TEXT_MAX)]], Field(max_length=LIST_MAX)] = []
+    args: Annotated[list[Annotated[str, Field(max_length=LONG_TEXT_MAX)]], Field(max_length=256)] = []
+    env: Annotated[
+        list[EnvVar],
+        Field(
+            max_length=128,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+    ] = []
+    resources: Resources = Resources()
+    replicas: Annotated[int | None, Field(ge=1, le=1000, description="Inference replicas (default 1).")] = None
+    model: ModelArtifact | None = None
+    intent: Intent = Intent()
+    targets: Targets = Targets()
+    databricks: DatabricksRun | None = None
+    policy_ref: PolicyRef | None = Field(
+        default=None, description="Policy to place under; default: the default policy."
+    )
+    retry: RetryPolicy = RetryPolicy()
+    depends_on: Annotated[
+        list[Name],
+        Field(
+            max_length=32,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+            description="MLWorkloads that must succeed first.",
+        ),
+    ] = []
+    cost_tags: Annotated[
+        dict[CostTagKey, Annotated[str, Field(max_length=63)]],
+        Field(max_length=32, description="Propagated to child labels, Databricks custom_tags and edge objects."),
+    ] = {}
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        if self.type is WorkloadType.INFERENCE and self.intent.latency_target_ms is None:
+            raise ValueError("Inference needs intent.latencyTargetMs")
+        if self.type is not WorkloadType.INFERENCE and self.replicas is not None:
+            raise ValueError("replicas applies to Inference only")
+        return self
+
+    @property
+    def effective_replicas(self) -> int:
+        return self.replicas if self.replicas is not None else 1
+
+
+class TargetRef(StatusModel):
+    kind: TargetKind
+    name: str
+    region: str | None = None
+
+
+class CandidateSummary(StatusModel):
+    """One candidate as the decision saw it: a score if it fit, reasons if it did not."""
+
+    kind: TargetKind
+    name: str
+    score: float | None = None
+    reasons: Annotated[list[str], Field(max_length=8)] = []
+
+
+class PlacementStatus(StatusModel):
+    target: TargetRef | None = None
+    decided_at: datetime | None = None
+    score: float | None = None
+    message: Annotated[str, Field(max_length=LONG_TEXT_MAX)] = ""
+    candidates: Annotated[list[CandidateSummary], Field(max_length=10)] = []
+    signals_age_seconds: float | None = None
+
+
+class VerifiedStatus(StatusModel):
+    key_id: str
+    digest: Annotated[str, Field(description="sha256 of the signed bytes.")]
+    policy_key_id: str | None = None
+
+
+class DatabricksRunStatus(StatusModel):
+    run_id: int | None = None
+    run_page_url: str | None = None
+    state: str | None = None
+    workspace: str | None = None
+    attempt: int | None = None
+
+
+class MLWorkloadStatus(StatusModel):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    conditions: Conditions = []
+    placement: PlacementStatus | None = None
+    verified: VerifiedStatus | None = None
+    databricks: DatabricksRunStatus | None = None
+    attempts: int | None = None
+    estimated_hourly_cost_usd: float | None = None
+
+
+class MLWorkload(Resource):
+    kind: Literal["MLWorkload"] = "MLWorkload"
+    spec: MLWorkloadSpec
+    status: MLWorkloadStatus | None = None
+
+
+__all__ = [
+    "CandidateSummary",
+    "CostTolerance",
+    "DatabricksRun",
+    "DatabricksRunStatus",
+    "EnvVar",
+    "Intent",
+    "LatencyClass",
+    "MLWorkload",
+    "MLWorkloadSpec",
+    "MLWorkloadStatus",
+    "ModelArtifact",
+    "PinnedTarget",
+    "PlacementStatus",
+    "PolicyRef",
+    "Resources",
+    "RetryPolicy",
+    "ShortText",
+    "SpotPreference",
+    "TargetKind",
+    "TargetRef",
+    "Targets",
+    "TrainingFrequency",
+    "VerifiedStatus",
+    "WorkloadType",
+]

@@ -1,0 +1,1 @@
+"""kopf registrations only: each handler delegates to orchestration in one call."""
