@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +18,21 @@ class ManifestFileError(Exception):
     """A file that cannot be read or is not YAML; the message names the file."""
 
 
-def _round_trip_yaml() -> YAML:
+def _round_trip_yaml(sequence_offset: int = 0) -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap long strings such as signatures
-    yaml.indent(mapping=2, sequence=2, offset=0)
+    yaml.indent(mapping=2, sequence=sequence_offset + 2, offset=sequence_offset)
     return yaml
+
+
+_SEQUENCE_UNDER_KEY = re.compile(r"^( *)[^\s#-][^\n]*:[ \t]*\n( *)- ", re.MULTILINE)
+
+
+def _sequence_offset(text: str) -> int:
+    """How far this file indents block sequences under their key (0 or 2), so a rewrite keeps its style."""
+    match = _SEQUENCE_UNDER_KEY.search(text)
+    return max(0, len(match.group(2)) - len(match.group(1))) if match else 0
 
 
 @dataclass
@@ -31,9 +42,10 @@ class ManifestFile:
     path: Path
     documents: list[Any]
     explicit_start: bool
+    sequence_offset: int = 0
 
     def dump(self) -> str:
-        yaml = _round_trip_yaml()
+        yaml = _round_trip_yaml(self.sequence_offset)
         yaml.explicit_start = self.explicit_start
         out = io.StringIO()
         yaml.dump_all(self.documents, out)
@@ -57,7 +69,12 @@ def read_manifests(path: Path) -> ManifestFile:
     for index, doc in enumerate(documents):
         if not isinstance(doc, dict):
             raise ManifestFileError(f"{path}: document {index + 1} is not a mapping (a Kubernetes object)")
-    return ManifestFile(path=path, documents=documents, explicit_start=text.lstrip().startswith("---"))
+    return ManifestFile(
+        path=path,
+        documents=documents,
+        explicit_start=text.lstrip().startswith("---"),
+        sequence_offset=_sequence_offset(text),
+    )
 
 
 def iter_objects(paths: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
@@ -96,3 +113,23 @@ def dump_plain(documents: list[Any]) -> str:
     yaml.explicit_start = len(documents) > 1
     yaml.dump_all(documents, out)
     return out.getvalue()
+
+
+def read_key_directory(path: Path) -> dict[str, bytes]:
+    """The ``<keyId>.pem`` / ``.notBefore`` / ``.notAfter`` files of a trusted-keys directory."""
+    if not path.is_dir():
+        raise ManifestFileError(f"{path}: not a directory of trusted keys")
+    # Only trust material is read: a private key kept beside its public half is never loaded.
+    suffixes = (".pem", ".notBefore", ".notAfter")
+    return {
+        entry.name: entry.read_bytes()
+        for entry in sorted(path.iterdir())
+        if entry.is_file() and entry.name.endswith(suffixes)
+    }
+
+
+def write_private_file(path: Path, content: bytes) -> None:
+    """Create ``path`` readable by its owner only, refusing to overwrite an existing key."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
