@@ -6,14 +6,18 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
+from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap
 
 from mlplacement import __version__
 from mlplacement.adapters.files import (
     ManifestFileError,
     dump_plain,
+    iter_objects,
+    load_fleet,
     read_key_directory,
     read_manifests,
     to_plain,
@@ -21,8 +25,15 @@ from mlplacement.adapters.files import (
 )
 from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS
 from mlplacement.api.crds import render_all
+from mlplacement.api.errors import describe_validation_error
+from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
+from mlplacement.api.workload import MLWorkload
 from mlplacement.core import keyring as keyring_core
+from mlplacement.core.explain import render_decision, render_many
+from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
+from mlplacement.core.samples import generate_workloads
 from mlplacement.core.signing import SigningError, parse_expires, sign, verify
+from mlplacement.core.snapshot import snapshot_from_fleet
 
 REPO_CRDS_DIR = Path("crds")
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
@@ -180,6 +191,91 @@ def verify_command(files: tuple[Path, ...], keys_dir: Path) -> None:
             click.echo(f"{where}: {verdict.reason.value}: {verdict.message}")
     if failures:
         raise click.ClickException(f"{failures} of {checked} signed documents failed verification")
+
+
+def _load_policy(path: Path | None) -> PlacementPolicySpec:
+    if path is None:
+        return PlacementPolicySpec()
+    policies = [to_plain(doc) for doc in read_manifests(path).documents if doc.get("kind") == "PlacementPolicy"]
+    if len(policies) != 1:
+        raise click.ClickException(f"{path}: expected one PlacementPolicy, found {len(policies)}")
+    try:
+        return PlacementPolicy.model_validate(policies[0]).spec
+    except ValidationError as exc:
+        raise click.ClickException(f"{path}: {describe_validation_error(exc, 'PlacementPolicy ')}") from None
+
+
+def _parse_workloads(objects: list[tuple[str, dict[str, Any]]]) -> list[PlacementRequest]:
+    requests = []
+    for where, obj in objects:
+        if obj.get("kind") != "MLWorkload":
+            continue
+        try:
+            workload = MLWorkload.model_validate(obj)
+        except ValidationError as exc:
+            raise click.ClickException(f"{where}: {describe_validation_error(exc, 'MLWorkload ')}") from None
+        requests.append(request_from_workload(workload))
+    return requests
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet file (apiVersion mlplacement.io/fleet/v1); default: the embedded sample fleet.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PlacementPolicy to decide under; default: the built-in defaults.",
+)
+def explain(files: tuple[Path, ...], fleet_path: Path | None, policy_path: Path | None) -> None:
+    """Show where each MLWorkload in FILES would run, every candidate's score and every rejection."""
+    fleet = load_fleet(fleet_path)
+    snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
+    policy = _load_policy(policy_path)
+    objects = [(f"{path}#{index + 1}", obj) for path, index, obj in iter_objects(list(files))]
+    requests = _parse_workloads(objects)
+    if not requests:
+        raise click.ClickException("no MLWorkload found in the given files")
+    for decision in decide_many(requests, {None: policy}, snapshot):
+        click.echo(render_decision(decision) + "\n")
+
+
+@cli.command()
+@click.option("--generated", default=24, show_default=True, help="How many generated workloads to add.")
+@click.option("--seed", default=7, show_default=True)
+def demo(generated: int, seed: int) -> None:
+    """Place examples/ plus a generated mixed batch on the embedded sample fleet, and explain each decision."""
+    fleet = load_fleet(None)
+    snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
+    examples_dir = Path("examples")
+    objects = [(f"{p}#{i + 1}", o) for p, i, o in iter_objects([examples_dir])] if examples_dir.is_dir() else []
+    policy_objects = [o for _, o in objects if o.get("kind") == "PlacementPolicy"]
+    policy = PlacementPolicy.model_validate(policy_objects[0]).spec if policy_objects else PlacementPolicySpec()
+    examples = _parse_workloads(objects)
+    batch = _parse_workloads([(m["metadata"]["name"], m) for m in generate_workloads(generated, seed)])
+    kinds = ", ".join(
+        f"{sum(len(ts) for ts in regions.values())} {kind.value}" for kind, regions in snapshot.by_kind_region.items()
+    )
+    click.echo(
+        f"Sample fleet: {len(snapshot.targets)} targets ({kinds}), signals {snapshot.signals_age_seconds:.0f}s old\n"
+    )
+    decisions = decide_many(examples, {None: policy}, snapshot)
+    click.echo("== The examples/ workloads, each explained ==\n")
+    for decision in decisions:
+        click.echo(render_decision(decision) + "\n")
+    click.echo(
+        f"== {len(examples)} examples + {len(batch)} generated workloads, placed together in priority order ==\n"
+    )
+    everything = decide_many([*examples, *batch], {None: policy}, snapshot)
+    click.echo(render_many(everything))
+    placed = sum(d.placed for d in everything)
+    cost = sum(d.chosen.hourly_cost_usd for d in everything if d.chosen is not None)
+    click.echo(f"\n{placed}/{len(everything)} placed, ${cost:.2f}/h in total")
 
 
 def main() -> None:

@@ -7,11 +7,16 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from mlplacement.api.errors import describe_validation_error
+from mlplacement.api.fleet import Fleet
 
 
 class ManifestFileError(Exception):
@@ -133,3 +138,20 @@ def write_private_file(path: Path, content: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(content)
+
+
+def load_fleet(path: Path | None) -> Fleet:
+    """A fleet file, or the embedded sample fleet when ``path`` is None; errors name the field path."""
+    if path is None:
+        text = resources.files("mlplacement").joinpath("data/sample-fleet.yaml").read_text(encoding="utf-8")
+        documents = [to_plain(doc) for doc in _round_trip_yaml().load_all(text) if doc is not None]
+        source = "embedded sample fleet"
+    else:
+        documents = [to_plain(doc) for doc in read_manifests(path).documents]
+        source = str(path)
+    if len(documents) != 1:
+        raise ManifestFileError(f"{source}: a fleet file holds exactly one document, found {len(documents)}")
+    try:
+        return Fleet.model_validate(documents[0])
+    except ValidationError as exc:
+        raise ManifestFileError(f"{source}: invalid fleet: {describe_validation_error(exc)}") from None

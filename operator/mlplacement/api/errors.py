@@ -1,0 +1,20 @@
+"""Validation errors as one line per problem, each naming the field path the user wrote."""
+
+from pydantic import ValidationError
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(root)"
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """``spec.intent.priority: Input should be greater than or equal to 0; ...`` with an optional prefix."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        location = tuple(part for part in error["loc"] if not (isinstance(part, str) and "[" in part))
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{prefix}{field_path(location)}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,72 @@
+"""Decisions rendered for people: the candidate table of one decision and the table of many."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlplacement.core.placement.engine import Decision
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in (headers, *rows)
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def render_decision(decision: Decision) -> str:
+    """The decision, the scored candidates with their breakdown, and every rejection reason."""
+    request = decision.request
+    lines = [f"MLWorkload {request.key} ({request.type.value}, priority {request.priority})"]
+    if decision.chosen is not None:
+        target = decision.chosen.target
+        lines.append(f"  decision: {target.kind.value} {target.name} in {target.region}")
+    else:
+        lines.append(f"  decision: not placed ({decision.reason.value})")
+    lines.append(f"  {decision.message}")
+    if decision.signals_age_seconds is not None:
+        lines.append(f"  signals age: {decision.signals_age_seconds:.0f}s")
+    if decision.candidates:
+        names = list(decision.candidates[0].breakdown)
+        rows = [
+            [
+                c.target.kind.value,
+                c.target.name,
+                c.target.region,
+                f"{c.score:.1f}",
+                f"{c.hourly_cost_usd:g}",
+                f"{c.expected_latency_ms:g}",
+                *(f"{c.breakdown[n]:.0f}" for n in names),
+            ]
+            for c in decision.candidates
+        ]
+        lines += [
+            "",
+            "Feasible candidates (best first):",
+            table(["KIND", "NAME", "REGION", "SCORE", "$/H", "LAT MS", *(n.upper() for n in names)], rows),
+        ]
+    rejected = sorted((t.kind.value, t.name, t.region, r.reason) for r in decision.rejections for t in r.targets)
+    if rejected:
+        lines += ["", "Rejected:", table(["KIND", "NAME", "REGION", "REASON"], [list(row) for row in rejected])]
+    return "\n".join(lines)
+
+
+def render_many(decisions: Sequence[Decision]) -> str:
+    rows = []
+    for decision in decisions:
+        chosen = decision.chosen
+        rows.append(
+            [
+                decision.request.key,
+                decision.request.type.value,
+                str(decision.request.priority),
+                f"{chosen.target.kind.value}/{chosen.target.name}" if chosen else f"- ({decision.reason.value})",
+                chosen.target.region if chosen else "",
+                f"{chosen.hourly_cost_usd:g}" if chosen else "",
+                decision.message if chosen is None else decision.message.split(";", 1)[1].strip(),
+            ]
+        )
+    return table(["WORKLOAD", "TYPE", "PRIO", "TARGET", "REGION", "$/H", "WHY"], rows)

@@ -1,0 +1,195 @@
+"""Hard filters, one small named function each, at three levels so whole groups are judged at once.
+
+- kind filters see the workload, the policy and a target kind (e.g. "edge only below 50 ms");
+- region filters also see one region (e.g. residency, data locality, latency feasibility);
+- target filters see one target and the capacity still free on it.
+
+Each returns None when the candidate passes, or a short reason phrased for humans that reads after a
+count: "3 lack free GPUs (need 4)". Identical reasons are grouped in the decision's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
+from mlplacement.core.placement.request import PlacementRequest
+from mlplacement.core.snapshot import Snapshot, Target
+
+# Time a request spends inside the target before the model answers, by kind (ms): an edge site serves
+# next to its callers, a pool behind a regional load balancer, Databricks only through job clusters.
+SERVING_OVERHEAD_MS = {TargetKind.EDGE: 1.0, TargetKind.GPU_POOL: 8.0, TargetKind.DATABRICKS: 250.0}
+# Hourly cost of a replica that asks for no GPU (CPU-only inference), so such work is still priced.
+CPU_REPLICA_HOUR_USD = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What filters and scorers may read besides the workload and the target."""
+
+    policy: PlacementPolicySpec
+    snapshot: Snapshot
+    signals_fresh: bool
+
+
+def expected_latency_ms(request: PlacementRequest, target: Target, context: Context) -> float:
+    return context.snapshot.latency_ms(request.data_region, target.region) + SERVING_OVERHEAD_MS[target.kind]
+
+
+def hourly_cost_usd(request: PlacementRequest, target: Target) -> float:
+    if request.gpus > 0:
+        gpu_cost = target.gpu_hour_usd * request.gpus_needed
+    else:
+        gpu_cost = CPU_REPLICA_HOUR_USD * request.replicas
+    return round(target.base_hour_usd + gpu_cost, 4)
+
+
+def _regions(regions: list[str]) -> str:
+    return "[" + ", ".join(regions) + "]"
+
+
+# --- kind level ---
+
+
+def kind_allowed_by_workload(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    return None if kind in request.allowed else f"{kind.value} not allowed by the workload"
+
+
+def kind_allowed_by_policy(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    return None if kind in context.policy.allowed_targets else f"{kind.value} not allowed by the policy"
+
+
+def edge_only_for_low_latency(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    limit = context.policy.heuristics.edge_max_latency_ms
+    if kind is TargetKind.EDGE and (request.latency_target_ms is None or request.latency_target_ms >= limit):
+        return f"edge only for latency targets < {limit}ms"
+    return None
+
+
+def large_models_stay_central(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    limit = context.policy.heuristics.centralize_model_size_gb
+    if kind is TargetKind.EDGE and request.model_size_gb > limit:
+        return f"model {request.model_size_gb:g}GB > {limit:g}GB stays central"
+    return None
+
+
+def recurring_training_stays_central(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    frequencies = context.policy.heuristics.centralize_training_frequencies
+    if kind is TargetKind.EDGE and request.type is WorkloadType.TRAINING and request.training_frequency in frequencies:
+        return f"{request.training_frequency.value} training stays central"
+    return None
+
+
+def databricks_does_not_serve(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    if (
+        kind is TargetKind.DATABRICKS
+        and request.type is WorkloadType.INFERENCE
+        and not context.policy.heuristics.databricks_for_inference
+    ):
+        return "Databricks does not serve inference"
+    return None
+
+
+# --- region level ---
+
+
+def residency(request: PlacementRequest, kind: TargetKind, region: str, context: Context) -> str | None:
+    rules = context.policy.residency
+    allowed = rules.by_data_region.get(request.data_region or "", rules.allowed_regions)
+    if allowed and region not in allowed:
+        return f"outside allowed regions {_regions(list(allowed))}"
+    return None
+
+
+def edge_needs_local_data(request: PlacementRequest, kind: TargetKind, region: str, context: Context) -> str | None:
+    if (
+        kind is TargetKind.EDGE
+        and context.policy.heuristics.edge_requires_local_data
+        and request.data_region is not None
+        and region != request.data_region
+    ):
+        return f"data not local (in {request.data_region})"
+    return None
+
+
+def latency_feasible(request: PlacementRequest, kind: TargetKind, region: str, context: Context) -> str | None:
+    if request.latency_target_ms is None:
+        return None
+    expected = context.snapshot.latency_ms(request.data_region, region) + SERVING_OVERHEAD_MS[kind]
+    if expected > request.latency_target_ms:
+        return f"too far for {request.latency_target_ms:g}ms latency"
+    return None
+
+
+# --- target level ---
+
+
+def healthy(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    return None if target.healthy else "unhealthy"
+
+
+def gpu_product(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    if request.gpu_product and target.gpu_products and request.gpu_product not in target.gpu_products:
+        return f"lack {request.gpu_product} GPUs"
+    return None
+
+
+def model_fits_edge(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    limit = target.max_model_size_gb
+    if target.kind is TargetKind.EDGE and limit is not None and request.model_size_gb > limit:
+        return f"model {request.model_size_gb:g}GB > edge limit {limit:g}GB"
+    return None
+
+
+def spot_rules(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    if not target.spot:
+        return None
+    if request.spot is SpotPreference.NEVER:
+        return "are spot (workload says spot: Never)"
+    floor = context.policy.spot.min_priority_for_on_demand_only
+    if floor is not None and request.priority >= floor:
+        return f"are spot (priority >= {floor} runs on-demand)"
+    if not context.signals_fresh:
+        return "are spot with stale signals"
+    if target.preemption_probability > context.policy.spot.max_preemption_probability:
+        return f"preemption risk > {context.policy.spot.max_preemption_probability:.0%}"
+    return None
+
+
+def capacity(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    if target.kind is TargetKind.DATABRICKS:
+        return None if free >= 1 else "have no free run slots"
+    if request.gpus_needed > free:
+        return f"lack free GPUs (need {request.gpus_needed})"
+    return None
+
+
+def budget(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    limits = [
+        limit
+        for limit in (request.max_hourly_cost_usd, context.policy.budget.max_hourly_cost_usd_per_workload)
+        if limit is not None
+    ]
+    if limits and hourly_cost_usd(request, target) > min(limits):
+        return f"over budget ${min(limits):g}/h"
+    return None
+
+
+KindFilter = Callable[[PlacementRequest, TargetKind, Context], str | None]
+RegionFilter = Callable[[PlacementRequest, TargetKind, str, Context], str | None]
+TargetFilter = Callable[[PlacementRequest, Target, int, Context], str | None]
+
+KIND_FILTERS: tuple[KindFilter, ...] = (
+    kind_allowed_by_workload,
+    kind_allowed_by_policy,
+    databricks_does_not_serve,
+    edge_only_for_low_latency,
+    large_models_stay_central,
+    recurring_training_stays_central,
+)
+REGION_FILTERS: tuple[RegionFilter, ...] = (residency, edge_needs_local_data, latency_feasible)
+# Capacity comes late: a target rejected for capacity alone is worth waiting for, others are not.
+TARGET_FILTERS: tuple[TargetFilter, ...] = (healthy, gpu_product, model_fits_edge, spot_rules, budget, capacity)
+TRANSIENT_FILTERS: frozenset[TargetFilter] = frozenset({capacity, healthy})

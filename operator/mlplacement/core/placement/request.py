@@ -1,0 +1,77 @@
+"""What placement needs to know of one workload, flattened once from its validated spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from mlplacement.api.workload import (
+    CostTolerance,
+    LatencyClass,
+    MLWorkload,
+    SpotPreference,
+    TargetKind,
+    TrainingFrequency,
+    WorkloadType,
+)
+
+# Latency a class implies when the workload states no target (ms).
+CLASS_LATENCY_MS = {LatencyClass.REALTIME: 50.0, LatencyClass.INTERACTIVE: 500.0, LatencyClass.BATCH: 60_000.0}
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    key: str  # namespace/name
+    type: WorkloadType
+    gpus: int  # per replica
+    replicas: int
+    gpu_product: str | None
+    model_size_gb: float
+    latency_class: LatencyClass
+    latency_target_ms: float | None
+    data_region: str | None
+    data_size_gb: float
+    cost_tolerance: CostTolerance
+    max_hourly_cost_usd: float | None
+    spot: SpotPreference
+    training_frequency: TrainingFrequency
+    priority: int
+    allowed: frozenset[TargetKind]
+    pinned: tuple[TargetKind, str] | None
+    policy: str | None
+    created: datetime | None = None
+
+    @property
+    def gpus_needed(self) -> int:
+        return self.gpus * self.replicas
+
+    @property
+    def effective_latency_target_ms(self) -> float:
+        return self.latency_target_ms if self.latency_target_ms is not None else CLASS_LATENCY_MS[self.latency_class]
+
+
+def request_from_workload(workload: MLWorkload, created: datetime | None = None) -> PlacementRequest:
+    spec = workload.spec
+    meta = workload.metadata
+    pinned = spec.targets.pinned
+    return PlacementRequest(
+        key=f"{meta.namespace or ''}/{meta.name}",
+        type=spec.type,
+        gpus=spec.resources.gpus,
+        replicas=spec.effective_replicas,
+        gpu_product=spec.resources.gpu_product,
+        model_size_gb=spec.model.size_gb if spec.model is not None else 0.0,
+        latency_class=spec.intent.latency_class,
+        latency_target_ms=spec.intent.latency_target_ms,
+        data_region=spec.intent.data_region,
+        data_size_gb=spec.intent.data_size_gb,
+        cost_tolerance=spec.intent.cost_tolerance,
+        max_hourly_cost_usd=spec.intent.max_hourly_cost_usd,
+        spot=spec.intent.spot,
+        training_frequency=spec.intent.training_frequency,
+        priority=spec.intent.priority,
+        allowed=frozenset(spec.targets.allowed),
+        pinned=(pinned.kind, pinned.name) if pinned is not None else None,
+        policy=spec.policy_ref.name if spec.policy_ref is not None else None,
+        created=created,
+    )

@@ -1,0 +1,415 @@
+"""An immutable snapshot of the fleet: every placeable target plus the signals, at one instant.
+
+Targets are few (tens to hundreds: pools, edge clusters, workspaces), never nodes. The snapshot is built
+either from raw Kubernetes object dicts (the operator) or from a fleet file (explain, demo, simulator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlplacement.api.constants import GPU_PRODUCT_LABEL, GPU_RESOURCE, POOL_LABEL_KEYS, REGION_LABEL
+from mlplacement.api.fleet import CapacityType, Fleet
+from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
+from mlplacement.api.workload import TargetKind
+
+# Spot labels and the values that mean "spot" (DESIGN.md: the usual capacity-type labels).
+SPOT_LABELS: Mapping[str, frozenset[str]] = {
+    "karpenter.sh/capacity-type": frozenset({"spot"}),
+    "cloud.google.com/gke-spot": frozenset({"true"}),
+    "cloud.google.com/gke-preemptible": frozenset({"true"}),
+    "eks.amazonaws.com/capacityType": frozenset({"SPOT"}),
+    "kubernetes.azure.com/scalesetpriority": frozenset({"spot"}),
+}
+PRESSURE_CONDITIONS = frozenset({"MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"})
+TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
+# Price of a GPU hour when neither the fleet nor the signals know the product: pessimistic on purpose.
+UNKNOWN_GPU_HOUR_USD = 4.0
+# A probe older than this many intervals means the edge cluster's health is unknown.
+EDGE_STALE_PROBE_INTERVALS = 3
+DEFAULT_EDGE_PROBE_INTERVAL_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One placeable target, whatever its kind. ``capacity`` is free GPUs (pools, edge) or run slots."""
+
+    kind: TargetKind
+    name: str
+    region: str
+    healthy: bool = True
+    health_detail: str = ""
+    capacity: int = 0
+    gpu_products: frozenset[str] = frozenset()  # empty: any product (Databricks picks node types itself)
+    max_model_size_gb: float | None = None
+    gpu_hour_usd: float = 0.0
+    base_hour_usd: float = 0.0
+    spot: bool = False
+    preemption_probability: float = 0.0
+    gpus_total: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind.value, self.name)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: datetime
+    targets: tuple[Target, ...]
+    signals: Signals | None = None
+    # Kind -> region -> targets, built once so placement filters a whole region at a time.
+    by_kind_region: Mapping[TargetKind, Mapping[str, tuple[Target, ...]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.targets, key=lambda t: (t.kind.value, t.name)))
+        object.__setattr__(self, "targets", ordered)
+        grouped: dict[TargetKind, dict[str, list[Target]]] = {}
+        for target in ordered:
+            grouped.setdefault(target.kind, {}).setdefault(target.region, []).append(target)
+        object.__setattr__(
+            self,
+            "by_kind_region",
+            {kind: {region: tuple(ts) for region, ts in sorted(regions.items())} for kind, regions in grouped.items()},
+        )
+
+    @property
+    def signals_age_seconds(self) -> float | None:
+        return None if self.signals is None else (self.now - self.signals.updated_at).total_seconds()
+
+    def signals_fresh(self, max_age_seconds: int | None = None) -> bool:
+        age = self.signals_age_seconds
+        if age is None or self.signals is None:
+            return False
+        limit = self.signals.ttl_seconds if max_age_seconds is None else min(max_age_seconds, self.signals.ttl_seconds)
+        return age <= limit
+
+    def latency_ms(self, source: str | None, destination: str) -> float:
+        """Round trip between regions; unknown pairs are assumed far (150 ms), never near."""
+        signals = self.signals
+        intra = signals.intra_region_latency_ms if signals is not None else 2.0
+        if source is None or source == destination:
+            return intra
+        if signals is not None:
+            known = signals.latency_ms.get(source, {}).get(destination)
+            if known is None:
+                known = signals.latency_ms.get(destination, {}).get(source)
+            if known is not None:
+                return known
+        return 150.0
+
+    def egress_usd_per_gb(self, source: str | None, destination: str) -> float:
+        if source is None or source == destination:
+            return 0.0
+        if self.signals is None:
+            return 0.09
+        override = self.signals.egress_usd_per_gb_overrides.get(source, {}).get(destination)
+        return override if override is not None else self.signals.egress_usd_per_gb
+
+    def carbon_g_per_kwh(self, region: str) -> float | None:
+        return None if self.signals is None else self.signals.carbon_g_per_kwh.get(region)
+
+
+def _pool_price(signals: Signals | None, pool: str, product: str, spot: bool) -> tuple[float, float]:
+    """(GPU-hour price, preemption probability) of a pool from the signals, with documented fallbacks."""
+    pool_signal = signals.pools.get(pool) if signals is not None else None
+    on_demand = (signals.gpu_hour_usd_by_product.get(product) if signals is not None else None) or UNKNOWN_GPU_HOUR_USD
+    price = pool_signal.gpu_hour_usd if pool_signal is not None and pool_signal.gpu_hour_usd is not None else None
+    if price is None:
+        price = on_demand * (1 - signals.spot_discount) if spot and signals is not None else on_demand
+    risk = pool_signal.preemption_probability if pool_signal is not None else None
+    if risk is None:
+        risk = 0.0 if not spot else 0.2  # spot with no forecast: assume the typical rate, not zero
+    return price, risk
+
+
+def snapshot_from_fleet(fleet: Fleet, now: datetime) -> Snapshot:
+    """A snapshot from a fleet file; ``now`` is used when the file pins no instant."""
+    signals = fleet.signals
+    targets: list[Target] = []
+    for pool in fleet.pools:
+        spot = pool.capacity_type is CapacityType.SPOT
+        price, risk = _pool_price(signals, pool.name, pool.gpu_product, spot)
+        targets.append(
+            Target(
+                kind=TargetKind.GPU_POOL,
+                name=pool.name,
+                region=pool.region,
+                healthy=pool.healthy,
+                health_detail="" if pool.healthy else "no ready nodes",
+                capacity=pool.gpus_total if pool.gpus_free is None else min(pool.gpus_free, pool.gpus_total),
+                gpu_products=frozenset({pool.gpu_product}) if pool.gpu_product else frozenset(),
+                gpu_hour_usd=pool.gpu_hour_usd if pool.gpu_hour_usd is not None else price,
+                spot=spot,
+                preemption_probability=(
+                    pool.preemption_probability if pool.preemption_probability is not None else risk
+                ),
+                gpus_total=pool.gpus_total,
+            )
+        )
+    for edge in fleet.edge_clusters:
+        stale = edge.last_probe_age_seconds > EDGE_STALE_PROBE_INTERVALS * DEFAULT_EDGE_PROBE_INTERVAL_SECONDS
+        detail = "probe failing" if not edge.healthy else ("probe stale" if stale else "")
+        targets.append(
+            Target(
+                kind=TargetKind.EDGE,
+                name=edge.name,
+                region=edge.region,
+                healthy=not detail,
+                health_detail=detail,
+                capacity=edge.gpus_free,
+                gpu_products=frozenset(edge.gpu_products),
+                max_model_size_gb=edge.max_model_size_gb,
+                gpu_hour_usd=edge.gpu_hour_usd,
+                base_hour_usd=edge.base_hour_usd,
+                gpus_total=edge.gpus_free,
+            )
+        )
+    for workspace in fleet.databricks_workspaces:
+        targets.append(
+            Target(
+                kind=TargetKind.DATABRICKS,
+                name=workspace.name,
+                region=workspace.region,
+                healthy=workspace.healthy,
+                health_detail="" if workspace.healthy else "workspace unreachable",
+                capacity=workspace.free_run_slots,
+                gpu_hour_usd=workspace.gpu_hour_usd,
+                base_hour_usd=workspace.base_hour_usd,
+            )
+        )
+    return Snapshot(now=fleet.decision_time(now), targets=tuple(targets), signals=signals)
+
+
+# --- From live Kubernetes objects (plain dicts, as the API returns them) ---
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def pool_of(node: Mapping[str, Any], pool_label_keys: Iterable[str] = POOL_LABEL_KEYS) -> str | None:
+    labels = _labels(node)
+    return next((labels[key] for key in pool_label_keys if labels.get(key)), None)
+
+
+def node_is_spot(node: Mapping[str, Any]) -> bool:
+    labels = _labels(node)
+    return any(labels.get(key) in values for key, values in SPOT_LABELS.items())
+
+
+def node_health_problem(node: Mapping[str, Any]) -> str | None:
+    """Why a node cannot take work, or None if it is Ready, schedulable and under no pressure."""
+    if (node.get("spec") or {}).get("unschedulable"):
+        return "cordoned"
+    conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+    if conditions.get("Ready") != "True":
+        return "not Ready"
+    pressure = sorted(kind for kind in PRESSURE_CONDITIONS if conditions.get(kind) == "True")
+    return f"{pressure[0]}" if pressure else None
+
+
+def _gpu_count(value: Any) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _pod_gpu_requests(pod: Mapping[str, Any]) -> int:
+    spec = pod.get("spec") or {}
+    total = 0
+    for container in spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        # Extended resources must have requests == limits; either one names the claim.
+        total += _gpu_count(
+            (resources.get("requests") or {}).get(GPU_RESOURCE) or (resources.get("limits") or {}).get(GPU_RESOURCE)
+        )
+    init = max(
+        (
+            _gpu_count(((c.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
+            for c in spec.get("initContainers") or []
+        ),
+        default=0,
+    )
+    return max(total, init)
+
+
+def gpu_pools_from_nodes(
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    signals: Signals | None,
+    pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
+) -> list[Target]:
+    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods."""
+    keys = tuple(pool_label_keys)
+    used_by_node: dict[str, int] = {}
+    for pod in pods:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES:
+            used_by_node[node_name] = used_by_node.get(node_name, 0) + _pod_gpu_requests(pod)
+    pools: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        pool = pool_of(node, keys)
+        allocatable = _gpu_count(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
+        if pool is None or allocatable <= 0:
+            continue
+        labels = _labels(node)
+        entry = pools.setdefault(
+            pool,
+            {
+                "region": labels.get(REGION_LABEL, "unknown"),
+                "products": set(),
+                "total": 0,
+                "free": 0,
+                "ready": 0,
+                "nodes": 0,
+                "spot": False,
+                "problems": set(),
+            },
+        )
+        entry["nodes"] += 1
+        entry["spot"] = entry["spot"] or node_is_spot(node)
+        if labels.get(GPU_PRODUCT_LABEL):
+            entry["products"].add(labels[GPU_PRODUCT_LABEL])
+        problem = node_health_problem(node)
+        if problem is not None:
+            entry["problems"].add(problem)
+            continue
+        name = (node.get("metadata") or {}).get("name", "")
+        entry["ready"] += 1
+        entry["total"] += allocatable
+        entry["free"] += max(0, allocatable - used_by_node.get(name, 0))
+    targets = []
+    for name, entry in sorted(pools.items()):
+        product = min(entry["products"]) if entry["products"] else ""
+        price, risk = _pool_price(signals, name, product, entry["spot"])
+        healthy = entry["ready"] > 0
+        targets.append(
+            Target(
+                kind=TargetKind.GPU_POOL,
+                name=name,
+                region=entry["region"],
+                healthy=healthy,
+                health_detail="" if healthy else f"no ready nodes ({', '.join(sorted(entry['problems']))})",
+                capacity=entry["free"],
+                gpu_products=frozenset(entry["products"]),
+                gpu_hour_usd=price,
+                spot=entry["spot"],
+                preemption_probability=risk,
+                gpus_total=entry["total"],
+            )
+        )
+    return targets
+
+
+def signals_from_configmap(configmap: Mapping[str, Any] | None) -> tuple[Signals | None, str | None]:
+    """(signals, problem): a missing or invalid ConfigMap yields no signals and says why."""
+    if configmap is None:
+        return None, "signals ConfigMap not found"
+    text = (configmap.get("data") or {}).get(SIGNALS_DATA_KEY)
+    if not text:
+        return None, f"signals ConfigMap has no {SIGNALS_DATA_KEY} key"
+    try:
+        return parse_signals(text), None
+    except ValueError as exc:
+        return None, f"signals ConfigMap is invalid: {str(exc).splitlines()[0]}"
+
+
+def _condition(obj: Mapping[str, Any], kind: str) -> str | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def _probe_age(obj: Mapping[str, Any], now: datetime) -> float | None:
+    stamp = (obj.get("status") or {}).get("lastProbeTime")
+    if not stamp:
+        return None
+    try:
+        return (now - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))).total_seconds()
+    except ValueError:
+        return None
+
+
+def edge_targets(edges: Iterable[Mapping[str, Any]], now: datetime) -> list[Target]:
+    """EdgeClusters with their probed health; a stale probe counts as unhealthy."""
+    targets = []
+    for obj in edges:
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        capabilities = spec.get("capabilities") or {}
+        cost = spec.get("cost") or {}
+        interval = float((spec.get("probe") or {}).get("intervalSeconds", DEFAULT_EDGE_PROBE_INTERVAL_SECONDS))
+        age = _probe_age(obj, now)
+        ready = _condition(obj, "Ready") == "True"
+        detail = ""
+        if age is None:
+            detail = "never probed"
+        elif age > EDGE_STALE_PROBE_INTERVALS * interval:
+            detail = f"probe stale ({int(age)}s old)"
+        elif not ready:
+            detail = str(status.get("message") or "not Ready")[:120]
+        targets.append(
+            Target(
+                kind=TargetKind.EDGE,
+                name=(obj.get("metadata") or {}).get("name", ""),
+                region=spec.get("region", "unknown"),
+                healthy=not detail,
+                health_detail=detail,
+                capacity=int(status.get("gpusFree") or 0),
+                gpu_products=frozenset(capabilities.get("gpuProducts") or ()),
+                max_model_size_gb=float(capabilities.get("maxModelSizeGB", 2.0)),
+                gpu_hour_usd=float(cost.get("gpuHourUSD", 0.0)),
+                base_hour_usd=float(cost.get("baseHourUSD", 0.0)),
+                gpus_total=int(status.get("gpusAllocatable") or 0),
+            )
+        )
+    return targets
+
+
+def workspace_targets(workspaces: Iterable[Mapping[str, Any]]) -> list[Target]:
+    targets = []
+    for obj in workspaces:
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        cost = spec.get("cost") or {}
+        ready = _condition(obj, "Ready") == "True"
+        slots = int(spec.get("maxConcurrentRuns", 10)) - int(status.get("activeRuns") or 0)
+        targets.append(
+            Target(
+                kind=TargetKind.DATABRICKS,
+                name=(obj.get("metadata") or {}).get("name", ""),
+                region=spec.get("region", "unknown"),
+                healthy=ready,
+                health_detail="" if ready else str(status.get("message") or "not Ready")[:120],
+                capacity=max(0, slots),
+                gpu_hour_usd=float(cost.get("gpuHourUSD", 0.0)),
+                base_hour_usd=float(cost.get("baseHourUSD", 0.0)),
+            )
+        )
+    return targets
+
+
+def build_snapshot(
+    *,
+    now: datetime,
+    nodes: Iterable[Mapping[str, Any]] = (),
+    pods: Iterable[Mapping[str, Any]] = (),
+    edge_clusters: Iterable[Mapping[str, Any]] = (),
+    databricks_workspaces: Iterable[Mapping[str, Any]] = (),
+    signals_configmap: Mapping[str, Any] | None = None,
+    pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
+) -> Snapshot:
+    """The snapshot the operator decides on, from raw object dicts held in its indexes."""
+    signals, _problem = signals_from_configmap(signals_configmap)
+    targets = [
+        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
+        *edge_targets(edge_clusters, now),
+        *workspace_targets(databricks_workspaces),
+    ]
+    return Snapshot(now=now, targets=tuple(targets), signals=signals)
