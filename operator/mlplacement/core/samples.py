@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from mlplacement.api.constants import API_VERSION
@@ -64,7 +65,9 @@ def _once_training(rng: random.Random) -> dict[str, Any]:
     }
 
 
-TEMPLATES = (
+Template = tuple[str, Callable[[random.Random], dict[str, Any]], int]
+
+TEMPLATES: tuple[Template, ...] = (
     ("realtime", _realtime, 3),
     ("interactive", _interactive, 2),
     ("train", _daily_training, 2),
@@ -76,20 +79,20 @@ TEMPLATES = (
 def generate_workloads(count: int, seed: int = 7, regions: tuple[str, ...] = REGIONS) -> list[dict[str, Any]]:
     """``count`` MLWorkload manifests (plain dicts) from a weighted mix of realistic shapes."""
     rng = random.Random(seed)
-    names, makers, weights = zip(*TEMPLATES, strict=True)
+    weights = [weight for _, _, weight in TEMPLATES]
     manifests = []
     for index in range(count):
-        shape = rng.choices(range(len(makers)), weights=weights)[0]
-        spec = makers[shape](rng)
+        name, make, _ = rng.choices(TEMPLATES, weights=weights)[0]
+        spec = make(rng)
         team = rng.choice(TEAMS)
-        spec["image"] = f"registry.example.com/{team}/{names[shape]}:1"
+        spec["image"] = f"registry.example.com/{team}/{name}:1"
         spec["intent"] = {**spec["intent"], "dataRegion": rng.choice(regions), "priority": rng.randrange(0, 1000)}
         spec["costTags"] = {"team": team}
         manifests.append(
             {
                 "apiVersion": API_VERSION,
                 "kind": "MLWorkload",
-                "metadata": {"name": f"{names[shape]}-{index:05d}", "namespace": f"team-{team}"},
+                "metadata": {"name": f"{name}-{index:05d}", "namespace": f"team-{team}"},
                 "spec": spec,
             }
         )
