@@ -47,3 +47,119 @@ def keyring_of(*keys: tuple[str, keyring_core.PrivateKey], **validity: str) -> k
         key_id, bound = entry.rsplit("_", 1)
         data[f"{key_id}.{bound}"] = value
     return keyring_core.parse_keyring(data)
+
+
+def make_request(**overrides: Any) -> Any:
+    """A PlacementRequest with sensible defaults (a 1-GPU batch job with data in eu-west-1)."""
+    from mlplacement.api.workload import (
+        CostTolerance,
+        LatencyClass,
+        SpotPreference,
+        TargetKind,
+        TrainingFrequency,
+        WorkloadType,
+    )
+    from mlplacement.core.placement import PlacementRequest
+
+    fields: dict[str, Any] = {
+        "key": "team-a/job",
+        "type": WorkloadType.BATCH,
+        "gpus": 1,
+        "replicas": 1,
+        "gpu_product": None,
+        "model_size_gb": 0.5,
+        "latency_class": LatencyClass.BATCH,
+        "latency_target_ms": None,
+        "data_region": "eu-west-1",
+        "data_size_gb": 10.0,
+        "cost_tolerance": CostTolerance.MEDIUM,
+        "max_hourly_cost_usd": None,
+        "spot": SpotPreference.ALLOWED,
+        "training_frequency": TrainingFrequency.ONCE,
+        "priority": 100,
+        "allowed": frozenset(TargetKind),
+        "pinned": None,
+        "policy": None,
+    }
+    fields.update(overrides)
+    return PlacementRequest(**fields)
+
+
+def pool(name: str, region: str = "eu-west-1", free: int = 8, **overrides: Any) -> Any:
+    from mlplacement.api.workload import TargetKind
+    from mlplacement.core.snapshot import Target
+
+    fields: dict[str, Any] = {
+        "kind": TargetKind.GPU_POOL,
+        "name": name,
+        "region": region,
+        "capacity": free,
+        "gpus_total": free,
+        "gpu_products": frozenset({"NVIDIA-A100"}),
+        "gpu_hour_usd": 3.0,
+    }
+    fields.update(overrides)
+    return Target(**fields)
+
+
+def edge(name: str, region: str = "eu-central-1", free: int = 2, **overrides: Any) -> Any:
+    from mlplacement.api.workload import TargetKind
+    from mlplacement.core.snapshot import Target
+
+    fields: dict[str, Any] = {
+        "kind": TargetKind.EDGE,
+        "name": name,
+        "region": region,
+        "capacity": free,
+        "gpus_total": free,
+        "gpu_products": frozenset({"NVIDIA-L4"}),
+        "max_model_size_gb": 2.0,
+        "gpu_hour_usd": 0.4,
+        "base_hour_usd": 0.05,
+    }
+    fields.update(overrides)
+    return Target(**fields)
+
+
+def workspace(name: str, region: str = "eu-west-1", slots: int = 5, **overrides: Any) -> Any:
+    from mlplacement.api.workload import TargetKind
+    from mlplacement.core.snapshot import Target
+
+    fields: dict[str, Any] = {
+        "kind": TargetKind.DATABRICKS,
+        "name": name,
+        "region": region,
+        "capacity": slots,
+        "gpu_hour_usd": 2.5,
+        "base_hour_usd": 1.0,
+    }
+    fields.update(overrides)
+    return Target(**fields)
+
+
+def make_signals(**overrides: Any) -> Any:
+    from datetime import UTC, datetime
+
+    from mlplacement.api.signals import Signals
+
+    data: dict[str, Any] = {
+        "updatedAt": datetime(2026, 11, 22, 11, 55, tzinfo=UTC),
+        "ttlSeconds": 900,
+        "latencyMs": {"eu-west-1": {"eu-central-1": 24, "us-east-1": 76}, "eu-central-1": {"us-east-1": 92}},
+        "carbonGPerKWh": {"eu-west-1": 280, "eu-central-1": 360, "us-east-1": 410},
+    }
+    data.update(overrides)
+    return Signals.model_validate(data)
+
+
+def make_fleet(*targets: Any, signals: Any = "default", now: Any = None) -> Any:
+    """A Snapshot of ``targets`` at 2026-11-22T12:00Z with fresh default signals."""
+    from datetime import UTC, datetime
+
+    from mlplacement.core.snapshot import Snapshot
+
+    return Snapshot(
+        now=now or datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
+        targets=tuple(targets),
+        signals=make_signals() if signals == "default" else signals,
+    )
