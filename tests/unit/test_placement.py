@@ -22,7 +22,8 @@ from mlplacement.api.workload import (
     WorkloadType,
 )
 from mlplacement.core.placement import decide, decide_many
-from mlplacement.core.placement.filters import KIND_FILTERS, REGION_FILTERS, TARGET_FILTERS, Context
+from mlplacement.core.placement.engine import make_context
+from mlplacement.core.placement.filters import KIND_FILTERS, REGION_FILTERS, TARGET_FILTERS
 from mlplacement.core.snapshot import Snapshot
 from tests.builders import edge, make_fleet, make_request, make_signals, pool, workspace
 
@@ -475,7 +476,7 @@ def test_property_choice_passes_every_filter(request: Any, fleet_targets: list[A
     if decision.chosen is None:
         return
     target = decision.chosen.target
-    context = Context(DEFAULT, snapshot, snapshot.signals_fresh())
+    context = make_context(request, DEFAULT, snapshot)
     assert all(f(request, target.kind, context) is None for f in KIND_FILTERS)
     assert all(f(request, target.kind, target.region, context) is None for f in REGION_FILTERS)
     assert all(f(request, target, target.capacity, context) is None for f in TARGET_FILTERS)

@@ -50,10 +50,11 @@ class Target:
     spot: bool = False
     preemption_probability: float = 0.0
     gpus_total: int = 0
+    # (kind, name), precomputed: placement looks it up for every candidate of every decision.
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.kind.value, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.kind.value, self.name))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ claims capacity as it goes, so two workloads never get the same last GPUs.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from mlplacement.api.constants import Reason
@@ -20,6 +20,7 @@ from mlplacement.core.placement.filters import (
     TARGET_FILTERS,
     TRANSIENT_FILTERS,
     Context,
+    budget_limit,
     expected_latency_ms,
     hourly_cost_usd,
 )
@@ -28,6 +29,7 @@ from mlplacement.core.placement.scores import SCORERS, weights
 from mlplacement.core.snapshot import Snapshot, Target
 
 TOP_CANDIDATES = 5
+NOT_PINNED = "not the pinned target"
 DEFAULT_POLICY = PlacementPolicySpec()
 # Free capacity already claimed in this round, by target key.
 Claims = MutableMapping[tuple[str, str], int]
@@ -98,36 +100,69 @@ def _explain(fitting: int, total: int, rejections: Iterable[Rejection], chosen: 
     return f"{head}" + (f": {parts}" if parts else "")
 
 
+def _first_failure(
+    checks: Iterable[Callable[..., str | None]], *args: object
+) -> tuple[str, Callable[..., str | None]] | None:
+    for check in checks:
+        reason = check(*args)
+        if reason is not None:
+            return reason, check
+    return None
+
+
 def _feasible(
     request: PlacementRequest, snapshot: Snapshot, context: Context, claims: Mapping[tuple[str, str], int]
 ) -> tuple[list[Target], list[Rejection]]:
     feasible: list[Target] = []
     rejections: list[Rejection] = []
     for kind, regions in snapshot.by_kind_region.items():
-        kind_reason = next((r for f in KIND_FILTERS if (r := f(request, kind, context)) is not None), None)
-        if kind_reason is not None:
-            rejections.append(Rejection(kind_reason, tuple(t for ts in regions.values() for t in ts)))
+        kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
+        if kind_failure is not None:
+            rejections.append(Rejection(kind_failure[0], tuple(t for ts in regions.values() for t in ts)))
             continue
         for region, targets in regions.items():
-            region_reason = next(
-                (r for f in REGION_FILTERS if (r := f(request, kind, region, context)) is not None), None
-            )
-            if region_reason is not None:
-                rejections.append(Rejection(region_reason, targets))
+            region_failure = _first_failure(REGION_FILTERS, request, kind, region, context)
+            if region_failure is not None:
+                rejections.append(Rejection(region_failure[0], targets))
                 continue
+            # Group this region's per-target rejections by reason: fewer objects, same explanation.
+            grouped: dict[str, list[Target]] = {}
+            transient: set[str] = set()
             for target in targets:
                 if request.pinned is not None and request.pinned != (target.kind, target.name):
-                    rejections.append(Rejection("not the pinned target", (target,)))
+                    grouped.setdefault(NOT_PINNED, []).append(target)
                     continue
                 free = target.capacity - claims.get(target.key, 0)
-                for check in TARGET_FILTERS:
-                    reason = check(request, target, free, context)
-                    if reason is not None:
-                        rejections.append(Rejection(reason, (target,), check in TRANSIENT_FILTERS))
-                        break
-                else:
+                failure = _first_failure(TARGET_FILTERS, request, target, free, context)
+                if failure is None:
                     feasible.append(target)
+                    continue
+                grouped.setdefault(failure[0], []).append(target)
+                if failure[1] in TRANSIENT_FILTERS:
+                    transient.add(failure[0])
+            rejections.extend(Rejection(reason, tuple(ts), reason in transient) for reason, ts in grouped.items())
     return feasible, rejections
+
+
+def make_context(request: PlacementRequest, policy: PlacementPolicySpec, snapshot: Snapshot) -> Context:
+    """What the filters and scorers of one decision may read besides the request and the target."""
+    return Context(
+        policy=policy,
+        snapshot=snapshot,
+        signals_fresh=snapshot.signals_fresh(policy.max_signal_age_seconds),
+        budget_usd=budget_limit(request, policy),
+    )
+
+
+def score_target(
+    request: PlacementRequest, target: Target, context: Context, cheapest_usd: float, weight: Mapping[str, float]
+) -> ScoredCandidate:
+    """Every score of ``target`` for ``request`` and their weighted total (0..100)."""
+    breakdown = {name: round(scorer(request, target, cheapest_usd, context), 2) for name, scorer in SCORERS}
+    total = round(sum(weight[name] * value for name, value in breakdown.items()) / (sum(weight.values()) or 1.0), 2)
+    return ScoredCandidate(
+        target, total, breakdown, hourly_cost_usd(request, target), expected_latency_ms(request, target, context)
+    )
 
 
 def decide(
@@ -137,24 +172,13 @@ def decide(
     claims: Mapping[tuple[str, str], int] | None = None,
 ) -> Decision:
     """Where ``request`` should run under ``policy`` on ``snapshot`` (given capacity already ``claims``ed)."""
-    context = Context(
-        policy=policy, snapshot=snapshot, signals_fresh=snapshot.signals_fresh(policy.max_signal_age_seconds)
-    )
+    context = make_context(request, policy, snapshot)
     feasible, rejections = _feasible(request, snapshot, context, claims or {})
     scored: list[ScoredCandidate] = []
     if feasible:
+        cheapest = min(hourly_cost_usd(request, target) for target in feasible)
         weight = weights(request, context)
-        weight_sum = sum(weight.values()) or 1.0
-        costs = {target.key: hourly_cost_usd(request, target) for target in feasible}
-        cheapest = min(costs.values())
-        for target in feasible:
-            breakdown = {name: round(scorer(request, target, cheapest, context), 2) for name, scorer in SCORERS}
-            total = round(sum(weight[name] * value for name, value in breakdown.items()) / weight_sum, 2)
-            scored.append(
-                ScoredCandidate(
-                    target, total, breakdown, costs[target.key], expected_latency_ms(request, target, context)
-                )
-            )
+        scored = [score_target(request, target, context, cheapest, weight) for target in feasible]
         # Deterministic: best score, then cheapest, then name.
         scored.sort(key=lambda c: (-c.score, c.hourly_cost_usd, c.target.name, c.target.kind.value))
     chosen = scored[0] if scored else None

@@ -32,6 +32,8 @@ class Context:
     policy: PlacementPolicySpec
     snapshot: Snapshot
     signals_fresh: bool
+    # The tighter of the workload's and the policy's hourly budget, worked out once per decision.
+    budget_usd: float | None = None
 
 
 def expected_latency_ms(request: PlacementRequest, target: Target, context: Context) -> float:
@@ -166,14 +168,19 @@ def capacity(request: PlacementRequest, target: Target, free: int, context: Cont
     return None
 
 
-def budget(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+def budget_limit(request: PlacementRequest, policy: PlacementPolicySpec) -> float | None:
     limits = [
         limit
-        for limit in (request.max_hourly_cost_usd, context.policy.budget.max_hourly_cost_usd_per_workload)
+        for limit in (request.max_hourly_cost_usd, policy.budget.max_hourly_cost_usd_per_workload)
         if limit is not None
     ]
-    if limits and hourly_cost_usd(request, target) > min(limits):
-        return f"over budget ${min(limits):g}/h"
+    return min(limits) if limits else None
+
+
+def budget(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    limit = context.budget_usd
+    if limit is not None and hourly_cost_usd(request, target) > limit:
+        return f"over budget ${limit:g}/h"
     return None
 
 
