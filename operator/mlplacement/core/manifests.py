@@ -1,0 +1,182 @@
+"""Child objects built purely from a workload and its placement: Job, or Deployment + Service.
+
+One builder for every runtime: the in-cluster GPU-pool runtime applies these locally, the edge runtime
+applies the same objects to a remote cluster with origin labels. Names are deterministic, so a retry
+after a crash gets 409 Conflict instead of a second child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mlplacement.api.constants import (
+    GPU_RESOURCE,
+    LABEL_COST_TAG_PREFIX,
+    LABEL_MANAGED_BY,
+    LABEL_WORKLOAD_NAME,
+    LABEL_WORKLOAD_UID,
+    POOL_LABEL_KEYS,
+)
+from mlplacement.api.workload import MLWorkloadSpec, WorkloadType
+from mlplacement.core.snapshot import Target
+
+MANAGER = "mlplacement"
+SERVICE_PORT = 8080
+# Taints that spot node pools commonly carry; tolerating them lets spot-placed work schedule there.
+SPOT_TOLERATIONS = (
+    {"key": "karpenter.sh/capacity-type", "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
+    {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+    {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
+    {"key": "eks.amazonaws.com/capacityType", "operator": "Equal", "value": "SPOT", "effect": "NoSchedule"},
+)
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+_LABEL_VALUE_RE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def child_name(workload_name: str) -> str:
+    """Deterministic, DNS-safe child name (<= 63 chars, so it also fits a Service and pod labels)."""
+    name = f"mlw-{workload_name}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(workload_name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-.')}-{digest}"
+
+
+def label_value(value: str) -> str:
+    cleaned = _LABEL_VALUE_RE.sub("-", value)[:63].strip("-_.")
+    return cleaned
+
+
+def child_labels(name: str, uid: str, cost_tags: Mapping[str, str]) -> dict[str, str]:
+    """Labels of every child: who made it, for which workload, and the cost tags. Never Argo CD's."""
+    labels = {
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_WORKLOAD_NAME: label_value(name),
+        LABEL_WORKLOAD_UID: uid,
+    }
+    for key, value in sorted(cost_tags.items()):
+        labels[f"{LABEL_COST_TAG_PREFIX}{label_value(key)}"] = label_value(value)
+    return labels
+
+
+def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _container(spec: MLWorkloadSpec) -> dict[str, Any]:
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    if spec.resources.cpu is not None:
+        requests["cpu"] = str(spec.resources.cpu)
+    if spec.resources.memory is not None:
+        requests["memory"] = str(spec.resources.memory)
+        limits["memory"] = str(spec.resources.memory)
+    if spec.resources.gpus:
+        limits[GPU_RESOURCE] = str(spec.resources.gpus)
+        requests[GPU_RESOURCE] = str(spec.resources.gpus)
+    container: dict[str, Any] = {"name": "workload", "image": spec.image, "resources": {}}
+    if requests:
+        container["resources"]["requests"] = requests
+    if limits:
+        container["resources"]["limits"] = limits
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    if spec.env:
+        container["env"] = [{"name": e.name, "value": e.value} for e in spec.env]
+    if spec.type is WorkloadType.INFERENCE:
+        container["ports"] = [{"name": "http", "containerPort": SERVICE_PORT}]
+    return container
+
+
+def _pod_spec(spec: MLWorkloadSpec, target: Target, pool_label_key: str | None, restart: str) -> dict[str, Any]:
+    pod: dict[str, Any] = {"restartPolicy": restart, "containers": [_container(spec)]}
+    if pool_label_key is not None:
+        pod["nodeSelector"] = {pool_label_key: target.name}
+    tolerations: list[dict[str, Any]] = []
+    if spec.resources.gpus:
+        tolerations.append(dict(GPU_TOLERATION))
+    if target.spot:
+        tolerations.extend(dict(t) for t in SPOT_TOLERATIONS)
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return pod
+
+
+def build_children(
+    workload: Mapping[str, Any],
+    spec: MLWorkloadSpec,
+    target: Target,
+    *,
+    pool_label_key: str | None = POOL_LABEL_KEYS[0],
+    namespace: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    extra_annotations: Mapping[str, str] | None = None,
+    owned: bool = True,
+) -> list[dict[str, Any]]:
+    """The objects that run ``workload`` on ``target``: a Job, or a Deployment and its Service.
+
+    ``pool_label_key`` pins pods to the pool's nodes (None on an edge cluster, which is the target);
+    ``owned`` adds the owner reference (not across clusters, where the owner does not exist).
+    """
+    metadata = workload["metadata"]
+    name, uid = metadata["name"], metadata.get("uid", "")
+    labels = {**child_labels(name, uid, spec.cost_tags), **(extra_labels or {})}
+    child_meta: dict[str, Any] = {
+        "name": child_name(name),
+        "namespace": namespace or metadata.get("namespace"),
+        "labels": labels,
+    }
+    if extra_annotations:
+        child_meta["annotations"] = dict(extra_annotations)
+    if owned:
+        child_meta["ownerReferences"] = [
+            owner_reference(workload.get("apiVersion", ""), workload.get("kind", ""), name, uid)
+        ]
+    selector = {LABEL_WORKLOAD_UID: uid}
+    pod_labels = dict(labels)
+    if spec.type is WorkloadType.INFERENCE:
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": child_meta,
+            "spec": {
+                "replicas": spec.effective_replicas,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": _pod_spec(spec, target, pool_label_key, "Always"),
+                },
+            },
+        }
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": dict(child_meta),
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": SERVICE_PORT}]},
+        }
+        return [deployment, service]
+    job: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": child_meta,
+        "spec": {
+            # Retries are the operator's (spec.retry), not the Job controller's: one pod per attempt.
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, target, pool_label_key, "Never")},
+        },
+    }
+    if spec.databricks is not None and spec.databricks.timeout_seconds:
+        job["spec"]["activeDeadlineSeconds"] = spec.databricks.timeout_seconds
+    return [job]

@@ -1,0 +1,272 @@
+"""The per-workload steps of a reconcile, as pure functions: admit (parse, verify, resolve policy,
+dependencies), then the status that records a placement decision, then the status a child's state implies.
+
+The imperative shell calls these and performs what they return; nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from mlplacement.api.constants import LABEL_DEFAULT_POLICY, ConditionType, Phase, Reason
+from mlplacement.api.errors import describe_validation_error
+from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
+from mlplacement.api.workload import MLWorkload, WorkloadType
+from mlplacement.core.keyring import Keyring
+from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
+from mlplacement.core.signing import verify
+from mlplacement.core.status import refused_status, set_condition, timestamp
+
+CANDIDATES_IN_STATUS = 5
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The workload is not placed as it is; ``condition`` says which gate stopped it and why."""
+
+    condition: ConditionType
+    reason: Reason
+    message: str
+    phase: Phase = Phase.REFUSED
+
+    @property
+    def is_warning(self) -> bool:
+        return self.phase is Phase.REFUSED
+
+    def status(self, current: Mapping[str, Any] | None, generation: int | None, now: datetime) -> dict[str, Any]:
+        return refused_status(
+            current,
+            condition=self.condition,
+            reason=self.reason,
+            message=self.message,
+            generation=generation,
+            now=now,
+            phase=self.phase,
+        )
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A verified workload ready for placement, with the verified policy it is placed under."""
+
+    workload: MLWorkload
+    request: PlacementRequest
+    policy_name: str
+    policy: PlacementPolicySpec
+    key_id: str
+    digest: str
+    policy_key_id: str
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    return f"{obj.get('kind', 'object')} {namespace + '/' if namespace else ''}{meta.get('name', '?')}"
+
+
+def resolve_policy(
+    workload: MLWorkload, policies: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, Mapping[str, Any]] | Refusal:
+    """The policy a workload names, or the one labelled as default; a Refusal when there is none or several."""
+    if workload.spec.policy_ref is not None:
+        name = workload.spec.policy_ref.name
+        if name not in policies:
+            return Refusal(ConditionType.VERIFIED, Reason.POLICY_NOT_FOUND, f"PlacementPolicy {name!r} does not exist")
+        return name, policies[name]
+    defaults = sorted(
+        name
+        for name, obj in policies.items()
+        if ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_DEFAULT_POLICY) == "true"
+    )
+    if not defaults:
+        return Refusal(
+            ConditionType.VERIFIED,
+            Reason.POLICY_NOT_FOUND,
+            f"no spec.policyRef and no PlacementPolicy labelled {LABEL_DEFAULT_POLICY}=true",
+        )
+    if len(defaults) > 1:
+        return Refusal(
+            ConditionType.VERIFIED,
+            Reason.POLICY_AMBIGUOUS,
+            f"no spec.policyRef and {len(defaults)} default policies: {', '.join(defaults)}",
+        )
+    return defaults[0], policies[defaults[0]]
+
+
+def admit(
+    obj: Mapping[str, Any],
+    *,
+    policies: Mapping[str, Mapping[str, Any]],
+    keyring: Keyring,
+    now: datetime,
+    dependency_phases: Mapping[str, str] | None = None,
+) -> Admitted | Refusal:
+    """Parse, verify the workload and its policy, check dependencies. Fail closed at every step."""
+    try:
+        workload = MLWorkload.model_validate(obj)
+    except ValidationError as exc:
+        return Refusal(ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"{describe(obj)}: "))
+    verdict = verify(obj, keyring, now)
+    if not verdict.ok:
+        return Refusal(ConditionType.VERIFIED, verdict.reason, verdict.message)
+    resolved = resolve_policy(workload, policies)
+    if isinstance(resolved, Refusal):
+        return resolved
+    policy_name, policy_obj = resolved
+    policy_verdict = verify(policy_obj, keyring, now)
+    if not policy_verdict.ok:
+        return Refusal(
+            ConditionType.VERIFIED,
+            Reason.POLICY_UNSIGNED,
+            f"PlacementPolicy {policy_name!r} does not verify: {policy_verdict.reason.value}: {policy_verdict.message}",
+        )
+    try:
+        policy = PlacementPolicy.model_validate(policy_obj).spec
+    except ValidationError as exc:
+        return Refusal(
+            ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"PlacementPolicy {policy_name}: ")
+        )
+    allowed = policy.signing.allowed_key_ids
+    if allowed and verdict.key_id not in allowed:
+        return Refusal(
+            ConditionType.VERIFIED,
+            Reason.UNTRUSTED_KEY,
+            f"key {verdict.key_id!r} is trusted but PlacementPolicy {policy_name!r} allows only {', '.join(allowed)}",
+        )
+    phases = dependency_phases or {}
+    pending = [name for name in workload.spec.depends_on if phases.get(name) != Phase.SUCCEEDED.value]
+    if pending:
+        return Refusal(
+            ConditionType.PLACED,
+            Reason.WAITING_FOR_DEPENDENCIES,
+            f"waiting for {', '.join(pending)} to succeed",
+            phase=Phase.WAITING,
+        )
+    created = None
+    if workload.metadata.creationTimestamp:
+        created = datetime.fromisoformat(workload.metadata.creationTimestamp.replace("Z", "+00:00"))
+    request = request_from_workload(workload, created)
+    return Admitted(
+        workload=workload,
+        request=request,
+        policy_name=policy_name,
+        policy=policy,
+        key_id=verdict.key_id or "",
+        digest=verdict.digest or "",
+        policy_key_id=policy_verdict.key_id or "",
+    )
+
+
+def decision_status(
+    admitted: Admitted, decision: Decision, current: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """Status recording a decision: Verified=True, Placed True/False with the explanation, the candidates."""
+    generation = admitted.workload.metadata.generation
+    conditions = (current or {}).get("conditions") or []
+    conditions = set_condition(
+        conditions,
+        ConditionType.VERIFIED,
+        True,
+        Reason.VERIFIED,
+        f"signed by {admitted.key_id!r}; PlacementPolicy {admitted.policy_name!r} by {admitted.policy_key_id!r}",
+        generation,
+        now,
+    )
+    candidates: list[dict[str, Any]] = [
+        {"kind": c.target.kind.value, "name": c.target.name, "score": c.score} for c in decision.top
+    ]
+    rejected = [
+        {"kind": t.kind.value, "name": t.name, "reasons": [r.reason]} for r in decision.rejections for t in r.targets
+    ]
+    candidates += rejected[: max(0, CANDIDATES_IN_STATUS * 2 - len(candidates))]
+    placement: dict[str, Any] = {
+        "decidedAt": timestamp(now),
+        "message": decision.message[:4096],
+        "candidates": candidates,
+    }
+    if decision.signals_age_seconds is not None:
+        placement["signalsAgeSeconds"] = round(decision.signals_age_seconds, 1)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "verified": {"keyId": admitted.key_id, "digest": admitted.digest, "policyKeyId": admitted.policy_key_id},
+    }
+    if decision.chosen is not None:
+        target = decision.chosen.target
+        placement.update(
+            target={"kind": target.kind.value, "name": target.name, "region": target.region},
+            score=decision.chosen.score,
+        )
+        conditions = set_condition(
+            conditions, ConditionType.PLACED, True, Reason.DISPATCHED, decision.message, generation, now
+        )
+        conditions = set_condition(
+            conditions,
+            ConditionType.READY,
+            False,
+            Reason.DISPATCHED,
+            f"dispatched to {target.kind.value} {target.name}",
+            generation,
+            now,
+        )
+        status.update(phase=Phase.PLACED.value, estimatedHourlyCostUSD=decision.chosen.hourly_cost_usd)
+    else:
+        conditions = set_condition(
+            conditions, ConditionType.PLACED, False, decision.reason, decision.message, generation, now
+        )
+        conditions = set_condition(
+            conditions, ConditionType.READY, False, decision.reason, decision.message, generation, now
+        )
+        status["phase"] = Phase.WAITING.value
+    status["placement"] = placement
+    status["conditions"] = conditions
+    return status
+
+
+def child_status(
+    workload: MLWorkload, child: Mapping[str, Any], current: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any] | None:
+    """What a child's state means for the workload: Running/Ready, or Finished with Succeeded/Failed."""
+    generation = workload.metadata.generation
+    conditions = (current or {}).get("conditions") or []
+    child_state = child.get("status") or {}
+    if child.get("kind") == "Job":
+        job_conditions = {c.get("type"): c for c in child_state.get("conditions") or [] if c.get("status") == "True"}
+        if "Complete" in job_conditions or "SuccessCriteriaMet" in job_conditions:
+            conditions = set_condition(
+                conditions, ConditionType.FINISHED, True, Reason.SUCCEEDED, "Job completed", generation, now
+            )
+            conditions = set_condition(
+                conditions, ConditionType.READY, True, Reason.SUCCEEDED, "Job completed", generation, now
+            )
+            return {"phase": Phase.SUCCEEDED.value, "conditions": conditions}
+        if "Failed" in job_conditions or "FailureTarget" in job_conditions:
+            failed = job_conditions.get("Failed") or job_conditions.get("FailureTarget") or {}
+            message = f"Job failed: {failed.get('reason', '')} {failed.get('message', '')}".strip()
+            conditions = set_condition(
+                conditions, ConditionType.FINISHED, True, Reason.FAILED, message, generation, now
+            )
+            conditions = set_condition(conditions, ConditionType.READY, False, Reason.FAILED, message, generation, now)
+            conditions = set_condition(
+                conditions, ConditionType.DEGRADED, True, Reason.FAILED, message, generation, now
+            )
+            return {"phase": Phase.FAILED.value, "conditions": conditions}
+        if child_state.get("active"):
+            conditions = set_condition(
+                conditions, ConditionType.READY, True, Reason.RUNNING, "Job is running", generation, now
+            )
+            return {"phase": Phase.RUNNING.value, "conditions": conditions}
+        return None
+    if child.get("kind") == "Deployment" and workload.spec.type is WorkloadType.INFERENCE:
+        wanted = workload.spec.effective_replicas
+        available = int(child_state.get("availableReplicas") or 0)
+        if available >= wanted:
+            message = f"{available}/{wanted} replicas available"
+            conditions = set_condition(conditions, ConditionType.READY, True, Reason.RUNNING, message, generation, now)
+            return {"phase": Phase.RUNNING.value, "conditions": conditions}
+        return None
+    return None

@@ -1,0 +1,90 @@
+"""Status as data: conditions that keep their transition times, phases, and "write only on change"."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from mlplacement.api.constants import ConditionType, Phase, Reason
+
+MESSAGE_MAX = 32_768
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: ConditionType,
+    status: bool | None,
+    reason: Reason | str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """``conditions`` with ``type_`` set; lastTransitionTime moves only when the status flips."""
+    wanted = "Unknown" if status is None else ("True" if status else "False")
+    out: list[dict[str, Any]] = []
+    replaced = False
+    for condition in conditions:
+        if condition.get("type") != type_.value:
+            out.append(dict(condition))
+            continue
+        replaced = True
+        transition = condition.get("lastTransitionTime") if condition.get("status") == wanted else None
+        out.append(_condition(type_, wanted, reason, message, generation, transition or timestamp(now)))
+    if not replaced:
+        out.append(_condition(type_, wanted, reason, message, generation, timestamp(now)))
+    return out
+
+
+def _condition(
+    type_: ConditionType, status: str, reason: Reason | str, message: str, generation: int | None, when: str
+) -> dict[str, Any]:
+    condition: dict[str, Any] = {
+        "type": type_.value,
+        "status": status,
+        "reason": str(reason.value if isinstance(reason, Reason) else reason),
+        "message": message[:MESSAGE_MAX],
+        "lastTransitionTime": when,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def get_condition(status: Mapping[str, Any] | None, type_: ConditionType) -> Mapping[str, Any] | None:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == type_.value:
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fields of ``desired`` that differ from ``current``, or None when nothing would change.
+
+    Only the operator's own top-level status fields are compared; kopf's bookkeeping is left alone.
+    """
+    current = current or {}
+    patch = {key: value for key, value in desired.items() if current.get(key) != value}
+    return patch or None
+
+
+def refused_status(
+    current: Mapping[str, Any] | None,
+    *,
+    condition: ConditionType,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    now: datetime,
+    phase: Phase = Phase.REFUSED,
+) -> dict[str, Any]:
+    """Status of a workload that will not be deployed as it is: the failing condition, Ready=False."""
+    conditions = (current or {}).get("conditions") or []
+    conditions = set_condition(conditions, condition, False, reason, message, generation, now)
+    if condition is not ConditionType.READY:
+        conditions = set_condition(conditions, ConditionType.READY, False, reason, message, generation, now)
+    return {"observedGeneration": generation, "phase": phase.value, "conditions": conditions}
