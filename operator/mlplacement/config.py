@@ -1,0 +1,76 @@
+"""Operator configuration: environment variables (or flags), parsed once into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from mlplacement.api.constants import POOL_LABEL_KEYS
+
+ENV_PREFIX = "MLPLACEMENT_"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Every setting of `mlplacement run`, with its environment variable and default in the README."""
+
+    namespace: str = "mlplacement-system"  # MLPLACEMENT_NAMESPACE: where keys, signals and secrets live
+    trusted_keys_secret: str = "mlplacement-trusted-keys"  # MLPLACEMENT_TRUSTED_KEYS_SECRET
+    trusted_keys_configmap: str = ""  # MLPLACEMENT_TRUSTED_KEYS_CONFIGMAP: alternative to the Secret
+    signals_configmap: str = "mlplacement-signals"  # MLPLACEMENT_SIGNALS_CONFIGMAP
+    pool_label_keys: tuple[str, ...] = field(default=POOL_LABEL_KEYS)  # MLPLACEMENT_POOL_LABEL_KEYS (comma list)
+    metrics_port: int = 9090  # MLPLACEMENT_METRICS_PORT (0 disables)
+    health_port: int = 8080  # MLPLACEMENT_HEALTH_PORT: /healthz liveness
+    placement_interval_seconds: float = 2.0  # MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS: batch loop period
+    write_concurrency: int = 8  # MLPLACEMENT_WRITE_CONCURRENCY: parallel status/child writes per round
+    worker_limit: int = 20  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
+    idle_timeout_seconds: float = 0.5  # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout
+    pool_failover_grace_seconds: float = 120.0  # MLPLACEMENT_POOL_FAILOVER_GRACE_SECONDS
+    retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
+    log_format: str = "json"  # MLPLACEMENT_LOG_FORMAT: json or plain
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+        """Read MLPLACEMENT_* variables; unknown ones are an error (a typo must not go unnoticed)."""
+        environ = os.environ if environ is None else environ
+        known = {f"{ENV_PREFIX}{f.name.upper()}": f for f in fields(cls)}
+        unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        values: dict[str, object] = {}
+        for variable, spec in known.items():
+            if variable not in environ:
+                continue
+            raw = environ[variable].strip()
+            kind = type(getattr(cls(), spec.name))
+            try:
+                if kind is tuple:
+                    values[spec.name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+                elif kind is int:
+                    values[spec.name] = int(raw)
+                elif kind is float:
+                    values[spec.name] = float(raw)
+                else:
+                    values[spec.name] = raw
+            except ValueError:
+                raise ConfigError(f"{variable}={raw!r} is not a valid {kind.__name__}") from None
+        config = cls(**values)  # type: ignore[arg-type]
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not self.namespace:
+            raise ConfigError("MLPLACEMENT_NAMESPACE must not be empty")
+        if self.write_concurrency < 1 or self.worker_limit < 1:
+            raise ConfigError("MLPLACEMENT_WRITE_CONCURRENCY and MLPLACEMENT_WORKER_LIMIT must be >= 1")
+        if self.placement_interval_seconds <= 0:
+            raise ConfigError("MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS must be > 0")
+        if self.log_format not in ("json", "plain"):
+            raise ConfigError("MLPLACEMENT_LOG_FORMAT must be json or plain")
+        if not self.pool_label_keys:
+            raise ConfigError("MLPLACEMENT_POOL_LABEL_KEYS must name at least one label")

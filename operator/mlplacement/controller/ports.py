@@ -1,0 +1,60 @@
+"""What the controller needs from the outside world, as small protocols (real adapters and test fakes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class Cluster(Protocol):
+    """Writes to the home cluster. Blocking: the controller calls these off the event loop."""
+
+    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def apply_child(self, obj: Mapping[str, Any]) -> str:
+        """Create ``obj`` or bring the existing one in line; returns created, unchanged, updated or replacing."""
+        ...
+
+
+class EventSink(Protocol):
+    """Posts a Kubernetes Event about ``obj`` (and logs it)."""
+
+    def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+class Metrics(Protocol):
+    def decision(self, target_kind: str, result: str, seconds: float) -> None: ...
+
+    def refusal(self, reason: str) -> None: ...
+
+    def workloads_by_phase(self, counts: Mapping[str, int]) -> None: ...
+
+    def target_health(self, kind: str, name: str, healthy: bool) -> None: ...
+
+    def hourly_cost(self, namespace: str, name: str, usd: float | None) -> None: ...
+
+    def signals_age(self, seconds: float | None) -> None: ...
+
+
+class NoMetrics:
+    """Metrics that go nowhere (tests, CLI)."""
+
+    def decision(self, target_kind: str, result: str, seconds: float) -> None:
+        pass
+
+    def refusal(self, reason: str) -> None:
+        pass
+
+    def workloads_by_phase(self, counts: Mapping[str, int]) -> None:
+        pass
+
+    def target_health(self, kind: str, name: str, healthy: bool) -> None:
+        pass
+
+    def hourly_cost(self, namespace: str, name: str, usd: float | None) -> None:
+        pass
+
+    def signals_age(self, seconds: float | None) -> None:
+        pass

@@ -1,0 +1,127 @@
+"""In-memory caches of the objects placement reads, fed by watch events: no listing per reconcile."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlplacement.config import OperatorConfig
+from mlplacement.core.keyring import Keyring, parse_keyring
+from mlplacement.core.snapshot import Snapshot, build_snapshot
+
+GPU_RESOURCE = "nvidia.com/gpu"
+Obj = Mapping[str, Any]
+
+
+def object_key(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
+
+
+def requests_gpus(pod: Obj) -> bool:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        if GPU_RESOURCE in (resources.get("limits") or {}) or GPU_RESOURCE in (resources.get("requests") or {}):
+            return True
+    return False
+
+
+def _slim_node(node: Obj) -> dict[str, Any]:
+    """Only what the snapshot reads: keeps memory flat with thousands of nodes."""
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    return {
+        "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})},
+        "spec": {"unschedulable": (node.get("spec") or {}).get("unschedulable", False)},
+        "status": {
+            "allocatable": {GPU_RESOURCE: (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")},
+            "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []],
+        },
+    }
+
+
+def _slim_pod(pod: Obj) -> dict[str, Any]:
+    spec = pod.get("spec") or {}
+    return {
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []],
+        },
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
+@dataclass
+class FleetCache:
+    """Latest known state of everything placement reads, keyed by object key."""
+
+    config: OperatorConfig
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gpu_pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edge_clusters: dict[str, Obj] = field(default_factory=dict)
+    workspaces: dict[str, Obj] = field(default_factory=dict)
+    policies: dict[str, Obj] = field(default_factory=dict)
+    signals_configmap: Obj | None = None
+    keyring: Keyring = field(default_factory=Keyring)
+    workload_phases: dict[str, str] = field(default_factory=dict)  # namespace/name -> phase, for dependsOn
+
+    def on_node(self, node: Obj, deleted: bool) -> None:
+        self._store(self.nodes, node, deleted, _slim_node)
+
+    def on_pod(self, pod: Obj, deleted: bool) -> None:
+        terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        self._store(self.gpu_pods, pod, deleted or terminal or not requests_gpus(pod), _slim_pod)
+
+    def on_edge_cluster(self, obj: Obj, deleted: bool) -> None:
+        self._store(self.edge_clusters, obj, deleted, dict)
+
+    def on_workspace(self, obj: Obj, deleted: bool) -> None:
+        self._store(self.workspaces, obj, deleted, dict)
+
+    def on_policy(self, obj: Obj, deleted: bool) -> None:
+        self._store(self.policies, obj, deleted, dict)
+
+    def on_signals(self, configmap: Obj | None) -> None:
+        self.signals_configmap = configmap
+
+    def on_trusted_keys(self, data: Mapping[str, str] | None, base64_encoded: bool) -> Keyring:
+        """Reload the keyring from a Secret's (base64) or ConfigMap's data; returns it (problems included)."""
+        decoded: dict[str, str | bytes] = {}
+        for entry, value in (data or {}).items():
+            decoded[entry] = base64.b64decode(value) if base64_encoded else value
+        self.keyring = parse_keyring(decoded)
+        return self.keyring
+
+    def on_workload_phase(self, obj: Obj, deleted: bool) -> None:
+        key = object_key(obj)
+        if deleted:
+            self.workload_phases.pop(key, None)
+        else:
+            self.workload_phases[key] = str((obj.get("status") or {}).get("phase") or "")
+
+    def dependency_phases(self, namespace: str) -> dict[str, str]:
+        prefix = f"{namespace}/"
+        return {k[len(prefix) :]: v for k, v in self.workload_phases.items() if k.startswith(prefix)}
+
+    def snapshot(self, now: datetime) -> Snapshot:
+        return build_snapshot(
+            now=now,
+            nodes=self.nodes.values(),
+            pods=self.gpu_pods.values(),
+            edge_clusters=self.edge_clusters.values(),
+            databricks_workspaces=self.workspaces.values(),
+            signals_configmap=self.signals_configmap,
+            pool_label_keys=self.config.pool_label_keys,
+        )
+
+    @staticmethod
+    def _store(store: dict[str, Any], obj: Obj, deleted: bool, slim: Any) -> None:
+        key = object_key(obj)
+        if deleted:
+            store.pop(key, None)
+        else:
+            store[key] = slim(obj)

@@ -1,0 +1,295 @@
+"""The workload controller: handlers hand it objects; it admits them and places them in batches.
+
+Per-object work stays tiny (parse, verify, enqueue). One placement round takes every pending workload,
+decides them together on one snapshot with decide_many, then writes children and status with bounded
+concurrency, off the event loop. Status is written only when it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, Phase
+from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.workload import MLWorkload, TargetKind
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.ports import Cluster, EventSink, Metrics, NoMetrics
+from mlplacement.controller.state import FleetCache, object_key
+from mlplacement.core.manifests import build_children
+from mlplacement.core.placement import Decision, decide_many
+from mlplacement.core.placement.engine import recheck
+from mlplacement.core.reconcile import Admitted, Refusal, admit, child_status, decision_status
+from mlplacement.core.snapshot import Snapshot
+from mlplacement.core.status import status_patch
+
+log = logging.getLogger("mlplacement.controller")
+Obj = Mapping[str, Any]
+# Target kinds this operator can run today; others stay out of the snapshot until their runtime exists.
+RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass
+class Pending:
+    obj: Obj
+    admitted: Admitted
+    attempts: int = 0
+    not_before: float = 0.0
+    fleet_version: int = -1
+
+
+class WorkloadController:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        cache: FleetCache,
+        cluster: Cluster,
+        events: EventSink,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.cluster = cluster
+        self.events = events
+        self.metrics = metrics or NoMetrics()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.pending: dict[str, Pending] = {}
+        self.statuses: dict[str, Obj] = {}  # last status we know of, per workload, to write only changes
+        self.workloads: dict[str, MLWorkload] = {}  # uid -> workload, to map child events back
+        self.fleet_version = 0
+        self.wakeup = asyncio.Event()
+        self._writes = asyncio.Semaphore(config.write_concurrency)
+
+    # --- per-object step: parse, verify, enqueue ---
+
+    async def on_workload(self, obj: Obj) -> Refusal | None:
+        """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues."""
+        key = object_key(obj)
+        self.statuses[key] = obj.get("status") or {}
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace", "")
+        outcome = admit(
+            obj,
+            policies=self.cache.policies,
+            keyring=self.cache.keyring,
+            now=self.clock(),
+            dependency_phases=self.cache.dependency_phases(namespace),
+        )
+        if isinstance(outcome, Refusal):
+            self.pending.pop(key, None)
+            if outcome.is_warning:
+                self.metrics.refusal(outcome.reason.value)
+            await self._write_status(
+                obj,
+                outcome.status(self.statuses[key], meta.get("generation"), self.clock()),
+                event=("Warning" if outcome.is_warning else "Normal", outcome.reason.value, outcome.message),
+            )
+            return outcome
+        self.workloads[meta.get("uid", "")] = outcome.workload
+        previous = self.pending.get(key)
+        same_generation = previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get(
+            "generation"
+        )
+        self.pending[key] = Pending(obj, outcome, attempts=previous.attempts if same_generation and previous else 0)
+        self.wakeup.set()
+        return None
+
+    def forget(self, obj: Obj) -> None:
+        key = object_key(obj)
+        self.pending.pop(key, None)
+        self.statuses.pop(key, None)
+        self.workloads.pop((obj.get("metadata") or {}).get("uid", ""), None)
+
+    def fleet_changed(self) -> None:
+        """Capacity or health moved: waiting workloads get another chance at once."""
+        self.fleet_version += 1
+        if any(p.attempts for p in self.pending.values()):
+            self.wakeup.set()
+
+    # --- the batch loop ---
+
+    async def run(self) -> None:
+        """Place pending workloads every interval, or sooner when woken; until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
+            self.wakeup.clear()
+            try:
+                await self.place_round()
+            except Exception:  # one bad round must not stop placement for good
+                log.exception("placement round failed")
+
+    def _snapshot(self, now: datetime) -> Snapshot:
+        full = self.cache.snapshot(now)
+        runnable = tuple(t for t in full.targets if t.kind in RUNNABLE_KINDS)
+        return Snapshot(now=full.now, targets=runnable, signals=full.signals)
+
+    def _due(self) -> list[Pending]:
+        now = self.monotonic()
+        return [
+            p
+            for p in self.pending.values()
+            if p.attempts == 0 or now >= p.not_before or p.fleet_version != self.fleet_version
+        ]
+
+    async def place_round(self) -> list[Decision]:
+        """One round: decide every due workload together, then act and record."""
+        due = self._due()
+        if not due:
+            return []
+        now = self.clock()
+        started = time.perf_counter()
+        snapshot = self._snapshot(now)
+        self.metrics.signals_age(snapshot.signals_age_seconds)
+        for target in snapshot.targets:
+            self.metrics.target_health(target.kind.value, target.name, target.healthy)
+        staying: list[Pending] = []
+        deciding: list[Pending] = []
+        for item in due:
+            (staying if self._keeps_target(item, snapshot) else deciding).append(item)
+        policies: dict[str | None, PlacementPolicySpec] = {p.admitted.policy_name: p.admitted.policy for p in deciding}
+        requests = [dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name) for p in deciding]
+        decisions = decide_many(requests, policies, snapshot)
+        elapsed = (time.perf_counter() - started) / max(1, len(decisions))
+        by_key = {p.admitted.request.key: p for p in deciding}
+        await asyncio.gather(
+            *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
+            *(self._reapply(item, now) for item in staying),
+        )
+        return decisions
+
+    def _keeps_target(self, item: Pending, snapshot: Snapshot) -> bool:
+        """A placed workload keeps its target across a spec or policy change unless that target is now forbidden."""
+        status = self.statuses.get(object_key(item.obj)) or {}
+        target = (status.get("placement") or {}).get("target")
+        if not target or status.get("phase") not in (Phase.PLACED.value, Phase.RUNNING.value):
+            return False
+        reason = recheck(item.admitted.request, item.admitted.policy, snapshot, (target["kind"], target["name"]))
+        if reason is not None:
+            self.events(item.obj, "Normal", "Moving", f"leaving {target['kind']} {target['name']}: {reason}")
+            return False
+        return True
+
+    async def _reapply(self, item: Pending, now: datetime) -> None:
+        """Same target, maybe a new generation: update the child in place and record the verification."""
+        key = object_key(item.obj)
+        self.pending.pop(key, None)
+        status = self.statuses.get(key) or {}
+        placement = status.get("placement") or {}
+        snapshot_target = next(
+            (
+                t
+                for t in self._snapshot(now).targets
+                if t.key == (placement["target"]["kind"], placement["target"]["name"])
+            ),
+            None,
+        )
+        if snapshot_target is not None:
+            await self._apply_children(item, snapshot_target)
+        generation = (item.obj.get("metadata") or {}).get("generation")
+        await self._write_status(
+            item.obj,
+            {
+                "observedGeneration": generation,
+                "verified": {
+                    "keyId": item.admitted.key_id,
+                    "digest": item.admitted.digest,
+                    "policyKeyId": item.admitted.policy_key_id,
+                },
+            },
+        )
+
+    async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:
+        key = object_key(item.obj)
+        status = decision_status(item.admitted, decision, self.statuses.get(key), now)
+        kind = decision.chosen.target.kind.value if decision.chosen else "none"
+        self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
+        if decision.chosen is not None:
+            self.pending.pop(key, None)
+            await self._apply_children(item, decision.chosen.target)
+            namespace, name = key.split("/", 1)
+            self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
+            await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
+            return
+        item.attempts += 1
+        backoff = min(MAX_BACKOFF_SECONDS, self.config.retry_backoff_seconds * 2 ** (item.attempts - 1))
+        item.not_before = self.monotonic() + backoff
+        item.fleet_version = self.fleet_version
+        severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
+        await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message))
+
+    async def _apply_children(self, item: Pending, target: Any) -> None:
+        spec = item.admitted.workload.spec
+        generation = (item.obj.get("metadata") or {}).get("generation")
+        children = build_children(
+            item.obj,
+            spec,
+            target,
+            pool_label_key=self._pool_label_key(target.name),
+            extra_annotations={f"{GROUP}/workload-generation": str(generation)},
+        )
+        async with self._writes:
+            for child in children:
+                await asyncio.to_thread(self.cluster.apply_child, child)
+
+    def _pool_label_key(self, pool: str) -> str:
+        """The node label that names ``pool`` on this cluster's nodes (the first configured key that does)."""
+        for node in self.cache.nodes.values():
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            for key in self.config.pool_label_keys:
+                if labels.get(key) == pool:
+                    return key
+        return self.config.pool_label_keys[0]
+
+    async def _write_status(self, obj: Obj, desired: Obj, event: tuple[str, str, str] | None = None) -> bool:
+        key = object_key(obj)
+        patch = status_patch(self.statuses.get(key), desired)
+        if patch is None:
+            return False
+        meta = obj.get("metadata") or {}
+        async with self._writes:
+            await asyncio.to_thread(self.cluster.patch_workload_status, meta.get("namespace", ""), meta["name"], patch)
+        self.statuses[key] = {**(self.statuses.get(key) or {}), **patch}
+        if "phase" in patch:
+            self.cache.workload_phases[key] = str(patch["phase"])
+        if event is not None:
+            self.events(obj, *event)
+        return True
+
+    # --- children report back ---
+
+    async def on_child(self, child: Obj) -> bool:
+        """A Job or Deployment we own changed: reflect it in the workload's status (only if that changes)."""
+        uid = ((child.get("metadata") or {}).get("labels") or {}).get(LABEL_WORKLOAD_UID)
+        workload = self.workloads.get(uid or "")
+        if workload is None:
+            return False
+        meta = workload.metadata
+        obj = {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "MLWorkload",
+            "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+        }
+        desired = child_status(workload, child, self.statuses.get(object_key(obj)), self.clock())
+        if desired is None:
+            return False
+        phase = desired.get("phase", "")
+        reason = (
+            "Succeeded" if phase == Phase.SUCCEEDED.value else ("Failed" if phase == Phase.FAILED.value else "Running")
+        )
+        return await self._write_status(
+            obj,
+            desired,
+            event=("Warning" if reason == "Failed" else "Normal", reason, f"{child.get('kind')} {phase.lower()}"),
+        )

@@ -1,0 +1,299 @@
+"""The workload controller, given state, one event, and the status patches and actions that come out.
+
+Fakes stand in at the adapter boundary only (the cluster writes and the event sink); admission, signing,
+placement, manifests and status are the real thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mlplacement.api.constants import Reason
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.state import FleetCache
+from mlplacement.controller.workloads import WorkloadController
+from mlplacement.core import keyring as keyring_core
+from mlplacement.core.signing import sign
+from tests.builders import make_policy, make_workload, with_annotations
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+KEY = keyring_core.generate_key()
+OTHER = keyring_core.generate_key()
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.status_patches: list[tuple[str, dict[str, Any]]] = []
+        self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.applies = 0
+
+    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.status_patches.append((f"{namespace}/{name}", copy.deepcopy(dict(status))))
+
+    def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        pass
+
+    def apply_child(self, obj: Mapping[str, Any]) -> str:
+        self.applies += 1
+        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        existed = key in self.children
+        self.children[key] = copy.deepcopy(dict(obj))
+        return "updated" if existed else "created"
+
+
+class Events(list[tuple[str, str, str]]):
+    def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.append((type_, reason, message))
+
+
+def signed(obj: dict[str, Any], key: Any = KEY, key_id: str = "platform") -> dict[str, Any]:
+    return with_annotations(obj, sign(obj, key, key_id))
+
+
+def gpu_node(name: str, pool: str, gpus: int = 8, spot: bool = False) -> dict[str, Any]:
+    labels = {
+        "mlplacement.io/pool": pool,
+        "topology.kubernetes.io/region": "eu-west-1",
+        "nvidia.com/gpu.product": "NVIDIA-A100",
+    }
+    if spot:
+        labels["karpenter.sh/capacity-type"] = "spot"
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def workload(name: str = "trainer", gpus: int = 2, **spec: Any) -> dict[str, Any]:
+    obj = make_workload(name=name, namespace="team-a", resources={"gpus": gpus}, **spec)
+    obj["metadata"].update(uid=f"uid-{name}", generation=1, creationTimestamp="2026-11-22T11:00:00Z")
+    return obj
+
+
+@pytest.fixture
+def world() -> tuple[WorkloadController, FakeCluster, Events, FleetCache]:
+    config = OperatorConfig()
+    cache = FleetCache(config=config)
+    cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
+    cache.on_policy(signed(make_policy("default")), deleted=False)
+    cache.on_node(gpu_node("n1", "a100-euw1"), deleted=False)
+    cluster, events = FakeCluster(), Events()
+    controller = WorkloadController(config, cache, cluster, events, clock=lambda: NOW, monotonic=lambda: 0.0)
+    return controller, cluster, events, cache
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def conditions(patch: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in patch["conditions"]}
+
+
+def test_signed_workload_gets_a_job_on_the_pool_and_placed_status(world: Any) -> None:
+    controller, cluster, events, _ = world
+    obj = signed(workload())
+
+    async def scenario() -> None:
+        assert await controller.on_workload(obj) is None
+        await controller.place_round()
+
+    run(scenario())
+    (job,) = cluster.children.values()
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == "mlw-trainer"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-trainer"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"mlplacement.io/pool": "a100-euw1"}
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    ((key, patch),) = cluster.status_patches
+    assert key == "team-a/trainer"
+    assert patch["phase"] == "Placed"
+    assert patch["observedGeneration"] == 1
+    assert conditions(patch) == {
+        "Verified": ("True", "Verified"),
+        "Placed": ("True", "Dispatched"),
+        "Ready": ("False", "Dispatched"),
+    }
+    assert patch["placement"]["target"] == {"kind": "GPUPool", "name": "a100-euw1", "region": "eu-west-1"}
+    assert patch["verified"]["keyId"] == "platform"
+    assert events[-1][:2] == ("Normal", "Placed")
+
+
+REFUSALS = [
+    pytest.param(lambda: workload(), Reason.SIGNATURE_MISSING, id="unsigned workload"),
+    pytest.param(
+        lambda: {**signed(workload()), "spec": {**workload()["spec"], "args": ["--evil"]}},
+        Reason.SIGNATURE_INVALID,
+        id="tampered workload",
+    ),
+    pytest.param(lambda: signed(workload(), OTHER, "platform"), Reason.SIGNATURE_INVALID, id="signed by another key"),
+    pytest.param(
+        lambda: signed(workload(policyRef={"name": "missing"})),
+        Reason.POLICY_NOT_FOUND,
+        id="policy that does not exist",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "reason"), REFUSALS)
+def test_refused_workload_gets_no_child_and_says_why(world: Any, make: Any, reason: Reason) -> None:
+    controller, cluster, events, _ = world
+
+    async def scenario() -> None:
+        refusal = await controller.on_workload(make())
+        assert refusal is not None
+        await controller.place_round()
+
+    run(scenario())
+    assert cluster.children == {}
+    ((_, patch),) = cluster.status_patches
+    assert patch["phase"] == "Refused"
+    assert conditions(patch)["Verified"] == ("False", reason.value)
+    assert conditions(patch)["Ready"] == ("False", reason.value)
+    assert events[-1][:2] == ("Warning", reason.value)
+
+
+def test_unsigned_policy_refuses_its_workloads(world: Any) -> None:
+    controller, cluster, _, cache = world
+    cache.policies.clear()
+    cache.on_policy(make_policy("default"), deleted=False)
+    run(controller.on_workload(signed(workload())))
+    ((_, patch),) = cluster.status_patches
+    assert conditions(patch)["Verified"] == ("False", "PolicyUnsigned")
+    assert cluster.children == {}
+
+
+def test_two_default_policies_are_ambiguous(world: Any) -> None:
+    controller, cluster, _, cache = world
+    cache.on_policy(signed(make_policy("second")), deleted=False)
+    run(controller.on_workload(signed(workload())))
+    ((_, patch),) = cluster.status_patches
+    assert conditions(patch)["Verified"] == ("False", "PolicyAmbiguous")
+
+
+def test_invalid_spec_is_a_condition_not_a_crash(world: Any) -> None:
+    controller, cluster, events, _ = world
+    bad = signed(workload(intent={"priority": -5}))
+    run(controller.on_workload(bad))
+    ((_, patch),) = cluster.status_patches
+    assert conditions(patch)["Ready"] == ("False", "InvalidSpec")
+    assert "spec.intent.priority" in patch["conditions"][0]["message"]
+    assert events[-1][:2] == ("Warning", "InvalidSpec")
+
+
+def test_refusal_is_written_once_not_on_every_resume(world: Any) -> None:
+    controller, cluster, _, _ = world
+    obj = workload()
+    run(controller.on_workload(obj))
+    refused = {**obj, "status": cluster.status_patches[0][1]}
+    run(controller.on_workload(refused))
+    assert len(cluster.status_patches) == 1
+
+
+def test_no_capacity_waits_with_the_explanation(world: Any) -> None:
+    controller, cluster, events, _ = world
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload(gpus=16)))
+        await controller.place_round()
+
+    run(scenario())
+    assert cluster.children == {}
+    ((_, patch),) = cluster.status_patches
+    assert patch["phase"] == "Waiting"
+    assert conditions(patch)["Placed"] == ("False", "WaitingForCapacity")
+    assert patch["placement"]["message"] == "0/1 targets fit: 1 lack free GPUs (need 16)"
+    assert events[-1][:2] == ("Normal", "WaitingForCapacity")
+
+
+def test_waiting_workload_is_placed_when_capacity_arrives(world: Any) -> None:
+    controller, cluster, _, cache = world
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload(gpus=16)))
+        await controller.place_round()
+        cache.on_node(gpu_node("n2", "a100-euw1"), deleted=False)
+        controller.fleet_changed()
+        await controller.place_round()
+
+    run(scenario())
+    assert [k[0] for k in cluster.children] == ["Job"]
+    assert cluster.status_patches[-1][1]["phase"] == "Placed"
+
+
+def test_batch_never_gives_two_workloads_the_same_last_gpus(world: Any) -> None:
+    controller, cluster, _, _ = world
+
+    async def scenario() -> None:
+        for name, priority in (("low", 1), ("high", 9)):
+            await controller.on_workload(signed(workload(name, gpus=6, intent={"priority": priority})))
+        await controller.place_round()
+
+    run(scenario())
+    assert [key[2] for key in cluster.children] == ["mlw-high"]
+    phases = {key: patch["phase"] for key, patch in cluster.status_patches}
+    assert phases == {"team-a/high": "Placed", "team-a/low": "Waiting"}
+
+
+def test_dependencies_hold_a_workload_back(world: Any) -> None:
+    controller, cluster, _, cache = world
+    run(controller.on_workload(signed(workload("eval", dependsOn=["trainer"]))))
+    ((_, patch),) = cluster.status_patches
+    assert patch["phase"] == "Waiting"
+    assert conditions(patch)["Placed"] == ("False", "WaitingForDependencies")
+    cache.workload_phases["team-a/trainer"] = "Succeeded"
+    run(controller.on_workload({**signed(workload("eval", dependsOn=["trainer"])), "status": patch}))
+    assert "team-a/eval" in controller.pending
+
+
+def test_spec_update_updates_the_same_child(world: Any) -> None:
+    controller, cluster, _, _ = world
+    first = signed(workload())
+
+    async def scenario() -> None:
+        await controller.on_workload(first)
+        await controller.place_round()
+        placed_status = controller.statuses["team-a/trainer"]
+        second = workload(args=["--epochs", "9"])
+        second["metadata"]["generation"] = 2
+        await controller.on_workload({**signed(second), "status": placed_status})
+        await controller.place_round()
+
+    run(scenario())
+    assert list(cluster.children) == [("Job", "team-a", "mlw-trainer")]
+    job = cluster.children[("Job", "team-a", "mlw-trainer")]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--epochs", "9"]
+    assert job["metadata"]["annotations"]["mlplacement.io/workload-generation"] == "2"
+    assert cluster.status_patches[-1][1]["observedGeneration"] == 2
+
+
+def test_job_completion_flows_back_as_finished(world: Any) -> None:
+    controller, cluster, _, _ = world
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload()))
+        await controller.place_round()
+        job = cluster.children[("Job", "team-a", "mlw-trainer")]
+        await controller.on_child({**job, "status": {"active": 1}})
+        await controller.on_child({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+
+    run(scenario())
+    phases = [patch.get("phase") for _, patch in cluster.status_patches]
+    assert phases == ["Placed", "Running", "Succeeded"]
+    last = controller.statuses["team-a/trainer"]
+    assert {c["type"]: c["status"] for c in last["conditions"]}["Finished"] == "True"
+
+
+def test_operator_never_writes_spec_labels_or_annotations(world: Any) -> None:
+    controller, cluster, _, _ = world
+    run(controller.on_workload(signed(workload())))
+    run(controller.place_round())
+    for _, patch in cluster.status_patches:
+        assert not {"spec", "metadata", "labels", "annotations"} & set(patch)
