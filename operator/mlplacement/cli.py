@@ -278,6 +278,36 @@ def demo(generated: int, seed: int) -> None:
     click.echo(f"\n{placed}/{len(everything)} placed, ${cost:.2f}/h in total")
 
 
+@cli.command()
+@click.option("--namespace", envvar="MLPLACEMENT_NAMESPACE", help="Operator namespace (keys, signals, secrets).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "plain"]),
+    envvar="MLPLACEMENT_LOG_FORMAT",
+    default="json",
+    show_default=True,
+)
+def run(namespace: str | None, log_format: str) -> None:
+    """Run the operator (standalone, one replica). Settings: MLPLACEMENT_* environment variables."""
+    import os
+
+    import kopf
+
+    from mlplacement.config import ConfigError, OperatorConfig
+
+    if namespace:
+        os.environ["MLPLACEMENT_NAMESPACE"] = namespace
+    os.environ["MLPLACEMENT_LOG_FORMAT"] = log_format
+    try:
+        config = OperatorConfig.from_env()  # fail fast, before any client is built
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    import mlplacement.handlers.operator  # noqa: F401  (registers the handlers)
+
+    kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN)
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz")
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -297,3 +297,32 @@ def test_operator_never_writes_spec_labels_or_annotations(world: Any) -> None:
     run(controller.place_round())
     for _, patch in cluster.status_patches:
         assert not {"spec", "metadata", "labels", "annotations"} & set(patch)
+
+
+def test_child_creation_failure_keeps_the_workload_pending(world: Any) -> None:
+    controller, cluster, events, _ = world
+
+    def refuse(obj: Mapping[str, Any]) -> str:
+        raise RuntimeError("admission webhook said no")
+
+    cluster.apply_child = refuse
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload()))
+        await controller.place_round()
+
+    run(scenario())
+    assert "team-a/trainer" in controller.pending
+    assert cluster.status_patches == []
+    assert events[-1][:2] == ("Warning", "ApplyFailed")
+
+
+def test_new_trusted_key_readmits_refused_workloads(world: Any) -> None:
+    controller, cluster, _, cache = world
+    run(controller.on_workload(signed(workload(), OTHER, "rotated")))
+    assert cluster.status_patches[-1][1]["phase"] == "Refused"
+    cache.keyring = keyring_core.parse_keyring(
+        {"platform.pem": keyring_core.public_pem(KEY), "rotated.pem": keyring_core.public_pem(OTHER)}
+    )
+    run(controller.readmit_all())
+    assert "team-a/trainer" in controller.pending

@@ -67,6 +67,7 @@ class WorkloadController:
         self.pending: dict[str, Pending] = {}
         self.statuses: dict[str, Obj] = {}  # last status we know of, per workload, to write only changes
         self.workloads: dict[str, MLWorkload] = {}  # uid -> workload, to map child events back
+        self.objects: dict[str, Obj] = {}  # key -> last seen object, to re-admit when policies or keys change
         self.fleet_version = 0
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
@@ -76,6 +77,7 @@ class WorkloadController:
     async def on_workload(self, obj: Obj) -> Refusal | None:
         """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues."""
         key = object_key(obj)
+        self.objects[key] = obj
         self.statuses[key] = obj.get("status") or {}
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace", "")
@@ -105,8 +107,14 @@ class WorkloadController:
         self.wakeup.set()
         return None
 
+    async def readmit_all(self) -> None:
+        """Policies or trusted keys changed: every known workload goes through admission again."""
+        for key, obj in list(self.objects.items()):
+            await self.on_workload({**obj, "status": self.statuses.get(key) or {}})
+
     def forget(self, obj: Obj) -> None:
         key = object_key(obj)
+        self.objects.pop(key, None)
         self.pending.pop(key, None)
         self.statuses.pop(key, None)
         self.workloads.pop((obj.get("metadata") or {}).get("uid", ""), None)
@@ -167,6 +175,7 @@ class WorkloadController:
             *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
             *(self._reapply(item, now) for item in staying),
         )
+        self.metrics.workloads_by_phase(self.phase_counts())
         return decisions
 
     def _keeps_target(self, item: Pending, snapshot: Snapshot) -> bool:
@@ -216,18 +225,35 @@ class WorkloadController:
         kind = decision.chosen.target.kind.value if decision.chosen else "none"
         self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
         if decision.chosen is not None:
+            try:
+                await self._apply_children(item, decision.chosen.target)
+            except Exception as exc:  # the API refused the child: keep it pending, retry with backoff
+                log.warning("could not create children of %s: %s", key, exc)
+                self._back_off(item)
+                self.events(item.obj, "Warning", "ApplyFailed", f"could not create children: {type(exc).__name__}")
+                return
             self.pending.pop(key, None)
-            await self._apply_children(item, decision.chosen.target)
             namespace, name = key.split("/", 1)
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
             await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
             return
+        self._back_off(item)
+        severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
+        await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message))
+
+    def _back_off(self, item: Pending) -> None:
         item.attempts += 1
         backoff = min(MAX_BACKOFF_SECONDS, self.config.retry_backoff_seconds * 2 ** (item.attempts - 1))
         item.not_before = self.monotonic() + backoff
         item.fleet_version = self.fleet_version
-        severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
-        await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message))
+
+    def phase_counts(self) -> dict[str, int]:
+        counts = {phase.value: 0 for phase in Phase}
+        for status in self.statuses.values():
+            phase = status.get("phase")
+            if phase in counts:
+                counts[phase] += 1
+        return counts
 
     async def _apply_children(self, item: Pending, target: Any) -> None:
         spec = item.admitted.workload.spec

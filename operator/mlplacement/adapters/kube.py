@@ -1,0 +1,153 @@
+"""The home cluster through the official kubernetes client: status patches, children, Events, Secrets.
+
+Every call blocks; the controller runs them in threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from mlplacement.api.constants import GROUP, VERSION
+
+log = logging.getLogger("mlplacement.kube")
+GENERATION_ANNOTATION = f"{GROUP}/workload-generation"
+# Fields of a child that the operator owns and brings back in line on every apply.
+_OWNED_METADATA = ("labels", "annotations", "ownerReferences")
+
+
+def load_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the local kubeconfig."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class KubeCluster:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self._dynamic: DynamicClient | None = None
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:  # discovery costs a few requests: only when a child is first applied
+            self._dynamic = DynamicClient(self.api_client)
+        return self._dynamic
+
+    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "mlworkloads", name, {"status": dict(status)}
+        )
+
+    def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "placementpolicies", name, {"status": dict(status)}
+        )
+
+    def apply_child(self, obj: Mapping[str, Any]) -> str:
+        """Create; on 409 bring the existing child in line (a Job whose pod template changed is replaced)."""
+        resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        meta = obj["metadata"]
+        try:
+            resource.create(body=dict(obj), namespace=meta["namespace"])
+            return "created"
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
+        wanted_generation = (meta.get("annotations") or {}).get(GENERATION_ANNOTATION)
+        have_generation = ((existing.get("metadata") or {}).get("annotations") or {}).get(GENERATION_ANNOTATION)
+        if wanted_generation == have_generation:
+            return "unchanged"
+        if obj["kind"] == "Job":
+            # A Job's pod template is immutable: the new generation replaces it under the same name.
+            resource.delete(name=meta["name"], namespace=meta["namespace"], body={"propagationPolicy": "Background"})
+            resource.create(body=dict(obj), namespace=meta["namespace"])
+            return "replaced"
+        patch: dict[str, Any] = {"metadata": {k: meta[k] for k in _OWNED_METADATA if k in meta}, "spec": obj["spec"]}
+        resource.patch(
+            body=patch, name=meta["name"], namespace=meta["namespace"], content_type="application/merge-patch+json"
+        )
+        return "updated"
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(secret.data or {})
+
+    def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            configmap = self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(configmap.data or {})
+
+
+class KubeEvents:
+    """Posts core/v1 Events in the background (never blocking the caller) and logs each one."""
+
+    def __init__(self, api_client: client.ApiClient, component: str = "mlplacement") -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.component = component
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
+
+    def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        log.info(
+            "event",
+            extra={
+                "object": f"{meta.get('namespace', '')}/{meta.get('name')}",
+                "type": type_,
+                "reason": reason,
+                "event_message": message,
+            },
+        )
+        self._pool.submit(self._post, dict(obj), type_, reason, message)
+
+    def _post(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"{meta.get('name')}.{uuid.uuid4().hex[:12]}", namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
+            source=client.V1EventSource(component=self.component),
+            reporting_component=self.component,
+            reporting_instance=self.component,
+        )
+        try:
+            self.core.create_namespaced_event(namespace, body)
+        except ApiException as exc:  # an Event is best effort: never fail a reconcile over it
+            log.warning("could not post event %s: %s", reason, exc.reason)

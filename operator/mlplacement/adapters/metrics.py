@@ -1,0 +1,63 @@
+"""Prometheus metrics, all prefixed mlplacement_. Labels never carry secrets or free text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class PrometheusMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "mlplacement_decisions",
+            "Placement decisions by target kind and result",
+            ["target_kind", "result"],
+            registry=r,
+        )
+        self.refusals = Counter("mlplacement_refusals", "Workloads refused, by reason", ["reason"], registry=r)
+        self.latency = Histogram(
+            "mlplacement_decision_seconds",
+            "Time to decide one workload within a batch",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+            registry=r,
+        )
+        self.phases = Gauge("mlplacement_workloads", "MLWorkloads by phase", ["phase"], registry=r)
+        self.health = Gauge("mlplacement_target_healthy", "1 if the target is placeable", ["kind", "name"], registry=r)
+        self.cost = Gauge(
+            "mlplacement_estimated_hourly_cost_usd",
+            "Estimated hourly cost of a placed workload",
+            ["namespace", "name"],
+            registry=r,
+        )
+        self.signals = Gauge(
+            "mlplacement_signals_age_seconds", "Age of the signals document; -1 when missing", registry=r
+        )
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)
+
+    def decision(self, target_kind: str, result: str, seconds: float) -> None:
+        self.decisions.labels(target_kind, result).inc()
+        self.latency.observe(seconds)
+
+    def refusal(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
+
+    def workloads_by_phase(self, counts: Mapping[str, int]) -> None:
+        for phase, count in counts.items():
+            self.phases.labels(phase).set(count)
+
+    def target_health(self, kind: str, name: str, healthy: bool) -> None:
+        self.health.labels(kind, name).set(1 if healthy else 0)
+
+    def hourly_cost(self, namespace: str, name: str, usd: float | None) -> None:
+        if usd is None:
+            self.cost.remove(namespace, name)
+        else:
+            self.cost.labels(namespace, name).set(usd)
+
+    def signals_age(self, seconds: float | None) -> None:
+        self.signals.set(-1 if seconds is None else seconds)

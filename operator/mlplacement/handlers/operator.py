@@ -1,0 +1,140 @@
+"""kopf registrations. Each handler is a line or two that hands the object to the controller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from mlplacement.adapters.kube import KubeCluster, KubeEvents, load_client
+from mlplacement.adapters.metrics import PrometheusMetrics
+from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.state import FleetCache, requests_gpus
+from mlplacement.controller.workloads import WorkloadController
+
+log = logging.getLogger("mlplacement")
+CHILD_LABELS = {LABEL_MANAGED_BY: "mlplacement"}
+
+
+def _deleted(event_type: str | None) -> bool:
+    return event_type == "DELETED"
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = OperatorConfig.from_env()
+    # kopf's bookkeeping lives in status: Argo CD compares annotations and would see drift there.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
+    settings.posting.level = logging.WARNING  # the controller posts its own, well-formed Events
+    # Per-object workers only parse, verify and enqueue; a bounded pool with a short idle timeout keeps
+    # memory flat with thousands of objects (DESIGN.md "Scale").
+    settings.queueing.worker_limit = config.worker_limit
+    settings.queueing.idle_timeout = config.idle_timeout_seconds
+    settings.batching.idle_timeout = config.idle_timeout_seconds
+    api_client = await asyncio.to_thread(load_client)
+    metrics = PrometheusMetrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    cache = FleetCache(config=config)
+    cluster = KubeCluster(api_client)
+    memo.config, memo.cache, memo.cluster = config, cache, cluster
+    memo.controller = WorkloadController(config, cache, cluster, KubeEvents(api_client), metrics)
+    await reload_keys_and_signals(memo)
+    memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(reload_forever(memo))]
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    for task in getattr(memo, "tasks", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def reload_keys_and_signals(memo: kopf.Memo) -> None:
+    """Trusted keys (Secret, or ConfigMap) and the signals ConfigMap, read by name: no cluster-wide watch."""
+    config, cache, cluster = memo.config, memo.cache, memo.cluster
+    if config.trusted_keys_configmap:
+        data = await asyncio.to_thread(cluster.read_configmap_data, config.namespace, config.trusted_keys_configmap)
+        encoded = False
+    else:
+        data = await asyncio.to_thread(cluster.read_secret_data, config.namespace, config.trusted_keys_secret)
+        encoded = True
+    before = set(cache.keyring.keys)
+    keyring = cache.on_trusted_keys(data, base64_encoded=encoded)
+    for problem in keyring.problems.values():
+        log.warning("trusted key ignored: %s", problem)
+    signals = await asyncio.to_thread(cluster.read_configmap_data, config.namespace, config.signals_configmap)
+    cache.on_signals({"data": signals} if signals is not None else None)
+    if set(keyring.keys) != before:
+        await memo.controller.readmit_all()
+
+
+async def reload_forever(memo: kopf.Memo) -> None:
+    while True:
+        await asyncio.sleep(memo.config.reload_seconds)
+        try:
+            await reload_keys_and_signals(memo)
+        except Exception:
+            log.exception("reloading trusted keys and signals failed")
+
+
+@kopf.on.create(GROUP, VERSION, "mlworkloads")
+@kopf.on.update(GROUP, VERSION, "mlworkloads", field="spec")
+@kopf.on.resume(GROUP, VERSION, "mlworkloads")
+async def workload(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.on_workload(dict(body))
+
+
+@kopf.on.update(GROUP, VERSION, "mlworkloads", field="metadata.annotations")
+async def workload_resigned(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.on_workload(dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, "mlworkloads")
+def workload_seen(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.on_workload_phase(body, _deleted(type))
+    if _deleted(type):
+        memo.controller.forget(body)
+
+
+@kopf.on.event(GROUP, VERSION, "placementpolicies")
+async def policy(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.on_policy(dict(body), _deleted(type))
+    await memo.controller.readmit_all()
+
+
+@kopf.on.event("", "v1", "nodes")
+def node(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.on_node(body, _deleted(type))
+    memo.controller.fleet_changed()
+
+
+@kopf.on.event("", "v1", "pods", when=lambda body, **_: requests_gpus(body))
+def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.on_pod(body, _deleted(type))
+    memo.controller.fleet_changed()
+
+
+@kopf.on.event(GROUP, VERSION, "edgeclusters")
+def edge_cluster(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.on_edge_cluster(dict(body), _deleted(type))
+    memo.controller.fleet_changed()
+
+
+@kopf.on.event(GROUP, VERSION, "databricksworkspaces")
+def workspace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.on_workspace(dict(body), _deleted(type))
+    memo.controller.fleet_changed()
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+async def child(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if not _deleted(type):
+        await memo.controller.on_child(dict(body))
