@@ -30,7 +30,6 @@ class OperatorConfig:
     write_concurrency: int = 8  # MLPLACEMENT_WRITE_CONCURRENCY: parallel status/child writes per round
     worker_limit: int = 20  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
     idle_timeout_seconds: float = 0.5  # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout
-    pool_failover_grace_seconds: float = 120.0  # MLPLACEMENT_POOL_FAILOVER_GRACE_SECONDS
     reload_seconds: float = 15.0  # MLPLACEMENT_RELOAD_SECONDS: how often trusted keys and signals are re-read
     retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
     log_format: str = "json"  # MLPLACEMENT_LOG_FORMAT: json or plain

@@ -1,0 +1,216 @@
+"""The operator against a real kube-apiserver: signed work gets its Job, unsigned work gets a reason.
+
+Needs KUBEBUILDER_ASSETS (etcd, kube-apiserver, kubectl in the envtest layout); skips without it. There is
+no kube-controller-manager in that layout, so garbage collection of owned children is asserted through
+the owner reference rather than by waiting for the collector.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mlplacement.core import keyring as keyring_core
+from mlplacement.core.signing import sign
+from tests.builders import make_policy, make_workload, with_annotations
+from tests.conftest import REPO
+from tests.integration.conftest import ControlPlane, free_port, wait_until
+
+KEY = keyring_core.generate_key()
+NAMESPACE = "team-a"
+
+
+def signed(obj: dict[str, Any]) -> dict[str, Any]:
+    return with_annotations(obj, sign(obj, KEY, "platform"))
+
+
+def node(name: str, pool: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "mlplacement.io/pool": pool,
+                "topology.kubernetes.io/region": "eu-west-1",
+                "nvidia.com/gpu.product": "NVIDIA-A100",
+            },
+        },
+    }
+
+
+def gpu_status(gpus: int) -> str:
+    import json
+
+    return json.dumps(
+        {
+            "status": {
+                "capacity": {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi", "pods": "110"},
+                "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi", "pods": "110"},
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "test node",
+                        "lastHeartbeatTime": "2026-11-22T12:00:00Z",
+                        "lastTransitionTime": "2026-11-22T12:00:00Z",
+                    }
+                ],
+            }
+        }
+    )
+
+
+class Operator:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.plane.kubeconfig),
+            "MLPLACEMENT_METRICS_PORT": "0",
+            "MLPLACEMENT_HEALTH_PORT": str(free_port()),
+            "MLPLACEMENT_RELOAD_SECONDS": "1",
+            "MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS": "0.5",
+            "MLPLACEMENT_LOG_FORMAT": "plain",
+        }
+        log = (self.plane.directory / "operator.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlplacement", "run"], env=env, stdout=log, stderr=log, cwd=REPO
+        )
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane: ControlPlane) -> Iterator[ControlPlane]:
+    plane = control_plane
+    plane.kubectl("apply", "-f", str(REPO / "crds"))
+    for namespace in ("mlplacement-system", NAMESPACE):
+        plane.kubectl("create", "namespace", namespace, check=False)
+    plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "mlplacement-trusted-keys", "namespace": "mlplacement-system"},
+            "data": {"platform.pem": base64.b64encode(keyring_core.public_pem(KEY)).decode()},
+        }
+    )
+    plane.apply(signed(make_policy("default")))
+    for name, pool, gpus in (("gpu-1", "a100-euw1", 8), ("gpu-2", "a100-euw1", 8)):
+        plane.apply(node(name, pool))
+        plane.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(gpus))
+    operator = Operator(plane)
+    operator.start()
+    plane.operator = operator  # type: ignore[attr-defined]
+    yield plane
+    operator.kill()
+
+
+def workload(name: str, **spec: Any) -> dict[str, Any]:
+    return make_workload(name=name, namespace=NAMESPACE, resources={"gpus": 2}, **spec)
+
+
+def condition(plane: ControlPlane, name: str, type_: str) -> tuple[str, str] | None:
+    obj = plane.get("mlworkload", name, "-n", NAMESPACE)
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c["status"], c["reason"]
+    return None
+
+
+def job(plane: ControlPlane, name: str) -> Any:
+    return plane.get("job", f"mlw-{name}", "-n", NAMESPACE)
+
+
+def test_signed_workload_gets_its_job_on_the_pool(cluster: ControlPlane) -> None:
+    cluster.apply(signed(workload("trainer")))
+    wait_until(lambda: condition(cluster, "trainer", "Placed") == ("True", "Dispatched"), 60, "Placed=True")
+    created = wait_until(lambda: job(cluster, "trainer"), 30, "the Job")
+    assert created["spec"]["template"]["spec"]["nodeSelector"] == {"mlplacement.io/pool": "a100-euw1"}
+    assert created["metadata"]["ownerReferences"][0]["kind"] == "MLWorkload"
+    obj = cluster.get("mlworkload", "trainer", "-n", NAMESPACE)
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    assert condition(cluster, "trainer", "Verified") == ("True", "Verified")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        pytest.param("unsigned", lambda: workload("unsigned"), "SignatureMissing", id="unsigned"),
+        pytest.param(
+            "tampered",
+            lambda: {**signed(workload("tampered")), "spec": {**workload("tampered")["spec"], "args": ["--evil"]}},
+            "SignatureInvalid",
+            id="tampered",
+        ),
+        pytest.param(
+            "orphan",
+            lambda: signed(workload("orphan", policyRef={"name": "unsigned-policy"})),
+            "PolicyUnsigned",
+            id="policy unsigned",
+        ),
+    ],
+)
+def test_refused_workloads_get_a_reason_and_no_job(cluster: ControlPlane, name: str, make: Any, reason: str) -> None:
+    cluster.apply({**make_policy("unsigned-policy"), "metadata": {"name": "unsigned-policy"}})
+    cluster.apply(make())
+    wait_until(lambda: condition(cluster, name, "Verified") == ("False", reason), 60, f"Verified=False {reason}")
+    assert job(cluster, name) is None
+
+
+def test_spec_update_updates_the_same_job_and_nothing_of_the_users(cluster: ControlPlane) -> None:
+    cluster.apply(signed(workload("updated")))
+    wait_until(lambda: job(cluster, "updated"), 60, "the first Job")
+    before = cluster.get("mlworkload", "updated", "-n", NAMESPACE)
+    changed = signed(workload("updated", args=["--epochs", "9"]))
+    cluster.apply(changed)
+    wait_until(
+        lambda: (
+            ((job(cluster, "updated") or {}).get("metadata", {}).get("annotations") or {}).get(
+                "mlplacement.io/workload-generation"
+            )
+            == "2"
+        ),
+        60,
+        "the Job of generation 2",
+    )
+    after = cluster.get("mlworkload", "updated", "-n", NAMESPACE)
+    assert after["spec"] == changed["spec"]
+    assert after["metadata"].get("labels") == before["metadata"].get("labels")
+    user_annotations = {k: v for k, v in after["metadata"]["annotations"].items() if not k.startswith("kopf.")}
+    assert user_annotations == changed["metadata"]["annotations"]
+    assert not any(k.startswith("kopf.") for k in after["metadata"]["annotations"])
+
+
+def test_killing_the_operator_mid_reconcile_leaves_one_job(cluster: ControlPlane) -> None:
+    operator = cluster.operator  # type: ignore[attr-defined]
+    cluster.apply(signed(workload("crashy")))
+    operator.kill()
+    operator.start()
+    wait_until(lambda: job(cluster, "crashy"), 60, "the Job after a restart")
+    jobs = cluster.get("jobs", "-n", NAMESPACE, "-l", "mlplacement.io/workload=crashy")
+    assert len(jobs["items"]) == 1
+
+
+def test_unchanged_user_object_after_reconcile(cluster: ControlPlane) -> None:
+    original = signed(workload("untouched"))
+    cluster.apply(copy.deepcopy(original))
+    wait_until(lambda: condition(cluster, "untouched", "Placed"), 60, "a decision")
+    seen = cluster.get("mlworkload", "untouched", "-n", NAMESPACE)
+    assert seen["spec"] == original["spec"]
+    assert seen["metadata"]["labels"] == original["metadata"]["labels"]
+    assert seen["metadata"]["annotations"] == original["metadata"]["annotations"]
