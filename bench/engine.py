@@ -27,11 +27,8 @@ from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.signals import Signals
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many, request_from_workload
-from mlplacement.core.placement.engine import claim_amount, make_context, placement_order
+from mlplacement.core.placement.engine import claim_amount, first_rejection, make_context, placement_order
 from mlplacement.core.placement.filters import (
-    KIND_FILTERS,
-    REGION_FILTERS,
-    TARGET_FILTERS,
     capacity,
     hourly_cost_usd,
 )
@@ -115,11 +112,7 @@ def first_fit(requests: list[PlacementRequest], policy: PlacementPolicySpec, sna
         context = make_context(request, policy, snapshot)
         for target in snapshot.targets:
             free = target.capacity - claims.get(target.key, 0)
-            if (
-                all(f(request, target.kind, context) is None for f in KIND_FILTERS)
-                and all(f(request, target.kind, target.region, context) is None for f in REGION_FILTERS)
-                and all(f(request, target, free, context) is None for f in TARGET_FILTERS)
-            ):
+            if first_rejection(request, target, free, context) is None:
                 claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
                 placed += 1
                 break
@@ -173,15 +166,12 @@ def optimality(workloads: int = 200, pools: int = 20, edges: int = 8, workspaces
     greedy_cost = sum(d.chosen.hourly_cost_usd for d in decisions if d.chosen is not None)
     greedy_placed = sum(d.placed for d in decisions)
 
-    hard = [f for f in TARGET_FILTERS if f is not capacity]
     pairs = []
     for w, request in enumerate(requests):
         context = make_context(request, policy, snapshot)
         for t, target in enumerate(snapshot.targets):
             if (
-                all(f(request, target.kind, context) is None for f in KIND_FILTERS)
-                and all(f(request, target.kind, target.region, context) is None for f in REGION_FILTERS)
-                and all(f(request, target, 10**9, context) is None for f in hard)
+                first_rejection(request, target, 10**9, context, skip=frozenset({capacity})) is None
                 and claim_amount(request, target) <= target.capacity
             ):
                 pairs.append((w, t, hourly_cost_usd(request, target), claim_amount(request, target)))

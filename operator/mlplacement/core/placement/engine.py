@@ -225,22 +225,32 @@ def decide_many(
     return decisions
 
 
+def first_rejection(
+    request: PlacementRequest,
+    target: Target,
+    free: int,
+    context: Context,
+    skip: frozenset[Callable[..., str | None]] = frozenset(),
+) -> str | None:
+    """The first reason any filter (kind, region, then target level) rejects ``target``, or None."""
+    failure = (
+        _first_failure(KIND_FILTERS, request, target.kind, context)
+        or _first_failure(REGION_FILTERS, request, target.kind, target.region, context)
+        or _first_failure([f for f in TARGET_FILTERS if f not in skip], request, target, free, context)
+    )
+    return failure[0] if failure is not None else None
+
+
 def recheck(
     request: PlacementRequest, policy: PlacementPolicySpec, snapshot: Snapshot, target_key: tuple[str, str]
 ) -> str | None:
     """Why ``request`` may no longer stay on the target it runs on (gone or now forbidden), else None.
 
-    Capacity is not rechecked: the workload's own pods already hold the GPUs a fresh decision would need.
+    Capacity and health are not rechecked: the workload's own pods already hold the GPUs a fresh decision
+    would need, and an unhealthy target is failover's business, not a spec change's.
     """
     target = next((t for t in snapshot.targets if t.key == target_key), None)
     if target is None:
         return "target no longer exists"
     context = make_context(request, policy, snapshot)
-    failure = (
-        _first_failure(KIND_FILTERS, request, target.kind, context)
-        or _first_failure(REGION_FILTERS, request, target.kind, target.region, context)
-        or _first_failure(
-            [f for f in TARGET_FILTERS if f not in TRANSIENT_FILTERS], request, target, target.capacity, context
-        )
-    )
-    return failure[0] if failure is not None else None
+    return first_rejection(request, target, target.capacity, context, skip=TRANSIENT_FILTERS)
