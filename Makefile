@@ -45,8 +45,11 @@ crds: $(STAMP) ## Regenerate crds/ from the API models
 verify: $(STAMP) ## Regenerate everything generated and fail on any diff
 	$(BIN)/mlplacement crds --out crds --check
 
-demo: $(STAMP) ## Place the examples and a generated batch on the embedded sample fleet
+demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a day against baselines (plots in out/demo)
 	$(BIN)/mlplacement demo
+	@echo
+	@echo "== A day on the sample fleet: the engine against baselines (examples/traces/steady-day.yaml) =="
+	$(BIN)/mlplacement simulate --trace examples/traces/steady-day.yaml --out out/demo
 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py

@@ -27,9 +27,10 @@ from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS
 from mlplacement.api.crds import render_all
 from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
+from mlplacement.api.trace import TRACE_API_VERSION, Trace
 from mlplacement.api.workload import MLWorkload
 from mlplacement.core import keyring as keyring_core
-from mlplacement.core.explain import render_decision, render_many
+from mlplacement.core.explain import render_decision, render_many, table
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.signing import SigningError, parse_expires, sign, verify
@@ -276,6 +277,199 @@ def demo(generated: int, seed: int) -> None:
     placed = sum(d.placed for d in everything)
     cost = sum(d.chosen.hourly_cost_usd for d in everything if d.chosen is not None)
     click.echo(f"\n{placed}/{len(everything)} placed, ${cost:.2f}/h in total")
+
+
+def _load_trace(path: Path) -> Trace:
+    import json
+
+    try:
+        if path.suffix == ".jsonl":
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            data: dict[str, Any] = {
+                "apiVersion": TRACE_API_VERSION,
+                "kind": "Trace",
+                "events": [json.loads(line) for line in lines],
+            }
+        else:
+            documents = [to_plain(doc) for doc in read_manifests(path).documents]
+            if len(documents) != 1:
+                raise click.ClickException(f"{path}: a trace file holds exactly one document")
+            data = documents[0]
+        return Trace.model_validate(data)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise click.ClickException(f"{path}: invalid trace: {describe_validation_error(exc)}") from None
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+def _policies(paths: tuple[Path, ...]) -> list[tuple[str, PlacementPolicySpec]]:
+    if not paths:
+        return [("defaults", PlacementPolicySpec())]
+    return [(path.stem, _load_policy(path)) for path in paths]
+
+
+def _summary_table(summaries: list[dict[str, Any]]) -> str:
+    def fmt(value: Any, pattern: str = "{}") -> str:
+        return "-" if value is None else pattern.format(value)
+
+    rows = [
+        [
+            s["strategy"],
+            f"{s['placed']}/{s['arrivals']}",
+            " ".join(f"{k[0]}{v}" for k, v in s["placementsByKind"].items()),
+            fmt(s["totalCostUSD"], "{:.0f}"),
+            fmt(s["costPerWorkloadUSD"], "{:.2f}"),
+            fmt(s["egressUSD"], "{:.0f}"),
+            fmt(s["slaAttainment"], "{:.0%}"),
+            "/".join(fmt(s["latencyMs"][q], "{:.0f}") for q in ("p50", "p95", "p99")),
+            str(s["preemptions"]),
+            str(s["failovers"]),
+            fmt(s["meanWaitMinutes"], "{:.0f}"),
+            str(s["waitingAtEnd"]),
+        ]
+        for s in summaries
+    ]
+    headers = [
+        "STRATEGY",
+        "PLACED",
+        "BY KIND (D/E/G)",
+        "COST $",
+        "$/WL",
+        "EGRESS $",
+        "SLA",
+        "LAT p50/95/99",
+        "PREEMPT",
+        "FAILOVER",
+        "WAIT MIN",
+        "WAITING",
+    ]
+    return table(headers, rows)
+
+
+@cli.command()
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet file; default: the embedded sample fleet.",
+)
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trace file (.yaml or .jsonl, apiVersion mlplacement.io/trace/v1).",
+)
+@click.option("--generate", "generate", type=int, help="Generate a trace of this many arrivals instead.")
+@click.option("--seed", default=7, show_default=True, help="Seed for --generate.")
+@click.option("--hours", default=24.0, show_default=True, help="Length of a generated trace.")
+@click.option(
+    "--policy",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PlacementPolicy to simulate the engine under (repeatable); default: built-in defaults.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write report.json, the trace (if generated) and PNG plots here.",
+)
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def simulate(
+    fleet_path: Path | None,
+    trace_path: Path | None,
+    generate: int | None,
+    seed: int,
+    hours: float,
+    policy_paths: tuple[Path, ...],
+    out_dir: Path | None,
+    no_plots: bool,
+) -> None:
+    """Replay a trace through the engine and baselines; compare cost, latency, preemptions, waits."""
+    import json
+
+    from mlplacement.adapters.files import dump_plain as dump
+    from mlplacement.core.simulation import generate_trace, iter_reports, strategies_for
+
+    if (trace_path is None) == (generate is None):
+        raise click.UsageError("give exactly one of --trace FILE or --generate N")
+    fleet = load_fleet(fleet_path)
+    trace = _load_trace(trace_path) if trace_path is not None else generate_trace(fleet, generate or 0, seed, hours)
+    strategies = strategies_for(_policies(policy_paths))
+    start = fleet.decision_time(datetime.now(UTC))
+    with click.progressbar(length=len(trace.events) * len(strategies), label="simulating", file=sys.stderr) as bar:
+        reports = list(iter_reports(fleet, trace, strategies, start, progress=bar.update))
+    summaries = [r.summary() for r in reports]
+    click.echo(_summary_table(summaries))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps({"strategies": summaries}, indent=2) + "\n")
+        if trace_path is None:
+            (out_dir / "trace.yaml").write_text(dump([trace.to_wire()]))
+        click.echo(f"wrote {out_dir / 'report.json'}")
+        if not no_plots:
+            from mlplacement.adapters.plots import write_plots
+
+            try:
+                for path in write_plots(reports, out_dir):
+                    click.echo(f"wrote {path}")
+            except RuntimeError as exc:
+                click.echo(f"warning: {exc}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The proposed PlacementPolicy.",
+)
+@click.option(
+    "--current",
+    "current_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The policy in force; default: the built-in defaults.",
+)
+@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--workloads",
+    "workload_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="MLWorkload files or directories (repeatable); default: examples/.",
+)
+def whatif(
+    policy_path: Path, current_path: Path | None, fleet_path: Path | None, workload_paths: tuple[Path, ...]
+) -> None:
+    """Impact of a policy change: which workloads move, which become infeasible, cost and latency delta."""
+    from mlplacement.core.whatif import whatif as analyse
+
+    fleet = load_fleet(fleet_path)
+    snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
+    paths = list(workload_paths) or [Path("examples")]
+    requests = _parse_workloads([(f"{p}#{i + 1}", o) for p, i, o in iter_objects(paths)])
+    changes, totals = analyse(requests, snapshot, _load_policy(current_path), _load_policy(policy_path))
+    if not changes:
+        click.echo(f"no change for any of {totals['workloads']} workloads")
+        return
+    rows = [
+        [
+            c.key,
+            c.kind,
+            c.before or "-",
+            c.after or "-",
+            f"{c.cost_delta_usd:+g}",
+            "-" if c.latency_delta_ms is None else f"{c.latency_delta_ms:+g}",
+        ]
+        for c in changes
+    ]
+    click.echo(table(["WORKLOAD", "CHANGE", "BEFORE", "AFTER", "$/H DELTA", "LATENCY DELTA MS"], rows))
+    click.echo(
+        f"\n{totals['moves']} move, {totals['becomeInfeasible']} become infeasible, {totals['becomePlaceable']} "
+        f"become placeable; hourly cost ${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
+    )
 
 
 @cli.command()

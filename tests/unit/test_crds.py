@@ -15,6 +15,7 @@ from mlplacement.api.databricks import DatabricksWorkspace
 from mlplacement.api.edge import EdgeCluster
 from mlplacement.api.policy import PlacementPolicy
 from mlplacement.api.signals import SIGNALS_DATA_KEY, parse_signals
+from mlplacement.api.trace import Trace
 from mlplacement.api.workload import MLWorkload
 from tests.conftest import REPO
 
@@ -118,6 +119,9 @@ def example_objects() -> list[tuple[str, dict[str, Any]]]:
 def test_every_example_validates_against_model_and_crd(where: str, obj: dict[str, Any]) -> None:
     if obj["kind"] == "ConfigMap":
         parse_signals(obj["data"][SIGNALS_DATA_KEY])
+        return
+    if obj["kind"] == "Trace":
+        Trace.model_validate(obj)
         return
     MODELS[obj["kind"]].model_validate(obj)
     assert crd_errors(obj) == []

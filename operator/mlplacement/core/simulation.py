@@ -1,0 +1,434 @@
+"""Trace-driven simulation: replay arrivals and fleet events through a placement strategy, measure it.
+
+Pure and deterministic: the same fleet, trace and strategies give the same report. The engine strategy is
+the real decide_many; baselines are what a naive operator would do (they honour capacity, GPU product and
+the workload's allowed kinds, and nothing else).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import statistics
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from mlplacement.api.fleet import Fleet
+from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.trace import Trace, TraceEvent
+from mlplacement.api.workload import LatencyClass, MLWorkload, TargetKind, WorkloadType
+from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
+from mlplacement.core.placement.engine import claim_amount
+from mlplacement.core.placement.filters import SERVING_OVERHEAD_MS, hourly_cost_usd
+from mlplacement.core.samples import generate_workloads
+from mlplacement.core.snapshot import Snapshot, Target, snapshot_from_fleet
+
+# Share of the remaining run that is redone after a preemption or failover (work since the last checkpoint).
+RESTART_OVERHEAD = 0.1
+Assignment = list[tuple[PlacementRequest, Target | None]]
+Strategy = Callable[[list[PlacementRequest], Snapshot], Assignment]
+
+
+# --- strategies ---
+
+
+def engine_strategy(policy: PlacementPolicySpec) -> Strategy:
+    def place(requests: list[PlacementRequest], snapshot: Snapshot) -> Assignment:
+        decisions = decide_many(requests, {None: policy}, snapshot)
+        return [(d.request, d.chosen.target if d.chosen else None) for d in decisions]
+
+    return place
+
+
+def _naive_fits(request: PlacementRequest, target: Target, free: int) -> bool:
+    if not target.healthy or target.kind not in request.allowed:
+        return False
+    if request.gpu_product and target.gpu_products and request.gpu_product not in target.gpu_products:
+        return False
+    return claim_amount(request, target) <= free
+
+
+def _greedy_baseline(choose: Callable[[PlacementRequest, list[Target]], Target]) -> Strategy:
+    def place(requests: list[PlacementRequest], snapshot: Snapshot) -> Assignment:
+        claims: dict[tuple[str, str], int] = {}
+        out: Assignment = []
+        for request in sorted(requests, key=lambda r: (-r.priority, r.key)):
+            fitting = [t for t in snapshot.targets if _naive_fits(request, t, t.capacity - claims.get(t.key, 0))]
+            target = choose(request, fitting) if fitting else None
+            if target is not None:
+                claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
+            out.append((request, target))
+        return out
+
+    return place
+
+
+def centralize_strategy() -> Strategy:
+    """Everything on the cheapest GPU pool that fits: the 'one big central cluster' habit."""
+
+    def choose(request: PlacementRequest, fitting: list[Target]) -> Target:
+        pools = [t for t in fitting if t.kind is TargetKind.GPU_POOL] or fitting
+        return min(pools, key=lambda t: (t.kind is not TargetKind.GPU_POOL, hourly_cost_usd(request, t), t.name))
+
+    def place(requests: list[PlacementRequest], snapshot: Snapshot) -> Assignment:
+        pools_only = replace(snapshot, targets=tuple(t for t in snapshot.targets if t.kind is TargetKind.GPU_POOL))
+        return _greedy_baseline(choose)(requests, pools_only)
+
+    return place
+
+
+def cheapest_first_strategy() -> Strategy:
+    return _greedy_baseline(lambda request, fitting: min(fitting, key=lambda t: (hourly_cost_usd(request, t), t.name)))
+
+
+def round_robin_strategy() -> Strategy:
+    counter = itertools.count()
+
+    def choose(request: PlacementRequest, fitting: list[Target]) -> Target:
+        return fitting[next(counter) % len(fitting)]
+
+    return _greedy_baseline(choose)
+
+
+# --- the replay ---
+
+
+@dataclass
+class Run:
+    request: PlacementRequest
+    target: Target
+    started: float
+    ends: float
+    hourly_usd: float
+
+
+@dataclass
+class WorkloadRecord:
+    arrived: float
+    duration_s: float
+    first_start: float | None = None
+    first_kind: str | None = None
+    latency_ms: float | None = None
+    finished: bool = False
+    restarts: int = 0
+
+
+@dataclass
+class StrategyReport:
+    name: str
+    placements_by_kind: dict[str, int] = field(default_factory=dict)
+    total_cost_usd: float = 0.0
+    egress_usd: float = 0.0
+    preemptions: int = 0
+    failovers: int = 0
+    overcommits: int = 0
+    arrivals: int = 0
+    refused: int = 0
+    finished: int = 0
+    running_at_end: int = 0
+    waiting_at_end: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    sla_met: int = 0
+    sla_total: int = 0
+    waits_minutes: list[float] = field(default_factory=list)
+    cost_series: list[tuple[float, float]] = field(default_factory=list)  # (minutes, cumulative USD)
+    kind_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (minutes, running by kind)
+
+    def summary(self) -> dict[str, Any]:
+        placed = sum(self.placements_by_kind.values())
+
+        def percentile(q: float) -> float | None:
+            if not self.latencies_ms:
+                return None
+            ordered = sorted(self.latencies_ms)
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+        return {
+            "strategy": self.name,
+            "arrivals": self.arrivals,
+            "placed": placed,
+            "placementsByKind": dict(sorted(self.placements_by_kind.items())),
+            "finished": self.finished,
+            "runningAtEnd": self.running_at_end,
+            "waitingAtEnd": self.waiting_at_end,
+            "refused": self.refused,
+            "totalCostUSD": round(self.total_cost_usd, 2),
+            "costPerWorkloadUSD": round(self.total_cost_usd / placed, 2) if placed else None,
+            "egressUSD": round(self.egress_usd, 2),
+            "slaAttainment": round(self.sla_met / self.sla_total, 3) if self.sla_total else None,
+            "latencyMs": {"p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99)},
+            "preemptions": self.preemptions,
+            "failovers": self.failovers,
+            "meanWaitMinutes": round(statistics.fmean(self.waits_minutes), 1) if self.waits_minutes else None,
+            "overcommits": self.overcommits,
+        }
+
+
+class _Fleet:
+    """Mutable fleet state during a replay: totals, health and prices per target; usage from runs."""
+
+    def __init__(self, base: Snapshot) -> None:
+        self.base = {t.key: t for t in base.targets}
+        self.signals = base.signals
+        self.start = base.now
+        self.total = {k: t.capacity for k, t in self.base.items()}
+        self.healthy = {k: t.healthy for k, t in self.base.items()}
+        self.prices = {k: (t.gpu_hour_usd, t.preemption_probability) for k, t in self.base.items()}
+        self.used: dict[tuple[str, str], int] = {}
+
+    def find(self, name: str | None) -> tuple[str, str] | None:
+        return next((k for k in self.base if k[1] == name), None)
+
+    def snapshot(self, seconds: float) -> Snapshot:
+        now = self.start + timedelta(seconds=seconds)
+        targets = tuple(
+            replace(
+                t,
+                capacity=max(0, self.total[k] - self.used.get(k, 0)),
+                healthy=self.healthy[k],
+                gpu_hour_usd=self.prices[k][0],
+                preemption_probability=self.prices[k][1],
+            )
+            for k, t in self.base.items()
+        )
+        # A replay's signals are as fresh as its fleet events: the trace is the feed.
+        signals = self.signals.model_copy(update={"updated_at": now}) if self.signals is not None else None
+        return Snapshot(now=now, targets=targets, signals=signals)
+
+
+def _parse(event: TraceEvent, index: int) -> PlacementRequest | None:
+    try:
+        workload = MLWorkload.model_validate(event.workload or {})
+    except ValidationError:
+        return None
+    request = request_from_workload(workload)
+    return replace(request, key=f"{request.key}#{index}")
+
+
+def simulate(
+    fleet: Fleet,
+    trace: Trace,
+    strategy: Strategy,
+    name: str,
+    start: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> StrategyReport:
+    """Replay ``trace`` on ``fleet`` with ``strategy``; the report carries totals and time series."""
+    state = _Fleet(snapshot_from_fleet(fleet, start))
+    report = StrategyReport(name=name)
+    events = sorted(enumerate(trace.events), key=lambda item: (item[1].at, item[0]))
+    records: dict[str, WorkloadRecord] = {}
+    queue: dict[str, PlacementRequest] = {}
+    remaining: dict[str, float] = {}
+    running: dict[str, Run] = {}
+    completions: list[tuple[float, str]] = []
+    cost = 0.0
+    index = 0
+    clock = 0.0
+
+    def stop(key: str, at: float, finished: bool) -> None:
+        nonlocal cost
+        run = running.pop(key)
+        cost += run.hourly_usd * (at - run.started) / 3600
+        state.used[run.target.key] -= claim_amount(run.request, run.target)
+        if finished:
+            records[key].finished = True
+            report.finished += 1
+        else:
+            remaining[key] = (run.ends - at) * (1 + RESTART_OVERHEAD) + 1.0
+            records[key].restarts += 1
+            queue[key] = run.request
+
+    def interrupt(target_key: tuple[str, str], at: float) -> int:
+        victims = sorted(k for k, r in running.items() if r.target.key == target_key)
+        for key in victims:
+            stop(key, at, finished=False)
+        return len(victims)
+
+    def place(at: float) -> None:
+        if not queue:
+            return
+        snapshot = state.snapshot(at)
+        for request, target in strategy(list(queue.values()), snapshot):
+            if target is None:
+                continue
+            key = request.key
+            queue.pop(key)
+            state.used[target.key] = state.used.get(target.key, 0) + claim_amount(request, target)
+            if state.used[target.key] > state.total[target.key] or not state.healthy[target.key]:
+                report.overcommits += 1
+            duration = remaining.pop(key, records[key].duration_s)
+            running[key] = Run(request, target, at, at + duration, hourly_cost_usd(request, target))
+            heapq.heappush(completions, (at + duration, key))
+            record = records[key]
+            if record.first_start is None:
+                record.first_start = at
+                record.first_kind = target.kind.value
+                report.placements_by_kind[target.kind.value] = report.placements_by_kind.get(target.kind.value, 0) + 1
+                report.waits_minutes.append((at - record.arrived) / 60)
+                report.egress_usd += request.data_size_gb * snapshot.egress_usd_per_gb(
+                    request.data_region, target.region
+                )
+                if request.latency_class is not LatencyClass.BATCH and request.latency_target_ms is not None:
+                    latency = snapshot.latency_ms(request.data_region, target.region) + SERVING_OVERHEAD_MS[target.kind]
+                    record.latency_ms = latency
+                    report.latencies_ms.append(latency)
+                    report.sla_total += 1
+                    report.sla_met += latency <= request.latency_target_ms
+
+    def record_point(at: float) -> None:
+        accrued = cost + sum(r.hourly_usd * (at - r.started) / 3600 for r in running.values())
+        by_kind: dict[str, int] = {}
+        for run in running.values():
+            by_kind[run.target.kind.value] = by_kind.get(run.target.kind.value, 0) + 1
+        report.cost_series.append((round(at / 60, 2), round(accrued, 4)))
+        report.kind_series.append((round(at / 60, 2), by_kind))
+
+    def apply(event: TraceEvent, event_index: int, at: float) -> None:
+        target_key = state.find(event.target)
+        if event.type == "arrive":
+            report.arrivals += 1
+            request = _parse(event, event_index)
+            if request is None:
+                report.refused += 1
+                return
+            records[request.key] = WorkloadRecord(arrived=at, duration_s=event.duration_minutes * 60)
+            queue[request.key] = request
+        elif target_key is None:
+            return
+        elif event.type == "spotPrice":
+            old_price, old_risk = state.prices[target_key]
+            state.prices[target_key] = (
+                event.gpu_hour_usd if event.gpu_hour_usd is not None else old_price,
+                event.preemption_probability if event.preemption_probability is not None else old_risk,
+            )
+        elif event.type == "preempt":
+            report.preemptions += interrupt(target_key, at)
+        elif event.type == "outage":
+            state.healthy[target_key] = False
+            report.failovers += interrupt(target_key, at)
+        elif event.type == "recover":
+            state.healthy[target_key] = True
+        elif event.type == "capacity" and event.gpus_total is not None:
+            state.total[target_key] = event.gpus_total
+
+    while index < len(events) or completions:
+        next_event = events[index][1].at if index < len(events) else float("inf")
+        next_completion = completions[0][0] if completions else float("inf")
+        clock = min(next_event, next_completion)
+        while completions and completions[0][0] <= clock:
+            end, key = heapq.heappop(completions)
+            run = running.get(key)
+            if run is not None and run.ends == end:  # else a stale entry of a run that was interrupted
+                stop(key, end, finished=True)
+        while index < len(events) and events[index][1].at <= clock:
+            event_index, event = events[index]
+            apply(event, event_index, clock)
+            index += 1
+            if progress is not None:
+                progress(1)
+        place(clock)
+        record_point(clock)
+        if index >= len(events) and not running:
+            break
+    for key in list(running):
+        stop(key, clock, finished=False)
+        report.running_at_end += 1
+        queue.pop(key, None)
+    report.total_cost_usd = cost
+    report.waiting_at_end = len(queue)
+    return report
+
+
+StrategyFactory = Callable[[], Strategy]
+
+
+def strategies_for(policies: Sequence[tuple[str, PlacementPolicySpec]]) -> list[tuple[str, StrategyFactory]]:
+    """The engine under each policy, then the baselines; each made fresh for every replay (round-robin has state)."""
+
+    def engine(policy: PlacementPolicySpec) -> StrategyFactory:
+        return lambda: engine_strategy(policy)
+
+    return [
+        *((f"engine:{name}", engine(policy)) for name, policy in policies),
+        ("centralize", centralize_strategy),
+        ("cheapest-first", cheapest_first_strategy),
+        ("round-robin", round_robin_strategy),
+    ]
+
+
+# --- trace generation ---
+
+DURATION_MINUTES = {WorkloadType.TRAINING: (60, 360), WorkloadType.BATCH: (20, 180), WorkloadType.INFERENCE: (120, 720)}
+
+
+def generate_trace(fleet: Fleet, workloads: int, seed: int, hours: float = 24.0) -> Trace:
+    """A realistic trace: arrivals spread over ``hours``, spot price moves, a preemption, an edge outage."""
+    rng = random.Random(seed)
+    regions = tuple(
+        sorted(
+            {p.region for p in fleet.pools}
+            | {e.region for e in fleet.edge_clusters}
+            | {w.region for w in fleet.databricks_workspaces}
+        )
+    )
+    events: list[dict[str, Any]] = []
+    horizon = hours * 3600
+    for manifest in generate_workloads(workloads, seed, regions or ("eu-west-1",)):
+        low, high = DURATION_MINUTES[WorkloadType(manifest["spec"]["type"])]
+        events.append(
+            {
+                "at": round(rng.uniform(0, horizon * 0.8), 1),
+                "type": "arrive",
+                "workload": manifest,
+                "durationMinutes": rng.randint(low, high),
+            }
+        )
+    spot_pools = [p.name for p in fleet.pools if p.capacity_type.value == "spot"]
+    for pool in spot_pools:
+        for _ in range(3):
+            events.append(
+                {
+                    "at": round(rng.uniform(0, horizon), 1),
+                    "type": "spotPrice",
+                    "target": pool,
+                    "preemptionProbability": round(rng.uniform(0.05, 0.4), 2),
+                }
+            )
+        events.append({"at": round(rng.uniform(horizon * 0.2, horizon * 0.7), 1), "type": "preempt", "target": pool})
+    healthy_edges = [e.name for e in fleet.edge_clusters if e.healthy]
+    if healthy_edges:
+        edge = rng.choice(healthy_edges)
+        down = round(rng.uniform(horizon * 0.3, horizon * 0.5), 1)
+        events.append({"at": down, "type": "outage", "target": edge})
+        events.append({"at": round(down + rng.uniform(1800, 7200), 1), "type": "recover", "target": edge})
+    if fleet.pools:
+        grown = rng.choice(fleet.pools)
+        events.append(
+            {
+                "at": round(rng.uniform(0, horizon), 1),
+                "type": "capacity",
+                "target": grown.name,
+                "gpusTotal": grown.gpus_total * 2,
+            }
+        )
+    events.sort(key=lambda e: (e["at"], e["type"]))
+    return Trace.model_validate(
+        {"apiVersion": "mlplacement.io/trace/v1", "kind": "Trace", "seed": seed, "events": events}
+    )
+
+
+def iter_reports(
+    fleet: Fleet,
+    trace: Trace,
+    strategies: Sequence[tuple[str, StrategyFactory]],
+    start: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[StrategyReport]:
+    for name, make in strategies:
+        yield simulate(fleet, trace, make(), name, start, progress)

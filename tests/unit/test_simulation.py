@@ -1,0 +1,173 @@
+"""The simulator is deterministic, conserves workloads and capacity, and sees failover; whatif is exact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlplacement.adapters.files import load_fleet
+from mlplacement.api.fleet import Fleet
+from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.trace import Trace
+from mlplacement.api.workload import MLWorkload
+from mlplacement.core import simulation
+from mlplacement.core.placement import request_from_workload
+from mlplacement.core.simulation import generate_trace, iter_reports, simulate, strategies_for
+from mlplacement.core.snapshot import snapshot_from_fleet
+from mlplacement.core.whatif import whatif
+from tests.builders import make_workload
+
+START = datetime(2026, 11, 22, tzinfo=UTC)
+FLEET = load_fleet(None)
+STRATEGIES = strategies_for([("defaults", PlacementPolicySpec())])
+
+
+def reports(trace: Trace, fleet: Fleet = FLEET) -> dict[str, Any]:
+    return {r.name: r for r in iter_reports(fleet, trace, STRATEGIES, START)}
+
+
+def test_same_seed_same_report() -> None:
+    first = [r.summary() for r in reports(generate_trace(FLEET, 80, seed=5)).values()]
+    second = [r.summary() for r in reports(generate_trace(FLEET, 80, seed=5)).values()]
+    assert first == second
+    assert first != [r.summary() for r in reports(generate_trace(FLEET, 80, seed=6)).values()]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_arrival_is_accounted_for_and_capacity_never_overcommitted(seed: int) -> None:
+    trace = generate_trace(FLEET, 120, seed=seed, hours=6)
+    for report in reports(trace).values():
+        summary = report.summary()
+        assert summary["placed"] + summary["waitingAtEnd"] + summary["refused"] == summary["arrivals"], report.name
+        assert summary["finished"] + summary["runningAtEnd"] == summary["placed"], report.name
+        assert report.overcommits == 0, report.name
+
+
+def arrival(at: float, name: str, minutes: float = 120, **spec: Any) -> dict[str, Any]:
+    return {
+        "at": at,
+        "type": "arrive",
+        "durationMinutes": minutes,
+        "workload": make_workload(name=name, namespace="team-a", **spec),
+    }
+
+
+def trace_of(*events: dict[str, Any]) -> Trace:
+    return Trace.model_validate({"apiVersion": "mlplacement.io/trace/v1", "kind": "Trace", "events": list(events)})
+
+
+REALTIME = {
+    "type": "Inference",
+    "resources": {"gpus": 1, "gpuProduct": "NVIDIA-L4"},
+    "intent": {"latencyClass": "Realtime", "latencyTargetMs": 30, "dataRegion": "eu-central-1", "spot": "Never"},
+    "model": {"uri": "s3://m", "sizeGB": 0.5},
+    "targets": {"allowed": ["Edge", "GPUPool"]},
+}
+
+
+def test_an_edge_outage_in_the_trace_fails_over() -> None:
+    trace = trace_of(
+        arrival(0, "scorer", minutes=600, **REALTIME), {"at": 1800, "type": "outage", "target": "edge-fra-store-01"}
+    )
+    report = simulate(FLEET, trace, STRATEGIES[0][1](), "engine", START)
+    assert report.failovers == 1
+    assert report.summary()["finished"] == 1
+    running_kinds = [set(by_kind) for _, by_kind in report.kind_series]
+    assert {"Edge"} in running_kinds
+    assert running_kinds[-1] == set() or "GPUPool" in set().union(*running_kinds)
+
+
+def test_a_preemption_requeues_spot_work() -> None:
+    batch = {
+        "type": "Batch",
+        "resources": {"gpus": 2, "gpuProduct": "NVIDIA-A10G"},
+        "intent": {"spot": "Preferred", "dataRegion": "us-east-1"},
+        "targets": {"allowed": ["GPUPool"]},
+    }
+    trace = trace_of(
+        arrival(0, "backfill", minutes=120, **batch), {"at": 600, "type": "preempt", "target": "a10g-spot-use1"}
+    )
+    report = simulate(FLEET, trace, STRATEGIES[0][1](), "engine", START)
+    assert report.preemptions == 1
+    assert report.summary()["finished"] == 1
+
+
+def test_invalid_workload_in_a_trace_is_refused_not_fatal() -> None:
+    trace = trace_of(arrival(0, "bad", intent={"priority": -1}), arrival(0, "good"))
+    summary = simulate(FLEET, trace, STRATEGIES[0][1](), "engine", START).summary()
+    assert (summary["refused"], summary["placed"]) == (1, 1)
+
+
+def test_whatif_reports_exactly_the_workloads_whose_decision_changes() -> None:
+    snapshot = snapshot_from_fleet(FLEET, START)
+    eu = make_workload(
+        name="eu-job",
+        namespace="ns",
+        resources={"gpus": 2, "gpuProduct": "NVIDIA-A100-SXM4-80GB"},
+        intent={"dataRegion": "eu-west-1", "dataSizeGB": 1},
+        targets={"allowed": ["GPUPool"]},
+    )
+    us = make_workload(
+        name="us-job",
+        namespace="ns",
+        resources={"gpus": 2, "gpuProduct": "NVIDIA-A10G"},
+        intent={"dataRegion": "us-east-1"},
+        targets={"allowed": ["GPUPool"]},
+    )
+    scorer = make_workload(name="scorer", namespace="ns", **REALTIME)
+    requests = [request_from_workload(MLWorkload.model_validate(w)) for w in (eu, us, scorer)]
+    eu_only = PlacementPolicySpec.model_validate({"residency": {"allowedRegions": ["eu-west-1", "eu-central-1"]}})
+    changes, totals = whatif(requests, snapshot, PlacementPolicySpec(), eu_only)
+    assert [(c.key, c.kind) for c in changes] == [("ns/us-job", "becomes infeasible")]
+    assert totals["becomeInfeasible"] == 1
+    assert totals["moves"] == 0
+
+
+def test_shipped_traces_load_and_simulate(repo: Path, tmp_path: Path) -> None:
+    for trace_file in sorted((repo / "examples" / "traces").glob("*.yaml")):
+        result = subprocess.run(
+            [sys.executable, "-m", "mlplacement", "simulate", "--trace", str(trace_file), "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "engine:defaults" in result.stdout
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert [s["strategy"] for s in report["strategies"]] == [
+            "engine:defaults",
+            "centralize",
+            "cheapest-first",
+            "round-robin",
+        ]
+        assert {p.name for p in tmp_path.glob("*.png")} == {
+            "cost-over-time.png",
+            "latency-distribution.png",
+            "placements-by-target.png",
+        }
+
+
+def test_bad_trace_file_names_the_field(tmp_path: Path, repo: Path) -> None:
+    path = tmp_path / "trace.yaml"
+    path.write_text("apiVersion: mlplacement.io/trace/v1\nkind: Trace\nevents:\n- {at: -5, type: arrive}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlplacement", "simulate", "--trace", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "events[0].at" in result.stderr
+
+
+def test_module_exposes_baselines() -> None:
+    assert {name for name, _ in STRATEGIES} == {"engine:defaults", "centralize", "cheapest-first", "round-robin"}
+    assert simulation.RESTART_OVERHEAD > 0
