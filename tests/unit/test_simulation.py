@@ -171,3 +171,18 @@ def test_bad_trace_file_names_the_field(tmp_path: Path, repo: Path) -> None:
 def test_module_exposes_baselines() -> None:
     assert {name for name, _ in STRATEGIES} == {"engine:defaults", "centralize", "cheapest-first", "round-robin"}
     assert simulation.RESTART_OVERHEAD > 0
+
+
+def test_jsonl_trace_is_one_event_per_line(tmp_path: Path, repo: Path) -> None:
+    path = tmp_path / "trace.jsonl"
+    events = [arrival(0, "a"), arrival(60, "b"), {"at": 120, "type": "outage", "target": "edge-dub-plant-01"}]
+    path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlplacement", "simulate", "--trace", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2/2" in result.stdout
