@@ -32,6 +32,7 @@ from mlplacement.api.workload import MLWorkload
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.explain import render_decision, render_many, table
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
+from mlplacement.core.reconcile import describe
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.signing import SigningError, parse_expires, sign, verify
 from mlplacement.core.snapshot import snapshot_from_fleet
@@ -107,14 +108,6 @@ def _parse_expiry(text: str | None, now: datetime) -> datetime | None:
         ) from None
 
 
-def _describe(obj: dict[str, object]) -> str:
-    metadata = obj.get("metadata")
-    meta = metadata if isinstance(metadata, dict) else {}
-    namespace = meta.get("namespace")
-    name = f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
-    return f"{obj.get('kind')} {name}"
-
-
 @cli.command("sign")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -148,7 +141,7 @@ def sign_command(
             try:
                 annotations = sign(plain, private_key, key_id, expiry)
             except SigningError as exc:
-                raise click.ClickException(f"{manifest.path}: {_describe(plain)}: {exc}") from None
+                raise click.ClickException(f"{manifest.path}: {describe(plain)}: {exc}") from None
             metadata = document.setdefault("metadata", CommentedMap())
             existing = metadata.get("annotations")
             if existing is None:
@@ -156,7 +149,7 @@ def sign_command(
                 metadata["annotations"] = existing
             existing.pop(ANNOTATION_SIGNATURE_EXPIRES, None)  # a re-sign without --expires must not keep it
             existing.update(annotations)
-            click.echo(f"signed {_describe(plain)} with {key_id!r}", err=True)
+            click.echo(f"signed {describe(plain)} with {key_id!r}", err=True)
         if in_place:
             manifest.path.write_text(manifest.dump(), encoding="utf-8")
         else:
@@ -182,7 +175,7 @@ def verify_command(files: tuple[Path, ...], keys_dir: Path) -> None:
     for manifest in (read_manifests(path) for path in files):
         for index, document in enumerate(manifest.documents):
             plain = to_plain(document)
-            where = f"{manifest.path}#{index + 1} {_describe(plain)}"
+            where = f"{manifest.path}#{index + 1} {describe(plain)}"
             if plain.get("kind") not in SIGNED_KINDS:
                 click.echo(f"{where}: skipped (not a signed kind)")
                 continue

@@ -5,18 +5,15 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 
 def mlplacement(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlplacement", *map(str, args)], capture_output=True, text=True, cwd=cwd, check=False
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from mlplacement.core.simulation import generate_trace, iter_reports, simulate, 
 from mlplacement.core.snapshot import snapshot_from_fleet
 from mlplacement.core.whatif import whatif
 from tests.builders import make_workload
+from tests.conftest import run_cli
 
 START = datetime(2026, 11, 22, tzinfo=UTC)
 FLEET = load_fleet(None)
@@ -131,13 +130,7 @@ def test_whatif_reports_exactly_the_workloads_whose_decision_changes() -> None:
 
 def test_shipped_traces_load_and_simulate(repo: Path, tmp_path: Path) -> None:
     for trace_file in sorted((repo / "examples" / "traces").glob("*.yaml")):
-        result = subprocess.run(
-            [sys.executable, "-m", "mlplacement", "simulate", "--trace", str(trace_file), "--out", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            cwd=repo,
-            check=False,
-        )
+        result = run_cli("simulate", "--trace", str(trace_file), "--out", str(tmp_path))
         assert result.returncode == 0, result.stderr
         assert "engine:defaults" in result.stdout
         report = json.loads((tmp_path / "report.json").read_text())
@@ -157,13 +150,7 @@ def test_shipped_traces_load_and_simulate(repo: Path, tmp_path: Path) -> None:
 def test_bad_trace_file_names_the_field(tmp_path: Path, repo: Path) -> None:
     path = tmp_path / "trace.yaml"
     path.write_text("apiVersion: mlplacement.io/trace/v1\nkind: Trace\nevents:\n- {at: -5, type: arrive}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "mlplacement", "simulate", "--trace", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        check=False,
-    )
+    result = run_cli("simulate", "--trace", str(path))
     assert result.returncode != 0
     assert "events[0].at" in result.stderr
 
@@ -177,12 +164,6 @@ def test_jsonl_trace_is_one_event_per_line(tmp_path: Path, repo: Path) -> None:
     path = tmp_path / "trace.jsonl"
     events = [arrival(0, "a"), arrival(60, "b"), {"at": 120, "type": "outage", "target": "edge-dub-plant-01"}]
     path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "mlplacement", "simulate", "--trace", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        check=False,
-    )
+    result = run_cli("simulate", "--trace", str(path))
     assert result.returncode == 0, result.stderr
     assert "2/2" in result.stdout

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import pytest
 from mlplacement.adapters.files import ManifestFileError, load_fleet
 from mlplacement.api.workload import TargetKind
 from mlplacement.core.snapshot import build_snapshot
+from tests.conftest import run_cli
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SIGNALS_CM = {
@@ -175,21 +174,7 @@ def test_bad_fleet_files_are_rejected_with_the_field_path(tmp_path: Path, text: 
 
 
 def test_explain_prints_decision_candidates_and_reasons(repo: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlplacement",
-            "explain",
-            "examples/workload-realtime-inference.yaml",
-            "--policy",
-            "examples/policy-default.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        check=False,
-    )
+    result = run_cli("explain", "examples/workload-realtime-inference.yaml", "--policy", "examples/policy-default.yaml")
     assert result.returncode == 0, result.stderr
     assert "decision: Edge edge-fra-store-01 in eu-central-1" in result.stdout
     assert "Feasible candidates" in result.stdout
@@ -197,9 +182,7 @@ def test_explain_prints_decision_candidates_and_reasons(repo: Path) -> None:
 
 
 def test_demo_places_the_examples_and_a_generated_batch(repo: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mlplacement", "demo"], capture_output=True, text=True, cwd=repo, check=False
-    )
+    result = run_cli("demo")
     assert result.returncode == 0, result.stderr
     assert "team-payments/fraud-scorer" in result.stdout
     assert "decision: Databricks dbx-eu-analytics" in result.stdout

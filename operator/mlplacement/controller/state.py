@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mlplacement.api.constants import GPU_RESOURCE
 from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
 from mlplacement.core.snapshot import Snapshot, build_snapshot
 
-GPU_RESOURCE = "nvidia.com/gpu"
 Obj = Mapping[str, Any]
 
 
