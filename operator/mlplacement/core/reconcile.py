@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlplacement.api.constants import LABEL_DEFAULT_POLICY, ConditionType, Phase, Reason
+from mlplacement.api.constants import LABEL_DEFAULT_POLICY, SIGNATURE_ANNOTATIONS, ConditionType, Kind, Phase, Reason
 from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, WorkloadType
@@ -160,6 +160,34 @@ def admit(
         digest=verdict.digest or "",
         policy_key_id=policy_verdict.key_id or "",
     )
+
+
+def _signed_part(obj: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return obj.get("spec"), {key: annotations.get(key) for key in SIGNATURE_ANNOTATIONS}
+
+
+def admission_problem(
+    obj: Mapping[str, Any], old: Mapping[str, Any] | None, keyring: Keyring, now: datetime
+) -> str | None:
+    """Why an MLWorkload or PlacementPolicy should be rejected at apply time, or None to admit it.
+
+    Only a change of what is signed (spec, signature annotations) is judged: finalizer, label and other
+    metadata updates pass, so cleanup of an object whose signature has since expired is never blocked.
+    """
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    if old is not None and _signed_part(old) == _signed_part(obj):
+        return None
+    model = PlacementPolicy if obj.get("kind") == Kind.PLACEMENT_POLICY else MLWorkload
+    try:
+        model.model_validate(obj)
+    except ValidationError as exc:
+        return f"{Reason.INVALID_SPEC.value}: {describe_validation_error(exc, f'{describe(obj)}: ')}"
+    verdict = verify(obj, keyring, now)
+    if not verdict.ok:
+        return f"{verdict.reason.value}: {verdict.message}"
+    return None
 
 
 def decision_status(

@@ -36,6 +36,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.queueing.worker_limit = config.worker_limit
     settings.queueing.idle_timeout = config.idle_timeout_seconds
     settings.batching.idle_timeout = config.idle_timeout_seconds
+    if config.webhook_port:
+        from mlplacement.handlers import webhook
+
+        webhook.configure(settings, config)
     api_client = await asyncio.to_thread(load_client)
     metrics = PrometheusMetrics()
     if config.metrics_port:

@@ -1,0 +1,85 @@
+"""The admission webhook's judgement (pure): what `kubectl apply` is told when an object would be refused."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mlplacement.core import keyring as keyring_core
+from mlplacement.core.reconcile import admission_problem
+from mlplacement.core.signing import sign
+from tests.builders import keyring_of, make_policy, make_workload, with_annotations
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+KEY = keyring_core.generate_key("ed25519")
+KEYRING = keyring_of(("platform", KEY))
+
+
+def signed(obj: dict[str, Any], expires: datetime | None = None) -> dict[str, Any]:
+    return with_annotations(obj, sign(obj, KEY, "platform", expires))
+
+
+def tampered(obj: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(obj)
+    changed["spec"]["args"] = ["--epochs", "300"]
+    return changed
+
+
+def relabelled(obj: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(obj)
+    changed["metadata"].setdefault("labels", {})["argocd.argoproj.io/instance"] = "ml"
+    changed["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    return changed
+
+
+def deleting(obj: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(obj)
+    changed["metadata"]["deletionTimestamp"] = "2026-11-22T11:00:00Z"
+    changed["spec"]["args"] = []
+    return changed
+
+
+EXPIRED = signed(make_workload(), expires=NOW - timedelta(days=1))
+
+CASES = [
+    ("signed workload is admitted", signed(make_workload()), None, None),
+    ("signed policy is admitted", signed(make_policy()), None, None),
+    ("unsigned workload is rejected", make_workload(), None, "SignatureMissing"),
+    ("unsigned policy is rejected", make_policy(), None, "SignatureMissing"),
+    ("changed after signing is rejected", tampered(signed(make_workload())), None, "SignatureInvalid"),
+    ("an expired signature is rejected on create", EXPIRED, None, "SignatureExpired"),
+    (
+        "a spec the model refuses is rejected before the signature is looked at",
+        signed(make_workload(resources={"gpus": 65})),
+        None,
+        "InvalidSpec",
+    ),
+    ("a label or finalizer update never judges the signature again", relabelled(EXPIRED), EXPIRED, None),
+    ("an object being deleted is never blocked", deleting(EXPIRED), EXPIRED, None),
+    (
+        "a spec update under an expired signature is rejected",
+        tampered(EXPIRED),
+        EXPIRED,
+        "SignatureInvalid",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "old", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_admission(obj: dict[str, Any], old: dict[str, Any] | None, reason: str | None) -> None:
+    problem = admission_problem(obj, old, KEYRING, NOW)
+    if reason is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert problem.startswith(f"{reason}: ")
+
+
+def test_admission_message_names_the_field_and_never_echoes_the_signature() -> None:
+    obj = signed(make_workload(resources={"gpus": 65}))
+    problem = admission_problem(obj, None, KEYRING, NOW) or ""
+    assert "gpus" in problem
+    assert obj["metadata"]["annotations"]["mlplacement.io/signature"] not in problem

@@ -1,0 +1,130 @@
+"""The Argo CD health check for MLWorkload, run by a real Lua interpreter (lupa) against sample objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lupa
+import pytest
+from ruamel.yaml import YAML
+
+from tests.conftest import REPO
+
+LUA = REPO / "argocd" / "mlworkload-health.lua"
+ARGOCD_CM = REPO / "argocd" / "argocd-cm.yaml"
+HEALTH_KEY = "resource.customizations.health.mlplacement.io_MLWorkload"
+
+
+def health(obj: dict[str, Any]) -> tuple[str, str]:
+    """Evaluate the check the way Argo CD does: the object as the global `obj`, the script's return value."""
+    runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
+    runtime.globals().obj = _to_lua(runtime, obj)
+    result = runtime.execute(LUA.read_text(encoding="utf-8"))
+    return str(result["status"]), str(result["message"])
+
+
+def _to_lua(runtime: lupa.LuaRuntime, value: Any) -> Any:
+    if isinstance(value, dict):
+        return runtime.table_from({k: _to_lua(runtime, v) for k, v in value.items()})
+    if isinstance(value, list):
+        return runtime.table_from([_to_lua(runtime, v) for v in value])
+    return value
+
+
+def workload(generation: int = 2, **status: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {"metadata": {"name": "w", "namespace": "ml", "generation": generation}}
+    if status:
+        obj["status"] = status
+    return obj
+
+
+def cond(type_: str, status: str, reason: str = "", message: str = "") -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+CASES = [
+    ("no status yet", workload(), "Progressing", "Waiting for the operator"),
+    (
+        "status from an older generation",
+        workload(observedGeneration=1, phase="Running", conditions=[cond("Ready", "True", "Running", "ok")]),
+        "Progressing",
+        "generation 2",
+    ),
+    (
+        "observedGeneration missing",
+        workload(phase="Running", conditions=[cond("Ready", "True")]),
+        "Progressing",
+        "generation 2",
+    ),
+    ("pending", workload(observedGeneration=2, phase="Pending"), "Progressing", "Phase Pending"),
+    (
+        "waiting for capacity",
+        workload(
+            observedGeneration=2,
+            phase="Waiting",
+            conditions=[cond("Placed", "False", "WaitingForCapacity", "0/7 targets fit: 3 lack free GPUs (need 4)")],
+        ),
+        "Progressing",
+        "WaitingForCapacity: 0/7 targets fit",
+    ),
+    (
+        "placed, child not ready yet",
+        workload(observedGeneration=2, phase="Placed", conditions=[cond("Placed", "True"), cond("Ready", "False")]),
+        "Progressing",
+        "Phase Placed",
+    ),
+    (
+        "running and ready",
+        workload(observedGeneration=2, phase="Running", conditions=[cond("Ready", "True", "Running", "3/3 ready")]),
+        "Healthy",
+        "3/3 ready",
+    ),
+    ("training finished", workload(observedGeneration=2, phase="Succeeded"), "Healthy", "Finished successfully"),
+    (
+        "refused: signature",
+        workload(
+            observedGeneration=2,
+            phase="Refused",
+            conditions=[cond("Verified", "False", "SignatureInvalid", "signature does not match")],
+        ),
+        "Degraded",
+        "Refused: SignatureInvalid: signature does not match",
+    ),
+    (
+        "refused: invalid spec",
+        workload(
+            observedGeneration=2, phase="Refused", conditions=[cond("Ready", "False", "InvalidSpec", "spec.gpus: >64")]
+        ),
+        "Degraded",
+        "spec.gpus",
+    ),
+    (
+        "failed run",
+        workload(
+            observedGeneration=2,
+            phase="Failed",
+            conditions=[cond("Finished", "True", "Failed", "BackoffLimitExceeded")],
+        ),
+        "Degraded",
+        "BackoffLimitExceeded",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_health_for_every_phase(obj: dict[str, Any], expected: str, message: str) -> None:
+    status, text = health(obj)
+    assert status == expected
+    assert message in text
+
+
+def test_every_phase_the_operator_writes_has_a_case() -> None:
+    from mlplacement.api.constants import Phase
+
+    covered = {c[1].get("status", {}).get("phase") for c in CASES}
+    assert {p.value for p in Phase} <= covered
+
+
+def test_argocd_cm_snippet_carries_the_same_lua() -> None:
+    configmap = YAML(typ="safe", pure=True).load(ARGOCD_CM.read_text(encoding="utf-8"))
+    assert configmap["data"][HEALTH_KEY] == LUA.read_text(encoding="utf-8")
