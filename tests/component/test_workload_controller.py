@@ -30,6 +30,7 @@ OTHER = keyring_core.generate_key()
 class FakeCluster:
     def __init__(self) -> None:
         self.status_patches: list[tuple[str, dict[str, Any]]] = []
+        self.policy_patches: list[tuple[str, dict[str, Any]]] = []
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applies = 0
 
@@ -37,7 +38,7 @@ class FakeCluster:
         self.status_patches.append((f"{namespace}/{name}", copy.deepcopy(dict(status))))
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
-        pass
+        self.policy_patches.append((name, copy.deepcopy(dict(status))))
 
     def apply_child(self, obj: Mapping[str, Any]) -> str:
         self.applies += 1
@@ -326,3 +327,131 @@ def test_new_trusted_key_readmits_refused_workloads(world: Any) -> None:
     )
     run(controller.readmit_all())
     assert "team-a/trainer" in controller.pending
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: grace periods pass without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def not_ready(node: dict[str, Any]) -> dict[str, Any]:
+    return {**node, "status": {**node["status"], "conditions": [{"type": "Ready", "status": "False"}]}}
+
+
+def test_pool_without_ready_nodes_fails_over_after_the_grace_period_and_keeps_one_child(world: Any) -> None:
+    controller, cluster, events, cache = world
+    clock = Clock()
+    controller.monotonic = clock
+    first = gpu_node("n1", "a100-euw1")
+    cache.on_node(gpu_node("n2", "a100-euw1-b"), deleted=False)
+    obj = signed(workload())
+
+    async def scenario() -> None:
+        await controller.on_workload(obj)
+        await controller.place_round()
+        (job,) = cluster.children.values()
+        on = job["spec"]["template"]["spec"]["nodeSelector"]["mlplacement.io/pool"]
+        node = first if on == "a100-euw1" else gpu_node("n2", "a100-euw1-b")
+        cache.on_node(not_ready(node), deleted=False)
+        controller.fleet_changed()
+        await controller.place_round()
+        assert [e for e in events if e[1] == "FailingOver"] == []  # inside the grace period: stay
+        clock.now += controller.config.pool_grace_seconds + 1
+        await controller.place_round()
+        (moved,) = cluster.children.values()  # same name: the child is replaced, never duplicated
+        assert moved["spec"]["template"]["spec"]["nodeSelector"]["mlplacement.io/pool"] != on
+        assert (
+            moved["metadata"]["annotations"]["mlplacement.io/target"]
+            != job["metadata"]["annotations"]["mlplacement.io/target"]
+        )
+
+    run(scenario())
+    (failing,) = [e for e in events if e[1] == "FailingOver"]
+    assert failing[0] == "Warning"
+    assert "no ready node" in failing[2]
+    _, last = cluster.status_patches[-1]
+    assert conditions(last)["Degraded"] == ("True", "TargetUnhealthy")
+    degraded = next(c for c in last["conditions"] if c["type"] == "Degraded")
+    assert "moved to GPUPool" in degraded["message"]
+
+
+def test_failover_with_nowhere_to_go_waits_and_says_so(world: Any) -> None:
+    controller, cluster, events, cache = world
+    clock = Clock()
+    controller.monotonic = clock
+    obj = signed(workload())
+
+    async def scenario() -> None:
+        await controller.on_workload(obj)
+        await controller.place_round()
+        cache.on_node(not_ready(gpu_node("n1", "a100-euw1")), deleted=False)
+        await controller.place_round()
+        clock.now += controller.config.pool_grace_seconds + 1
+        await controller.place_round()
+
+    run(scenario())
+    _, last = cluster.status_patches[-1]
+    assert last["phase"] == "Waiting"
+    degraded = next(c for c in last["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "TargetUnhealthy"
+    assert "no other target fits yet" in degraded["message"]
+
+
+def test_a_pool_that_recovers_within_the_grace_period_keeps_its_workloads(world: Any) -> None:
+    controller, cluster, events, cache = world
+    clock = Clock()
+    controller.monotonic = clock
+    node = gpu_node("n1", "a100-euw1")
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload()))
+        await controller.place_round()
+        cache.on_node(not_ready(node), deleted=False)
+        await controller.place_round()
+        clock.now += controller.config.pool_grace_seconds / 2
+        cache.on_node(node, deleted=False)
+        await controller.place_round()
+        clock.now += controller.config.pool_grace_seconds
+        await controller.place_round()
+
+    run(scenario())
+    assert [e for e in events if e[1] == "FailingOver"] == []
+    assert cluster.applies == 1
+
+
+def test_policy_status_says_verified_and_counts_its_workloads(world: Any) -> None:
+    controller, cluster, _, _ = world
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("a")))
+        await controller.on_workload(signed(workload("b")))
+        await controller.on_workload(workload("unsigned"))
+        await controller.place_round()
+        await controller.place_round()  # nothing changed: nothing written
+
+    run(scenario())
+    ((name, patch),) = cluster.policy_patches
+    assert name == "default"
+    assert patch["workloads"] == 2
+    assert conditions(patch) == {"Verified": ("True", "Verified")}
+
+
+def test_unsigned_policy_gets_verified_false_and_one_warning(world: Any) -> None:
+    controller, cluster, events, cache = world
+    cache.on_policy(make_policy("strict"), deleted=False)
+
+    async def scenario() -> None:
+        await controller.sync_policies()
+        await controller.sync_policies()
+
+    run(scenario())
+    strict = [patch for name, patch in cluster.policy_patches if name == "strict"]
+    assert len(strict) == 1
+    assert conditions(strict[0]) == {"Verified": ("False", "SignatureMissing")}
+    assert strict[0]["workloads"] == 0
+    assert [e[:2] for e in events] == [("Warning", "SignatureMissing")]

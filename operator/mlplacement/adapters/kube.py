@@ -19,7 +19,8 @@ from kubernetes.dynamic import DynamicClient
 from mlplacement.api.constants import GROUP, VERSION
 
 log = logging.getLogger("mlplacement.kube")
-GENERATION_ANNOTATION = f"{GROUP}/workload-generation"
+# A child is brought in line when any of these differ from what the controller wants.
+REVISION_ANNOTATIONS = (f"{GROUP}/workload-generation", f"{GROUP}/target")
 # Fields of a child that the operator owns and brings back in line on every apply.
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 
@@ -69,12 +70,12 @@ class KubeCluster:
             if exc.status != 409:
                 raise
         existing = resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
-        wanted_generation = (meta.get("annotations") or {}).get(GENERATION_ANNOTATION)
-        have_generation = ((existing.get("metadata") or {}).get("annotations") or {}).get(GENERATION_ANNOTATION)
-        if wanted_generation == have_generation:
+        wanted = meta.get("annotations") or {}
+        have = (existing.get("metadata") or {}).get("annotations") or {}
+        if all(wanted.get(k) == have.get(k) for k in REVISION_ANNOTATIONS):
             return "unchanged"
         if obj["kind"] == "Job":
-            # A Job's pod template is immutable: the new generation replaces it under the same name.
+            # A Job's pod template is immutable: a new generation or target replaces it under the same name.
             resource.delete(name=meta["name"], namespace=meta["namespace"], body={"propagationPolicy": "Background"})
             resource.create(body=dict(obj), namespace=meta["namespace"])
             return "replaced"

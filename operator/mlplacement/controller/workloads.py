@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, Phase
+from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, ConditionType, Phase, Reason
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
@@ -26,15 +26,17 @@ from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.manifests import build_children
 from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck
-from mlplacement.core.reconcile import Admitted, Refusal, admit, child_status, decision_status
+from mlplacement.core.reconcile import Admitted, Refusal, admit, child_status, decision_status, policy_status
 from mlplacement.core.snapshot import Snapshot
-from mlplacement.core.status import status_patch
+from mlplacement.core.status import get_condition, set_condition, status_patch
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
 # Target kinds this operator can run today; others stay out of the snapshot until their runtime exists.
 RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 MAX_BACKOFF_SECONDS = 300.0
+ACTIVE_PHASES = (Phase.PLACED.value, Phase.RUNNING.value)
+CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Pending:
     attempts: int = 0
     not_before: float = 0.0
     fleet_version: int = -1
+    failover: str = ""  # why the workload left its target; empty unless it is failing over
 
 
 class WorkloadController:
@@ -69,6 +72,11 @@ class WorkloadController:
         self.workloads: dict[str, MLWorkload] = {}  # uid -> workload, to map child events back
         self.objects: dict[str, Obj] = {}  # key -> last seen object, to re-admit when policies or keys change
         self.fleet_version = 0
+        self.unhealthy_since: dict[tuple[str, str], float] = {}
+        self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
+        self.policy_statuses: dict[
+            str, Obj
+        ] = {}  # policy name -> status last written  # target key -> monotonic time it went bad
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
 
@@ -90,6 +98,7 @@ class WorkloadController:
         )
         if isinstance(outcome, Refusal):
             self.pending.pop(key, None)
+            self.policy_of.pop(key, None)
             if outcome.is_warning:
                 self.metrics.refusal(outcome.reason.value)
             await self._write_status(
@@ -99,6 +108,7 @@ class WorkloadController:
             )
             return outcome
         self.workloads[meta.get("uid", "")] = outcome.workload
+        self.policy_of[key] = outcome.policy_name
         previous = self.pending.get(key)
         same_generation = previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get(
             "generation"
@@ -117,7 +127,30 @@ class WorkloadController:
         self.objects.pop(key, None)
         self.pending.pop(key, None)
         self.statuses.pop(key, None)
+        self.policy_of.pop(key, None)
         self.workloads.pop((obj.get("metadata") or {}).get("uid", ""), None)
+
+    async def sync_policies(self) -> None:
+        """Write each PlacementPolicy's Verified condition and workload count, only when they change."""
+        counts: dict[str, int] = {}
+        for name in self.policy_of.values():
+            counts[name] = counts.get(name, 0) + 1
+        now = self.clock()
+        for name, obj in list(self.cache.policies.items()):
+            current = self.policy_statuses.get(name) or obj.get("status") or {}
+            desired = policy_status(obj, self.cache.keyring, now, counts.get(name, 0), current)
+            patch = status_patch(current, desired)
+            if patch is None:
+                continue
+            async with self._writes:
+                await asyncio.to_thread(self.cluster.patch_policy_status, name, patch)
+            self.policy_statuses[name] = {**current, **patch}
+            verified = next(c for c in desired["conditions"] if c["type"] == ConditionType.VERIFIED.value)
+            was = get_condition(current, ConditionType.VERIFIED) or {}
+            if verified["status"] == "False" and was.get("reason") != verified["reason"]:
+                self.events(obj, "Warning", verified["reason"], verified["message"])
+        for name in set(self.policy_statuses) - set(self.cache.policies):
+            del self.policy_statuses[name]
 
     def fleet_changed(self) -> None:
         """Capacity or health moved: waiting workloads get another chance at once."""
@@ -151,12 +184,41 @@ class WorkloadController:
             if p.attempts == 0 or now >= p.not_before or p.fleet_version != self.fleet_version
         ]
 
+    async def fail_over(self, snapshot: Snapshot) -> list[str]:
+        """Workloads whose target has been unhealthy (or gone) past the grace period go back through placement."""
+        now = self.monotonic()
+        healthy = {t.key for t in snapshot.targets if t.healthy}
+        for target_key in list(self.unhealthy_since):
+            if target_key in healthy:
+                del self.unhealthy_since[target_key]
+        moved = []
+        for key, status in list(self.statuses.items()):
+            target = (status.get("placement") or {}).get("target")
+            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending:
+                continue
+            target_key = (target["kind"], target["name"])
+            if target_key in healthy or target_key[0] not in RUNNABLE_KINDS:
+                continue
+            since = self.unhealthy_since.setdefault(target_key, now)
+            if now - since < self.config.pool_grace_seconds or key not in self.objects:
+                continue
+            why = f"{target['kind']} {target['name']} has had no ready node for {now - since:.0f}s"
+            obj = self.objects[key]
+            if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
+                self.pending[key].failover = why
+                self.events(obj, "Warning", "FailingOver", f"{why}; placing the workload again")
+                moved.append(key)
+        return moved
+
     async def place_round(self) -> list[Decision]:
-        """One round: decide every due workload together, then act and record."""
+        """One round: move workloads off dead targets, decide every due workload together, then act and record."""
+        now = self.clock()
+        await self.sync_policies()
+        if self.statuses:
+            await self.fail_over(self._snapshot(now))
         due = self._due()
         if not due:
             return []
-        now = self.clock()
         started = time.perf_counter()
         snapshot = self._snapshot(now)
         self.metrics.signals_age(snapshot.signals_age_seconds)
@@ -182,7 +244,7 @@ class WorkloadController:
         """A placed workload keeps its target across a spec or policy change unless that target is now forbidden."""
         status = self.statuses.get(object_key(item.obj)) or {}
         target = (status.get("placement") or {}).get("target")
-        if not target or status.get("phase") not in (Phase.PLACED.value, Phase.RUNNING.value):
+        if not target or status.get("phase") not in ACTIVE_PHASES or item.failover:
             return False
         reason = recheck(item.admitted.request, item.admitted.policy, snapshot, (target["kind"], target["name"]))
         if reason is not None:
@@ -222,6 +284,21 @@ class WorkloadController:
     async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:
         key = object_key(item.obj)
         status = decision_status(item.admitted, decision, self.statuses.get(key), now)
+        if item.failover:
+            where = (
+                f"moved to {decision.chosen.target.kind.value} {decision.chosen.target.name}"
+                if decision.chosen
+                else ("no other target fits yet")
+            )
+            status["conditions"] = set_condition(
+                status["conditions"],
+                ConditionType.DEGRADED,
+                True,
+                Reason.TARGET_UNHEALTHY,
+                f"{item.failover}; {where}",
+                item.admitted.workload.metadata.generation,
+                now,
+            )
         kind = decision.chosen.target.kind.value if decision.chosen else "none"
         self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
         if decision.chosen is not None:
@@ -263,7 +340,11 @@ class WorkloadController:
             spec,
             target,
             pool_label_key=self._pool_label_key(target.name),
-            extra_annotations={f"{GROUP}/workload-generation": str(generation)},
+            # The adapter replaces a child whose generation or target differs (a Job's pod template is immutable).
+            extra_annotations={
+                f"{GROUP}/workload-generation": str(generation),
+                CHILD_TARGET_ANNOTATION: f"{target.kind.value}/{target.name}",
+            },
         )
         async with self._writes:
             for child in children:

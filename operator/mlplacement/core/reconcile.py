@@ -190,6 +190,24 @@ def admission_problem(
     return None
 
 
+def policy_status(
+    obj: Mapping[str, Any], keyring: Keyring, now: datetime, workloads: int, current: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A PlacementPolicy's status: `Verified` with the verdict (or InvalidSpec) and how many workloads use it."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    conditions = (current or {}).get("conditions") or []
+    try:
+        PlacementPolicy.model_validate(obj)
+    except ValidationError as exc:
+        ok, reason, message = False, Reason.INVALID_SPEC, describe_validation_error(exc, f"{describe(obj)}: ")
+    else:
+        verdict = verify(obj, keyring, now)
+        ok, reason = verdict.ok, verdict.reason
+        message = f"signed by {verdict.key_id!r}" if verdict.ok else verdict.message
+    conditions = set_condition(conditions, ConditionType.VERIFIED, ok, reason, message, generation, now)
+    return {"observedGeneration": generation, "conditions": conditions, "workloads": workloads}
+
+
 def decision_status(
     admitted: Admitted, decision: Decision, current: Mapping[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
