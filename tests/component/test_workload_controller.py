@@ -381,7 +381,7 @@ def test_pool_without_ready_nodes_fails_over_after_the_grace_period_and_keeps_on
 
 
 def test_failover_with_nowhere_to_go_waits_and_says_so(world: Any) -> None:
-    controller, cluster, events, cache = world
+    controller, cluster, _, cache = world
     clock = Clock()
     controller.monotonic = clock
     obj = signed(workload())
