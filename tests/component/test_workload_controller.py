@@ -7,7 +7,6 @@ placement, manifests and status are the real thing.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,36 +20,11 @@ from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
 from tests.builders import make_policy, make_workload, with_annotations
+from tests.component.fakes import Events, FakeCluster
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = keyring_core.generate_key()
 OTHER = keyring_core.generate_key()
-
-
-class FakeCluster:
-    def __init__(self) -> None:
-        self.status_patches: list[tuple[str, dict[str, Any]]] = []
-        self.policy_patches: list[tuple[str, dict[str, Any]]] = []
-        self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.applies = 0
-
-    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.status_patches.append((f"{namespace}/{name}", copy.deepcopy(dict(status))))
-
-    def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
-        self.policy_patches.append((name, copy.deepcopy(dict(status))))
-
-    def apply_child(self, obj: Mapping[str, Any]) -> str:
-        self.applies += 1
-        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        existed = key in self.children
-        self.children[key] = copy.deepcopy(dict(obj))
-        return "updated" if existed else "created"
-
-
-class Events(list[tuple[str, str, str]]):
-    def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        self.append((type_, reason, message))
 
 
 def signed(obj: dict[str, Any], key: Any = KEY, key_id: str = "platform") -> dict[str, Any]:

@@ -59,6 +59,11 @@ class KubeCluster:
             GROUP, VERSION, "placementpolicies", name, {"status": dict(status)}
         )
 
+    def patch_workspace_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "databricksworkspaces", name, {"status": dict(status)}
+        )
+
     def apply_child(self, obj: Mapping[str, Any]) -> str:
         """Create; on 409 bring the existing child in line (a Job whose pod template changed is replaced)."""
         resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])

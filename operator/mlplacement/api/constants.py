@@ -84,6 +84,8 @@ class Reason(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    RUN_LOST = "RunLost"
+    CANCELLED = "Cancelled"
 
 
 class Phase(StrEnum):

@@ -17,6 +17,24 @@ class Cluster(Protocol):
         """Create ``obj`` or bring the existing one in line; returns created, unchanged, updated or replacing."""
         ...
 
+    def patch_workspace_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, base64 as the API returns it; None when it does not exist."""
+        ...
+
+
+class DatabricksJobs(Protocol):
+    """One-time runs in a Databricks workspace (adapters.databricks). Blocking; raises its own errors."""
+
+    def probe(self, workspace: Any) -> str: ...
+
+    def submit(self, workspace: Any, payload: Mapping[str, Any]) -> int: ...
+
+    def get(self, workspace: Any, run_id: int) -> Any: ...
+
+    def cancel(self, workspace: Any, run_id: int) -> None: ...
+
 
 class EventSink(Protocol):
     """Posts a Kubernetes Event about ``obj`` (and logs it)."""

@@ -21,7 +21,8 @@ from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, ConditionType, 
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.ports import Cluster, EventSink, Metrics, NoMetrics
+from mlplacement.controller.databricks import DatabricksRuns
+from mlplacement.controller.ports import Cluster, DatabricksJobs, EventSink, Metrics, NoMetrics
 from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.manifests import build_children
 from mlplacement.core.placement import Decision, decide_many
@@ -32,8 +33,13 @@ from mlplacement.core.status import get_condition, set_condition, status_patch
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
-# Target kinds this operator can run today; others stay out of the snapshot until their runtime exists.
+# Target kinds this operator can run; Databricks joins when a jobs adapter is given. Others stay out of the
+# snapshot until their runtime exists.
 RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
+# Kinds whose workloads move when the target dies. A Databricks run lives on in Databricks: moving it would
+# run it twice.
+FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value})
+FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 ACTIVE_PHASES = (Phase.PLACED.value, Phase.RUNNING.value)
 CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
@@ -59,6 +65,7 @@ class WorkloadController:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        jobs: DatabricksJobs | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -79,6 +86,14 @@ class WorkloadController:
         ] = {}  # policy name -> status last written  # target key -> monotonic time it went bad
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
+        self.runnable = RUNNABLE_KINDS | ({TargetKind.DATABRICKS} if jobs is not None else set())
+        self.databricks = (
+            DatabricksRuns(
+                config, cache, cluster, events, jobs, self._write_status, self.statuses.get, clock, monotonic
+            )
+            if jobs is not None
+            else None
+        )
 
     # --- per-object step: parse, verify, enqueue ---
 
@@ -109,6 +124,17 @@ class WorkloadController:
             return outcome
         self.workloads[meta.get("uid", "")] = outcome.workload
         self.policy_of[key] = outcome.policy_name
+        status = self.statuses[key]
+        if status.get("observedGeneration") == meta.get("generation"):
+            if status.get("phase") in FINISHED_PHASES:
+                return None  # this generation ran to its end; only a spec change runs it again
+            target = (status.get("placement") or {}).get("target") or {}
+            if (
+                self.databricks is not None
+                and target.get("kind") == TargetKind.DATABRICKS.value
+                and self.databricks.adopt(key, obj, outcome.workload, status)
+            ):
+                return None  # after a restart: poll the recorded run, never submit a second one
         previous = self.pending.get(key)
         same_generation = previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get(
             "generation"
@@ -168,12 +194,15 @@ class WorkloadController:
             self.wakeup.clear()
             try:
                 await self.place_round()
+                if self.databricks is not None:
+                    await self.databricks.poll_due()
+                    await self.databricks.probe_due()
             except Exception:  # one bad round must not stop placement for good
                 log.exception("placement round failed")
 
     def _snapshot(self, now: datetime) -> Snapshot:
         full = self.cache.snapshot(now)
-        runnable = tuple(t for t in full.targets if t.kind in RUNNABLE_KINDS)
+        runnable = tuple(t for t in full.targets if t.kind in self.runnable)
         return Snapshot(now=full.now, targets=runnable, signals=full.signals)
 
     def _due(self) -> list[Pending]:
@@ -197,7 +226,7 @@ class WorkloadController:
             if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending:
                 continue
             target_key = (target["kind"], target["name"])
-            if target_key in healthy or target_key[0] not in RUNNABLE_KINDS:
+            if target_key in healthy or target_key[0] not in FAILOVER_KINDS:
                 continue
             since = self.unhealthy_since.setdefault(target_key, now)
             if now - since < self.config.pool_grace_seconds or key not in self.objects:
@@ -266,9 +295,14 @@ class WorkloadController:
             ),
             None,
         )
-        if snapshot_target is not None:
-            await self._apply_children(item, snapshot_target)
         generation = (item.obj.get("metadata") or {}).get("generation")
+        if snapshot_target is not None and snapshot_target.kind is TargetKind.DATABRICKS:
+            if self.databricks is not None and status.get("observedGeneration") != generation:
+                # A run cannot be edited: the new generation cancels the old run and submits its own.
+                await self.databricks.cancel(key, status)
+                await self.databricks.start(key, item.obj, item.admitted.workload, snapshot_target.name)
+        elif snapshot_target is not None:
+            await self._apply_children(item, snapshot_target)
         await self._write_status(
             item.obj,
             {
@@ -303,7 +337,7 @@ class WorkloadController:
         self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
         if decision.chosen is not None:
             try:
-                await self._apply_children(item, decision.chosen.target)
+                await self._run_on(key, item, decision.chosen.target)
             except Exception as exc:  # the API refused the child: keep it pending, retry with backoff
                 log.warning("could not create children of %s: %s", key, exc)
                 self._back_off(item)
@@ -331,6 +365,12 @@ class WorkloadController:
             if phase in counts:
                 counts[phase] += 1
         return counts
+
+    async def _run_on(self, key: str, item: Pending, target: Any) -> None:
+        if target.kind is TargetKind.DATABRICKS and self.databricks is not None:
+            await self.databricks.start(key, item.obj, item.admitted.workload, target.name)
+        else:
+            await self._apply_children(item, target)
 
     async def _apply_children(self, item: Pending, target: Any) -> None:
         spec = item.admitted.workload.spec

@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from mlplacement.adapters.databricks import DatabricksJobs
 from mlplacement.adapters.kube import KubeCluster, KubeEvents, load_client
 from mlplacement.adapters.metrics import PrometheusMetrics
 from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
@@ -18,6 +19,8 @@ from mlplacement.controller.workloads import WorkloadController
 
 log = logging.getLogger("mlplacement")
 CHILD_LABELS = {LABEL_MANAGED_BY: "mlplacement"}
+CANCEL_RETRIES = 24  # x CANCEL_POLL_SECONDS: how long deletion waits for a Databricks run to stop
+CANCEL_POLL_SECONDS = 5
 
 
 def _deleted(event_type: str | None) -> bool:
@@ -47,7 +50,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     cache = FleetCache(config=config)
     cluster = KubeCluster(api_client)
     memo.config, memo.cache, memo.cluster = config, cache, cluster
-    memo.controller = WorkloadController(config, cache, cluster, KubeEvents(api_client), metrics)
+    memo.controller = WorkloadController(config, cache, cluster, KubeEvents(api_client), metrics, jobs=DatabricksJobs())
     await reload_keys_and_signals(memo)
     memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(reload_forever(memo))]
 
@@ -105,6 +108,23 @@ def workload_seen(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None
     memo.cache.on_workload_phase(body, _deleted(type))
     if _deleted(type):
         memo.controller.forget(body)
+
+
+def _has_active_run(status: kopf.Status, **_: Any) -> bool:
+    return bool((status.get("databricks") or {}).get("runId")) and status.get("phase") in ("Placed", "Running")
+
+
+# Only workloads with a live Databricks run get a finalizer: local children go with their owner references.
+@kopf.on.delete(GROUP, VERSION, "mlworkloads", when=_has_active_run)
+async def workload_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    key = f"{body.metadata.namespace}/{body.metadata.name}"
+    if await memo.controller.databricks.cancel(key, dict(body.get("status") or {})):
+        return
+    if retry >= CANCEL_RETRIES:
+        # Bounded: deletion is never blocked for good; say that the run may still be going.
+        memo.controller.events(dict(body), "Warning", "CancelUnconfirmed", "Databricks run not confirmed cancelled")
+        return
+    raise kopf.TemporaryError("waiting for the Databricks run to cancel", delay=CANCEL_POLL_SECONDS)
 
 
 @kopf.on.event(GROUP, VERSION, "placementpolicies")
