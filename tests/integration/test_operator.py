@@ -70,8 +70,9 @@ def gpu_status(gpus: int) -> str:
 
 
 class Operator:
-    def __init__(self, plane: ControlPlane) -> None:
+    def __init__(self, plane: ControlPlane, extra_env: dict[str, str] | None = None) -> None:
         self.plane = plane
+        self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -83,6 +84,7 @@ class Operator:
             "MLPLACEMENT_RELOAD_SECONDS": "1",
             "MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS": "0.5",
             "MLPLACEMENT_LOG_FORMAT": "plain",
+            **self.extra_env,
         }
         log = (self.plane.directory / "operator.log").open("ab")
         self.process = subprocess.Popen(

@@ -30,7 +30,6 @@ from mlplacement.core.status import set_condition, status_patch, timestamp
 log = logging.getLogger("mlplacement.databricks")
 Obj = Mapping[str, Any]
 StatusWriter = Callable[[Obj, Obj, "tuple[str, str, str] | None"], Awaitable[bool]]
-POLL_SECONDS = 15.0
 
 
 @dataclass
@@ -57,7 +56,7 @@ class DatabricksRuns:
         statuses: Callable[[str], Obj | None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
-        poll_seconds: float = POLL_SECONDS,
+        poll_seconds: float = 15.0,
     ) -> None:
         self.config = config
         self.cache = cache

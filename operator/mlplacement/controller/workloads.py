@@ -89,7 +89,16 @@ class WorkloadController:
         self.runnable = RUNNABLE_KINDS | ({TargetKind.DATABRICKS} if jobs is not None else set())
         self.databricks = (
             DatabricksRuns(
-                config, cache, cluster, events, jobs, self._write_status, self.statuses.get, clock, monotonic
+                config,
+                cache,
+                cluster,
+                events,
+                jobs,
+                self._write_status,
+                self.statuses.get,
+                clock,
+                monotonic,
+                poll_seconds=config.databricks_poll_seconds,
             )
             if jobs is not None
             else None
