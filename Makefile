@@ -60,6 +60,9 @@ demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
 
+bench-operator: $(STAMP) ## Operator drain benchmark vs a one-field kopf operator (needs KUBEBUILDER_ASSETS)
+	$(BIN)/python bench/operator.py
+
 HELM ?= $(BIN)/helm
 CHART := helm/mlplacement
 NAMESPACE ?= mlplacement-system
