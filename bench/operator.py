@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.builders import make_policy, make_workload, with_annotations
 from tests.integration.conftest import TOKEN, ControlPlane, free_port, start_control_plane
+from tests.integration.test_operator import gpu_status, node
 
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
@@ -81,39 +82,8 @@ def fleet(plane: ControlPlane) -> None:
         }
     )
     plane.apply(signed(make_policy("default")))
-    status = json.dumps(
-        {
-            "status": {
-                "capacity": {"nvidia.com/gpu": str(GPUS_PER_NODE), "cpu": "64", "memory": "512Gi", "pods": "110"},
-                "allocatable": {"nvidia.com/gpu": str(GPUS_PER_NODE), "cpu": "64", "memory": "512Gi", "pods": "110"},
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "KubeletReady",
-                        "message": "bench",
-                        "lastHeartbeatTime": "2026-11-22T12:00:00Z",
-                        "lastTransitionTime": "2026-11-22T12:00:00Z",
-                    }
-                ],
-            }
-        }
-    )
-    nodes = [
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": f"gpu-{i}",
-                "labels": {
-                    "mlplacement.io/pool": f"pool-{i % 20}",
-                    "topology.kubernetes.io/region": "eu-west-1",
-                    "nvidia.com/gpu.product": "NVIDIA-A100",
-                },
-            },
-        }
-        for i in range(NODES)
-    ]
+    status = gpu_status(GPUS_PER_NODE)
+    nodes = [node(f"gpu-{i}", f"pool-{i % 20}") for i in range(NODES)]
     apply_many(plane, nodes)
     for node in nodes:
         plane.kubectl("patch", "node", node["metadata"]["name"], "--subresource=status", "--type=merge", "-p", status)

@@ -47,3 +47,13 @@ class FakeCluster:
 class Events(list[tuple[str, str, str]]):
     def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.append((type_, reason, message))
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: grace periods and poll intervals pass without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -19,21 +19,13 @@ from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
 from tests.builders import make_policy, make_workload, with_annotations
-from tests.component.fakes import Events, FakeCluster
+from tests.component.fakes import Clock, Events, FakeCluster
 from tests.standins.databricks import Fault, JobsStandIn
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = keyring_core.generate_key()
 NAMESPACE = "mlplacement-system"
 POLL = 15.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def signed(obj: dict[str, Any]) -> dict[str, Any]:

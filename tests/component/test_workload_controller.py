@@ -20,7 +20,7 @@ from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
 from tests.builders import make_policy, make_workload, with_annotations
-from tests.component.fakes import Events, FakeCluster
+from tests.component.fakes import Clock, Events, FakeCluster
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = keyring_core.generate_key()
@@ -301,16 +301,6 @@ def test_new_trusted_key_readmits_refused_workloads(world: Any) -> None:
     )
     run(controller.readmit_all())
     assert "team-a/trainer" in controller.pending
-
-
-class Clock:
-    """A monotonic clock the test moves by hand: grace periods pass without waiting for them."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def not_ready(node: dict[str, Any]) -> dict[str, Any]:
