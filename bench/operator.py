@@ -85,8 +85,8 @@ def fleet(plane: ControlPlane) -> None:
     status = gpu_status(GPUS_PER_NODE)
     nodes = [node(f"gpu-{i}", f"pool-{i % 20}") for i in range(NODES)]
     apply_many(plane, nodes)
-    for node in nodes:
-        plane.kubectl("patch", "node", node["metadata"]["name"], "--subresource=status", "--type=merge", "-p", status)
+    for each in nodes:
+        plane.kubectl("patch", "node", each["metadata"]["name"], "--subresource=status", "--type=merge", "-p", status)
 
 
 def workloads(plane: ControlPlane, namespace: str, count: int) -> None:
