@@ -345,3 +345,19 @@ def test_probe_marks_the_workspace_ready_once_and_a_bad_token_never_leaks(
     everything = repr(world.cluster.workspace_patches) + repr(world.events) + caplog.text
     assert leaked not in everything
     assert servers["dbx-a"].state.token not in everything
+
+
+def test_dropped_connections_are_retried_by_the_sdk_and_the_run_still_finishes(servers: dict[str, JobsStandIn]) -> None:
+    world = World(servers)
+    jobs = servers["dbx-a"].state
+    jobs.faults.extend([Fault("drop", "runs/submit"), Fault("drop", "runs/get"), Fault("503", "runs/get", 1)])
+
+    async def scenario() -> dict[str, Any]:
+        await world.probe()
+        await world.controller.on_workload(training())
+        await world.controller.place_round()
+        return await world.poll_until_finished()
+
+    assert run(scenario())["phase"] == "Succeeded"
+    assert len(jobs.runs) == 1
+    assert not jobs.faults  # every injected fault was hit
