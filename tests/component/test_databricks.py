@@ -100,6 +100,13 @@ class World:
     async def probe(self) -> None:
         await self.runs.probe_due()
 
+    async def place(self, *workloads: dict[str, Any]) -> None:
+        """Workspaces probed Ready, the workloads admitted, one placement round (which submits their runs)."""
+        await self.probe()
+        for obj in workloads:
+            assert await self.controller.on_workload(obj) is None
+        await self.controller.place_round()
+
     async def poll_until_finished(self, name: str = "recsys", rounds: int = 20) -> dict[str, Any]:
         """Advance the operator's clock poll by poll (no sleeping): the run moves one step per runs/get."""
         for _ in range(rounds):
@@ -136,9 +143,7 @@ def test_daily_training_is_submitted_once_and_polled_to_success(servers: dict[st
     jobs = servers["dbx-a"].state
 
     async def scenario() -> dict[str, Any]:
-        await world.probe()
-        assert await world.controller.on_workload(training()) is None
-        await world.controller.place_round()
+        await world.place(training())
         return await world.poll_until_finished()
 
     status = run(scenario())
@@ -168,9 +173,7 @@ def test_read_timeout_after_the_server_accepted_the_submit_gives_the_same_run(
     jobs.faults.append(Fault("accept-then-stall", "runs/submit", seconds=1.0))
 
     async def scenario() -> None:
-        await world.probe()
-        await world.controller.on_workload(training())
-        await world.controller.place_round()
+        await world.place(training())
 
     run(scenario())
     assert jobs.submits == 2  # the SDK retried after its read timed out ...
@@ -207,9 +210,7 @@ def test_restart_with_the_run_recorded_polls_it_instead_of_submitting(servers: d
     jobs = servers["dbx-a"].state
 
     async def scenario() -> dict[str, Any]:
-        await world.probe()
-        await world.controller.on_workload(training())
-        await world.controller.place_round()
+        await world.place(training())
         recorded = world.status()
         world.controller = world.new_controller()
         await world.controller.on_workload({**training(), "status": recorded})
@@ -226,9 +227,7 @@ def test_delete_cancels_the_active_run_and_waits_for_it_to_stop(servers: dict[st
     jobs.steps_per_state = 100  # the run would go on for a long time
 
     async def scenario() -> list[bool]:
-        await world.probe()
-        await world.controller.on_workload(training())
-        await world.controller.place_round()
+        await world.place(training())
         status = world.status()
         return [await world.runs.cancel("team-recsys/recsys", status) for _ in range(3)]
 
@@ -282,9 +281,7 @@ def test_failed_run_is_retried_with_a_new_attempt(
     jobs.outcomes.extend(outcomes)
 
     async def scenario() -> dict[str, Any]:
-        await world.probe()
-        await world.controller.on_workload(training(max_attempts=2))
-        await world.controller.place_round()
+        await world.place(training(max_attempts=2))
         first = await world.poll_until_finished(rounds=4)
         assert first["phase"] == "Running"  # attempt 1 failed, attempt 2 is due after the backoff
         assert condition(first, "Finished") == ("False", "Failed")
@@ -304,9 +301,7 @@ def test_a_run_deleted_in_databricks_becomes_a_condition_not_a_resubmit(servers:
     jobs = servers["dbx-a"].state
 
     async def scenario() -> dict[str, Any]:
-        await world.probe()
-        await world.controller.on_workload(training())
-        await world.controller.place_round()
+        await world.place(training())
         jobs.delete_run(world.status()["databricks"]["runId"])
         status = await world.poll_until_finished()
         for _ in range(3):
@@ -353,9 +348,7 @@ def test_dropped_connections_are_retried_by_the_sdk_and_the_run_still_finishes(s
     jobs.faults.extend([Fault("drop", "runs/submit"), Fault("drop", "runs/get"), Fault("503", "runs/get", 1)])
 
     async def scenario() -> dict[str, Any]:
-        await world.probe()
-        await world.controller.on_workload(training())
-        await world.controller.place_round()
+        await world.place(training())
         return await world.poll_until_finished()
 
     assert run(scenario())["phase"] == "Succeeded"
