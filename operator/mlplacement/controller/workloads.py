@@ -79,11 +79,10 @@ class WorkloadController:
         self.workloads: dict[str, MLWorkload] = {}  # uid -> workload, to map child events back
         self.objects: dict[str, Obj] = {}  # key -> last seen object, to re-admit when policies or keys change
         self.fleet_version = 0
-        self.unhealthy_since: dict[tuple[str, str], float] = {}
+        self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
-        self.policy_statuses: dict[
-            str, Obj
-        ] = {}  # policy name -> status last written  # target key -> monotonic time it went bad
+        self.policy_statuses: dict[str, Obj] = {}  # policy name -> status last written
+        self._policy_checked: dict[str, tuple[int, int, int, float]] = {}  # name -> (obj, keyring, count, when)
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
         self.runnable = RUNNABLE_KINDS | ({TargetKind.DATABRICKS} if jobs is not None else set())
@@ -171,7 +170,15 @@ class WorkloadController:
         for name in self.policy_of.values():
             counts[name] = counts.get(name, 0) + 1
         now = self.clock()
+        tick = self.monotonic()
         for name, obj in list(self.cache.policies.items()):
+            # Verifying every policy every round is wasted work: redo it when the object, the keyring or the
+            # count changed, and once per reload period so an expiring signature is still noticed.
+            inputs = (id(obj), id(self.cache.keyring), counts.get(name, 0))
+            checked = self._policy_checked.get(name)
+            if checked and checked[:3] == inputs and tick - checked[3] < self.config.reload_seconds:
+                continue
+            self._policy_checked[name] = (*inputs, tick)
             current = self.policy_statuses.get(name) or obj.get("status") or {}
             desired = policy_status(obj, self.cache.keyring, now, counts.get(name, 0), current)
             patch = status_patch(current, desired)
@@ -186,6 +193,8 @@ class WorkloadController:
                 self.events(obj, "Warning", verified["reason"], verified["message"])
         for name in set(self.policy_statuses) - set(self.cache.policies):
             del self.policy_statuses[name]
+        for name in set(self._policy_checked) - set(self.cache.policies):
+            del self._policy_checked[name]
 
     def fleet_changed(self) -> None:
         """Capacity or health moved: waiting workloads get another chance at once."""
@@ -252,13 +261,14 @@ class WorkloadController:
         """One round: move workloads off dead targets, decide every due workload together, then act and record."""
         now = self.clock()
         await self.sync_policies()
-        if self.statuses:
-            await self.fail_over(self._snapshot(now))
+        if not self.statuses and not self.pending:
+            return []
+        started = time.perf_counter()
+        snapshot = self._snapshot(now)  # one snapshot per round, for failover and for deciding
+        await self.fail_over(snapshot)
         due = self._due()
         if not due:
             return []
-        started = time.perf_counter()
-        snapshot = self._snapshot(now)
         self.metrics.signals_age(snapshot.signals_age_seconds)
         for target in snapshot.targets:
             self.metrics.target_health(target.kind.value, target.name, target.healthy)
@@ -273,7 +283,7 @@ class WorkloadController:
         by_key = {p.admitted.request.key: p for p in deciding}
         await asyncio.gather(
             *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
-            *(self._reapply(item, now) for item in staying),
+            *(self._reapply(item, snapshot) for item in staying),
         )
         self.metrics.workloads_by_phase(self.phase_counts())
         return decisions
@@ -290,18 +300,14 @@ class WorkloadController:
             return False
         return True
 
-    async def _reapply(self, item: Pending, now: datetime) -> None:
+    async def _reapply(self, item: Pending, snapshot: Snapshot) -> None:
         """Same target, maybe a new generation: update the child in place and record the verification."""
         key = object_key(item.obj)
         self.pending.pop(key, None)
         status = self.statuses.get(key) or {}
         placement = status.get("placement") or {}
         snapshot_target = next(
-            (
-                t
-                for t in self._snapshot(now).targets
-                if t.key == (placement["target"]["kind"], placement["target"]["name"])
-            ),
+            (t for t in snapshot.targets if t.key == (placement["target"]["kind"], placement["target"]["name"])),
             None,
         )
         generation = (item.obj.get("metadata") or {}).get("generation")
