@@ -70,21 +70,32 @@ class DatabricksRuns:
         self.poll_seconds = poll_seconds
         self.runs: dict[str, TrackedRun] = {}  # workload key -> its run
         self.probed_at: dict[str, float] = {}
+        self._credentials: dict[str, tuple[Any, float, Workspace]] = {}  # name -> (spec, read at, workspace)
 
     # --- credentials ---
 
     def workspace(self, name: str) -> Workspace:
-        """Host and token of a registered workspace; the token is read from its Secret, never stored in status."""
+        """Host and token of a registered workspace; the token is read from its Secret, never stored in status.
+
+        Cached per workspace for one reload period (as trusted keys are): every poll of every run would
+        otherwise be a Secret read on the apiserver. A changed spec, or the period passing, reads it again.
+        """
         obj = self.cache.workspaces.get(name)
         if obj is None:
             raise DatabricksUnavailableError(f"DatabricksWorkspace {name!r} is not registered")
+        cached = self._credentials.get(name)
+        now = self.monotonic()
+        if cached and cached[0] == obj.get("spec") and now - cached[1] < self.config.reload_seconds:
+            return cached[2]
         spec = DatabricksWorkspace.model_validate(obj).spec
         ref = spec.token_secret_ref
         data = self.cluster.read_secret_data(self.config.namespace, ref.name) or {}
         if ref.key not in data:
             raise DatabricksUnavailableError(f"Secret {self.config.namespace}/{ref.name} has no key {ref.key!r}")
         token = base64.b64decode(data[ref.key]).decode().strip()
-        return Workspace(name=name, host=spec.host, token=token)
+        workspace = Workspace(name=name, host=spec.host, token=token)
+        self._credentials[name] = (obj.get("spec"), now, workspace)
+        return workspace
 
     # --- submit ---
 
