@@ -85,7 +85,6 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     RUN_LOST = "RunLost"
-    CANCELLED = "Cancelled"
 
 
 class Phase(StrEnum):
@@ -96,3 +95,7 @@ class Phase(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+
+
+# Phases in which a workload has something running (or about to run) on its target.
+ACTIVE_PHASES: Final = (Phase.PLACED.value, Phase.RUNNING.value)

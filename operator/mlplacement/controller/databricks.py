@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlplacement.adapters.databricks import DatabricksUnavailableError, RunNotFoundError, Workspace
-from mlplacement.api.constants import ConditionType, Phase, Reason
+from mlplacement.api.constants import ACTIVE_PHASES, ConditionType, Phase, Reason
 from mlplacement.api.databricks import DatabricksWorkspace
 from mlplacement.api.workload import MLWorkload
 from mlplacement.config import OperatorConfig
@@ -126,7 +126,7 @@ class DatabricksRuns:
     def adopt(self, key: str, obj: Obj, workload: MLWorkload, status: Obj) -> bool:
         """After a restart: keep polling the run recorded in status instead of submitting another."""
         recorded = status.get("databricks") or {}
-        if not recorded.get("runId") or status.get("phase") not in (Phase.PLACED.value, Phase.RUNNING.value):
+        if not recorded.get("runId") or status.get("phase") not in ACTIVE_PHASES:
             return False
         if key not in self.runs:
             self.runs[key] = TrackedRun(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, ConditionType, Phase, Reason
+from mlplacement.api.constants import ACTIVE_PHASES, GROUP, LABEL_WORKLOAD_UID, ConditionType, Phase, Reason
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
@@ -41,7 +41,6 @@ RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value})
 FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
-ACTIVE_PHASES = (Phase.PLACED.value, Phase.RUNNING.value)
 CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
 
 

@@ -12,7 +12,7 @@ import kopf
 from mlplacement.adapters.databricks import DatabricksJobs
 from mlplacement.adapters.kube import KubeCluster, KubeEvents, load_client
 from mlplacement.adapters.metrics import PrometheusMetrics
-from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
+from mlplacement.api.constants import ACTIVE_PHASES, GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache, requests_gpus
 from mlplacement.controller.workloads import WorkloadController
@@ -111,7 +111,7 @@ def workload_seen(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None
 
 
 def _has_active_run(status: kopf.Status, **_: Any) -> bool:
-    return bool((status.get("databricks") or {}).get("runId")) and status.get("phase") in ("Placed", "Running")
+    return bool((status.get("databricks") or {}).get("runId")) and status.get("phase") in ACTIVE_PHASES
 
 
 # Only workloads with a live Databricks run get a finalizer: local children go with their owner references.
