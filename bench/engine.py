@@ -12,10 +12,15 @@
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # As a script, bench/ is first on sys.path, where operator.py would shadow the standard library's `operator`.
+    sys.path.pop(0)
+
 import argparse
 import random
 import statistics
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
