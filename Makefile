@@ -61,7 +61,7 @@ bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
 
 bench-operator: $(STAMP) ## Operator drain benchmark vs a one-field kopf operator (needs KUBEBUILDER_ASSETS)
-	$(BIN)/python bench/operator.py
+	$(BIN)/python bench/drain.py
 
 HELM ?= $(BIN)/helm
 CHART := helm/mlplacement

@@ -64,6 +64,7 @@ class Snapshot:
     signals: Signals | None = None
     # Kind -> region -> targets, built once so placement filters a whole region at a time.
     by_kind_region: Mapping[TargetKind, Mapping[str, tuple[Target, ...]]] = field(init=False, repr=False)
+    by_kind: Mapping[TargetKind, tuple[Target, ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.targets, key=lambda t: (t.kind.value, t.name)))
@@ -75,6 +76,11 @@ class Snapshot:
             self,
             "by_kind_region",
             {kind: {region: tuple(ts) for region, ts in sorted(regions.items())} for kind, regions in grouped.items()},
+        )
+        object.__setattr__(
+            self,
+            "by_kind",
+            {kind: tuple(t for ts in regions.values() for t in ts) for kind, regions in self.by_kind_region.items()},
         )
 
     @property

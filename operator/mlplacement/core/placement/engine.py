@@ -2,7 +2,8 @@
 
 The engine is Kueue's "nominate" step on our snapshot: no I/O, no clock but the snapshot's, the same
 answer for the same input. decide_many() places workloads in priority order (then age, then name) and
-claims capacity as it goes, so two workloads never get the same last GPUs.
+claims capacity as it goes, so two workloads never get the same last GPUs; then batch.rebalance() moves
+placed workloads between targets where the batch as a whole does better (priority decides who runs).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mlplacement.api.constants import Reason
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import TargetKind
+from mlplacement.core.placement.batch import Option, rebalance
 from mlplacement.core.placement.filters import (
     KIND_FILTERS,
     REGION_FILTERS,
@@ -24,6 +27,7 @@ from mlplacement.core.placement.filters import (
     expected_latency_ms,
     hourly_cost_usd,
 )
+from mlplacement.core.placement.filters import capacity as capacity_filter
 from mlplacement.core.placement.request import PlacementRequest
 from mlplacement.core.placement.scores import SCORERS, weights
 from mlplacement.core.snapshot import Snapshot, Target
@@ -44,9 +48,12 @@ class ScoredCandidate:
     expected_latency_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Targets rejected for one reason; whole kinds or regions are rejected in one entry."""
+class Rejection(NamedTuple):
+    """Targets rejected for one reason; whole kinds or regions are rejected in one entry.
+
+    A NamedTuple, not a dataclass: a round builds one per reason per region per workload, and a frozen
+    dataclass costs several times as much to construct.
+    """
 
     reason: str
     targets: tuple[Target, ...]
@@ -111,14 +118,19 @@ def _first_failure(
 
 
 def _feasible(
-    request: PlacementRequest, snapshot: Snapshot, context: Context, claims: Mapping[tuple[str, str], int]
+    request: PlacementRequest,
+    snapshot: Snapshot,
+    context: Context,
+    claims: Mapping[tuple[str, str], int],
+    full: list[Target] | None = None,
 ) -> tuple[list[Target], list[Rejection]]:
+    """Targets passing every filter, and the rejections; ``full`` collects those failing on capacity alone."""
     feasible: list[Target] = []
     rejections: list[Rejection] = []
     for kind, regions in snapshot.by_kind_region.items():
         kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
         if kind_failure is not None:
-            rejections.append(Rejection(kind_failure[0], tuple(t for ts in regions.values() for t in ts)))
+            rejections.append(Rejection(kind_failure[0], snapshot.by_kind[kind]))
             continue
         for region, targets in regions.items():
             region_failure = _first_failure(REGION_FILTERS, request, kind, region, context)
@@ -128,18 +140,25 @@ def _feasible(
             # Group this region's per-target rejections by reason: fewer objects, same explanation.
             grouped: dict[str, list[Target]] = {}
             transient: set[str] = set()
+            pinned = request.pinned
             for target in targets:
-                if request.pinned is not None and request.pinned != (target.kind, target.name):
+                if pinned is not None and pinned != (target.kind, target.name):
                     grouped.setdefault(NOT_PINNED, []).append(target)
                     continue
                 free = target.capacity - claims.get(target.key, 0)
-                failure = _first_failure(TARGET_FILTERS, request, target, free, context)
-                if failure is None:
+                # The hottest loop of a round: the filters are called inline rather than via _first_failure.
+                for check in TARGET_FILTERS:
+                    reason = check(request, target, free, context)
+                    if reason is not None:
+                        break
+                else:
                     feasible.append(target)
                     continue
-                grouped.setdefault(failure[0], []).append(target)
-                if failure[1] in TRANSIENT_FILTERS:
-                    transient.add(failure[0])
+                grouped.setdefault(reason, []).append(target)
+                if check in TRANSIENT_FILTERS:
+                    transient.add(reason)
+                    if full is not None and check is capacity_filter:
+                        full.append(target)
             rejections.extend(Rejection(reason, tuple(ts), reason in transient) for reason, ts in grouped.items())
     return feasible, rejections
 
@@ -172,8 +191,20 @@ def decide(
     claims: Mapping[tuple[str, str], int] | None = None,
 ) -> Decision:
     """Where ``request`` should run under ``policy`` on ``snapshot`` (given capacity already ``claims``ed)."""
+    return _decide(request, policy, snapshot, claims or {})
+
+
+def _decide(
+    request: PlacementRequest,
+    policy: PlacementPolicySpec,
+    snapshot: Snapshot,
+    claims: Mapping[tuple[str, str], int],
+    full: list[Target] | None = None,
+    moved: tuple[Target, tuple[str, str]] | None = None,
+) -> Decision:
+    """decide(); ``full`` collects targets rejected for claims alone, ``moved`` is (first choice, final target)."""
     context = make_context(request, policy, snapshot)
-    feasible, rejections = _feasible(request, snapshot, context, claims or {})
+    feasible, rejections = _feasible(request, snapshot, context, claims, full)
     scored: list[ScoredCandidate] = []
     if feasible:
         cheapest = min(hourly_cost_usd(request, target) for target in feasible)
@@ -182,6 +213,11 @@ def decide(
         # Deterministic: best score, then cheapest, then name.
         scored.sort(key=lambda c: (-c.score, c.hourly_cost_usd, c.target.name, c.target.kind.value))
     chosen = scored[0] if scored else None
+    if moved is not None:
+        chosen = next(c for c in scored if c.target.key == moved[1])
+    message = _explain(len(scored), len(snapshot.targets), rejections, chosen)
+    if moved is not None:
+        message += f"; rebalanced for the batch (alone it would take {moved[0].name})"
     return Decision(
         request=request,
         chosen=chosen,
@@ -189,8 +225,49 @@ def decide(
         rejections=tuple(rejections),
         total_targets=len(snapshot.targets),
         signals_age_seconds=snapshot.signals_age_seconds,
-        message=_explain(len(scored), len(snapshot.targets), rejections, chosen),
+        message=message,
     )
+
+
+def batch_options(
+    request: PlacementRequest,
+    policy: PlacementPolicySpec,
+    snapshot: Snapshot,
+    candidates: Iterable[ScoredCandidate],
+    full: Iterable[Target],
+) -> dict[tuple[str, str], Option]:
+    """Every target ``request`` may use with capacity left aside, with the utility rebalance() compares.
+
+    The utility is the weighted score with its cost part counted in dollars (minus the hourly price) and
+    every other score point worth 1% of the workload's cheapest price: to first order the same ranking as
+    the score, in a unit that adds up across workloads. Under a cost-only policy it is minus the hourly bill.
+    ``candidates`` are already scored (their non-cost scores do not depend on capacity); ``full`` are not.
+    """
+    context = make_context(request, policy, snapshot)
+    weight = weights(request, context)
+    total_weight = sum(weight.values()) or 1.0
+    # (target, hourly cost, weighted non-cost points); candidates' scores are reused, not recomputed.
+    rows = [
+        (c.target, c.hourly_cost_usd, sum(weight[name] * v for name, v in c.breakdown.items() if name != "cost"))
+        for c in candidates
+    ]
+    others = [(name, scorer) for name, scorer in SCORERS if name != "cost" and weight[name]]
+    rows += [
+        (
+            t,
+            hourly_cost_usd(request, t),
+            sum(weight[name] * scorer(request, t, 0.0, context) for name, scorer in others),
+        )
+        for t in full
+        if claim_amount(request, t) <= t.capacity  # too big for the target even when it is empty
+    ]
+    reference = max(min(cost for _, cost, _ in rows), 0.01)
+    return {
+        target.key: Option(
+            (points * reference / 100 - weight["cost"] * cost) / total_weight, claim_amount(request, target)
+        )
+        for target, cost, points in sorted(rows, key=lambda row: row[0].key)
+    }
 
 
 def placement_order(request: PlacementRequest) -> tuple[int, float, str]:
@@ -207,22 +284,55 @@ def decide_many(
     requests: Iterable[PlacementRequest],
     policy_by_name: Mapping[str | None, PlacementPolicySpec],
     snapshot: Snapshot,
+    *,
+    rebalance_batch: bool = True,
 ) -> list[Decision]:
     """Decide every request against one snapshot, in placement order, claiming capacity as it goes.
 
-    ``policy_by_name[None]`` is the default policy for requests without a policyRef; a request whose
-    policy is missing from the mapping is decided under the built-in defaults (callers refuse those earlier).
+    Priority (then age, then name) decides who is placed; batch.rebalance() then moves placed workloads
+    between targets when the batch as a whole does better (``rebalance_batch=False`` skips that step, for
+    comparisons). ``policy_by_name[None]`` is the default policy
+    for requests without a policyRef; a request whose policy is missing from the mapping is decided under
+    the built-in defaults (callers refuse those earlier).
     """
     claims: dict[tuple[str, str], int] = {}
     decisions = []
+    options: dict[str, dict[tuple[str, str], Option]] = {}
+    policies = {}
     for request in sorted(requests, key=placement_order):
-        policy = policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
-        decision = decide(request, policy, snapshot, claims)
+        policy = policies[request.key] = policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
+        full: list[Target] = []
+        decision = _decide(request, policy, snapshot, claims, full)
         if decision.chosen is not None:
             target = decision.chosen.target
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
+        if decision.chosen is not None and rebalance_batch:
+            options[request.key] = batch_options(request, policy, snapshot, decision.candidates, full)
         decisions.append(decision)
-    return decisions
+    placed = [d for d in decisions if d.chosen is not None]
+    if not rebalance_batch:
+        return decisions
+    start = {d.request.key: d.chosen.target.key for d in placed if d.chosen is not None}
+    capacity = {t.key: t.capacity for t in snapshot.targets}
+    final = rebalance([d.request.key for d in placed], options, capacity, start)
+    if final == start:
+        return decisions
+    final_claims: dict[tuple[str, str], int] = {}
+    for decision in placed:
+        key = final[decision.request.key]
+        final_claims[key] = final_claims.get(key, 0) + options[decision.request.key][key].need
+    rebuilt = []
+    for decision in decisions:
+        request = decision.request
+        if decision.chosen is None or final[request.key] == start[request.key]:
+            rebuilt.append(decision)
+            continue
+        # Explained against everyone else's final placement, so the candidates shown are the real choices.
+        key = final[request.key]
+        others = {**final_claims, key: final_claims[key] - options[request.key][key].need}
+        first_choice = decision.chosen.target
+        rebuilt.append(_decide(request, policies[request.key], snapshot, others, moved=(first_choice, key)))
+    return rebuilt
 
 
 def first_rejection(

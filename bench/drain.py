@@ -1,6 +1,6 @@
 """Operator benchmark (not a test; needs etcd + kube-apiserver from KUBEBUILDER_ASSETS):
 
-    KUBEBUILDER_ASSETS=/path/to/assets .venv/bin/python bench/operator.py [--workloads 3000] [--large 10000]
+    KUBEBUILDER_ASSETS=/path/to/assets .venv/bin/python bench/drain.py [--workloads 3000] [--large 10000]
 
 On one real control plane, drain N pending signed MLWorkloads over a fleet of GPU Node objects and report:
 placements/s and peak RSS of `mlplacement run`, against a kopf operator whose only handler sets one status
@@ -11,12 +11,6 @@ rate at no more than a third of its memory.
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__":
-    # As a script, bench/ is first on sys.path and this file would shadow the standard library's `operator`.
-    sys.path.pop(0)
-
 import argparse
 import base64
 import json
@@ -24,6 +18,7 @@ import os
 import re
 import ssl
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
