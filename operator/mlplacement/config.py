@@ -33,6 +33,8 @@ class OperatorConfig:
     reload_seconds: float = 15.0  # MLPLACEMENT_RELOAD_SECONDS: how often trusted keys and signals are re-read
     retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
     pool_grace_seconds: float = 300.0  # MLPLACEMENT_POOL_GRACE_SECONDS: a pool with no ready node fails over after
+    cluster_name: str = "home"  # MLPLACEMENT_CLUSTER_NAME: this cluster's name on the children it puts on edges
+    edge_cleanup_grace_seconds: float = 600.0  # MLPLACEMENT_EDGE_CLEANUP_GRACE_SECONDS: unknown edge copies wait
     databricks_poll_seconds: float = 15.0  # MLPLACEMENT_DATABRICKS_POLL_SECONDS: run status poll period
     webhook_port: int = 0  # MLPLACEMENT_WEBHOOK_PORT: validating admission webhook (0 = off)
     webhook_cert_dir: str = ""  # MLPLACEMENT_WEBHOOK_CERT_DIR: holds tls.crt and tls.key for the webhook

@@ -13,6 +13,7 @@ class FakeCluster:
         self.status_patches: list[tuple[str, dict[str, Any]]] = []
         self.policy_patches: list[tuple[str, dict[str, Any]]] = []
         self.workspace_patches: list[tuple[str, dict[str, Any]]] = []
+        self.edge_patches: list[tuple[str, dict[str, Any]]] = []
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.fail_status_writes = False
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -28,6 +29,9 @@ class FakeCluster:
 
     def patch_workspace_status(self, name: str, status: Mapping[str, Any]) -> None:
         self.workspace_patches.append((name, copy.deepcopy(dict(status))))
+
+    def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self.edge_patches.append((name, copy.deepcopy(dict(status))))
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.secrets.get((namespace, name))

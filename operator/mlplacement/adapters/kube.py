@@ -64,6 +64,9 @@ class KubeCluster:
             GROUP, VERSION, "databricksworkspaces", name, {"status": dict(status)}
         )
 
+    def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "edgeclusters", name, {"status": dict(status)})
+
     def apply_child(self, obj: Mapping[str, Any]) -> str:
         """Create; on 409 bring the existing child in line (a Job whose pod template changed is replaced)."""
         resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])

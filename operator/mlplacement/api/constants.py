@@ -24,6 +24,9 @@ LABEL_WORKLOAD_UID: Final = f"{GROUP}/workload-uid"
 LABEL_WORKLOAD_NAME: Final = f"{GROUP}/workload"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_COST_TAG_PREFIX: Final = f"cost.{GROUP}/"
+# On children in an edge cluster: which home cluster made them (two homes may share an edge) and for whom.
+LABEL_HOME_CLUSTER: Final = f"{GROUP}/home-cluster"
+ANNOTATION_ORIGIN: Final = f"{GROUP}/origin"
 
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -22,6 +22,24 @@ class Cluster(Protocol):
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's data, base64 as the API returns it; None when it does not exist."""
         ...
+
+    def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+
+class EdgeClusters(Protocol):
+    """Remote Kubernetes clusters (adapters.remote). Blocking; a cached client per cluster name."""
+
+    def probe(self, name: str, credentials: Any, timeout_seconds: float) -> Any: ...
+
+    def apply(self, name: str, credentials: Any, objects: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def children(self, name: str, credentials: Any, namespace: str, uid: str) -> list[dict[str, Any]]: ...
+
+    def inventory(self, name: str, credentials: Any, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+    def delete(self, name: str, credentials: Any, namespace: str, kind: str, object_name: str) -> None: ...
+
+    def forget(self, name: str) -> None: ...
 
 
 class DatabricksJobs(Protocol):

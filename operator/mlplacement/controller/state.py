@@ -68,6 +68,8 @@ class FleetCache:
     signals_configmap: Obj | None = None
     keyring: Keyring = field(default_factory=Keyring)
     workload_phases: dict[str, str] = field(default_factory=dict)  # namespace/name -> phase, for dependsOn
+    # EdgeCluster name -> status from its latest probe; newer than the written status, which skips no-news.
+    edge_live: dict[str, Obj] = field(default_factory=dict)
 
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)
@@ -112,7 +114,10 @@ class FleetCache:
             now=now,
             nodes=self.nodes.values(),
             pods=self.gpu_pods.values(),
-            edge_clusters=self.edge_clusters.values(),
+            edge_clusters=[
+                {**obj, "status": self.edge_live[name]} if name in self.edge_live else obj
+                for name, obj in self.edge_clusters.items()
+            ],
             databricks_workspaces=self.workspaces.values(),
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,

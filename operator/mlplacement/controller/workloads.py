@@ -22,7 +22,8 @@ from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
-from mlplacement.controller.ports import Cluster, DatabricksJobs, EventSink, Metrics, NoMetrics
+from mlplacement.controller.edges import EdgeRuntime
+from mlplacement.controller.ports import Cluster, DatabricksJobs, EdgeClusters, EventSink, Metrics, NoMetrics
 from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.manifests import build_children
 from mlplacement.core.placement import Decision, decide_many
@@ -33,12 +34,11 @@ from mlplacement.core.status import get_condition, set_condition, status_patch
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
-# Target kinds this operator can run; Databricks joins when a jobs adapter is given. Others stay out of the
-# snapshot until their runtime exists.
+# Target kinds this operator can run; Databricks and Edge join when their adapter is given.
 RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 # Kinds whose workloads move when the target dies. A Databricks run lives on in Databricks: moving it would
-# run it twice.
-FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value})
+# run it twice. A stale edge copy is removed when the edge comes back (controller.edges).
+FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value, TargetKind.EDGE.value})
 FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
@@ -65,6 +65,7 @@ class WorkloadController:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         jobs: DatabricksJobs | None = None,
+        edges: EdgeClusters | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -84,7 +85,28 @@ class WorkloadController:
         self._policy_checked: dict[str, tuple[int, int, int, float]] = {}  # name -> (obj, keyring, count, when)
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
-        self.runnable = RUNNABLE_KINDS | ({TargetKind.DATABRICKS} if jobs is not None else set())
+        self.runnable = (
+            RUNNABLE_KINDS
+            | ({TargetKind.DATABRICKS} if jobs is not None else set())
+            | ({TargetKind.EDGE} if edges is not None else set())
+        )
+        self.edges = (
+            EdgeRuntime(
+                config,
+                cache,
+                cluster,
+                events,
+                edges,
+                statuses=lambda: self.statuses,
+                workloads=lambda: self.workloads,
+                on_child=self.on_child,
+                fleet_changed=self.fleet_changed,
+                clock=clock,
+                monotonic=monotonic,
+            )
+            if edges is not None
+            else None
+        )
         self.databricks = (
             DatabricksRuns(
                 config,
@@ -210,6 +232,8 @@ class WorkloadController:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
             self.wakeup.clear()
             try:
+                if self.edges is not None:  # before placing: the round sees the freshest edge health
+                    await self.edges.probe_due()
                 await self.place_round()
                 if self.databricks is not None:
                     await self.databricks.poll_due()
@@ -246,9 +270,17 @@ class WorkloadController:
             if target_key in healthy or target_key[0] not in FAILOVER_KINDS:
                 continue
             since = self.unhealthy_since.setdefault(target_key, now)
-            if now - since < self.config.pool_grace_seconds or key not in self.objects:
+            on_edge = target_key[0] == TargetKind.EDGE.value and self.edges is not None
+            grace = (
+                self.edges.failover_grace(target_key[1]) if on_edge and self.edges else self.config.pool_grace_seconds
+            )
+            if now - since < grace or key not in self.objects:
                 continue
-            why = f"{target['kind']} {target['name']} has had no ready node for {now - since:.0f}s"
+            why = (
+                f"EdgeCluster {target['name']} has been unreachable or not Ready for {now - since:.0f}s"
+                if on_edge
+                else f"{target['kind']} {target['name']} has had no ready node for {now - since:.0f}s"
+            )
             obj = self.objects[key]
             if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
                 self.pending[key].failover = why
@@ -315,6 +347,8 @@ class WorkloadController:
                 # A run cannot be edited: the new generation cancels the old run and submits its own.
                 await self.databricks.cancel(key, status)
                 await self.databricks.start(key, item.obj, item.admitted.workload, snapshot_target.name)
+        elif snapshot_target is not None and snapshot_target.kind is TargetKind.EDGE and self.edges is not None:
+            await self.edges.apply(item.obj, item.admitted.workload, snapshot_target)
         elif snapshot_target is not None:
             await self._apply_children(item, snapshot_target)
         await self._write_status(
@@ -383,6 +417,8 @@ class WorkloadController:
     async def _run_on(self, key: str, item: Pending, target: Any) -> None:
         if target.kind is TargetKind.DATABRICKS and self.databricks is not None:
             await self.databricks.start(key, item.obj, item.admitted.workload, target.name)
+        elif target.kind is TargetKind.EDGE and self.edges is not None:
+            await self.edges.apply(item.obj, item.admitted.workload, target)
         else:
             await self._apply_children(item, target)
 

@@ -219,30 +219,40 @@ def node_health_problem(node: Mapping[str, Any]) -> str | None:
     return f"{pressure[0]}" if pressure else None
 
 
-def _gpu_count(value: Any) -> int:
+def gpu_count(value: Any) -> int:
     try:
         return int(str(value))
     except (TypeError, ValueError):
         return 0
 
 
-def _pod_gpu_requests(pod: Mapping[str, Any]) -> int:
+def pod_gpu_requests(pod: Mapping[str, Any]) -> int:
     spec = pod.get("spec") or {}
     total = 0
     for container in spec.get("containers") or []:
         resources = container.get("resources") or {}
         # Extended resources must have requests == limits; either one names the claim.
-        total += _gpu_count(
+        total += gpu_count(
             (resources.get("requests") or {}).get(GPU_RESOURCE) or (resources.get("limits") or {}).get(GPU_RESOURCE)
         )
     init = max(
         (
-            _gpu_count(((c.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
+            gpu_count(((c.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
             for c in spec.get("initContainers") or []
         ),
         default=0,
     )
     return max(total, init)
+
+
+def gpus_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """GPUs requested by non-terminal pods, by node name (the part of allocatable that is not free)."""
+    used: dict[str, int] = {}
+    for pod in pods:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES:
+            used[node_name] = used.get(node_name, 0) + pod_gpu_requests(pod)
+    return used
 
 
 def gpu_pools_from_nodes(
@@ -253,15 +263,11 @@ def gpu_pools_from_nodes(
 ) -> list[Target]:
     """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods."""
     keys = tuple(pool_label_keys)
-    used_by_node: dict[str, int] = {}
-    for pod in pods:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if node_name and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES:
-            used_by_node[node_name] = used_by_node.get(node_name, 0) + _pod_gpu_requests(pod)
+    used_by_node = gpus_used_by_node(pods)
     pools: dict[str, dict[str, Any]] = {}
     for node in nodes:
         pool = pool_of(node, keys)
-        allocatable = _gpu_count(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
+        allocatable = gpu_count(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
         if pool is None or allocatable <= 0:
             continue
         labels = _labels(node)

@@ -12,6 +12,7 @@ import kopf
 from mlplacement.adapters.databricks import DatabricksJobs
 from mlplacement.adapters.kube import KubeCluster, KubeEvents, load_client
 from mlplacement.adapters.metrics import PrometheusMetrics
+from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import ACTIVE_PHASES, GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache, requests_gpus
@@ -21,6 +22,7 @@ log = logging.getLogger("mlplacement")
 CHILD_LABELS = {LABEL_MANAGED_BY: "mlplacement"}
 CANCEL_RETRIES = 24  # x CANCEL_POLL_SECONDS: how long deletion waits for a Databricks run to stop
 CANCEL_POLL_SECONDS = 5
+EDGE_DELETE_RETRIES = 24  # x CANCEL_POLL_SECONDS: how long deletion waits for an unreachable edge cluster
 
 
 def _deleted(event_type: str | None) -> bool:
@@ -50,7 +52,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     cache = FleetCache(config=config)
     cluster = KubeCluster(api_client)
     memo.config, memo.cache, memo.cluster = config, cache, cluster
-    memo.controller = WorkloadController(config, cache, cluster, KubeEvents(api_client), metrics, jobs=DatabricksJobs())
+    memo.controller = WorkloadController(
+        config, cache, cluster, KubeEvents(api_client), metrics, jobs=DatabricksJobs(), edges=RemoteClusters()
+    )
     await reload_keys_and_signals(memo)
     memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(reload_forever(memo))]
 
@@ -125,6 +129,25 @@ async def workload_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: An
         memo.controller.events(dict(body), "Warning", "CancelUnconfirmed", "Databricks run not confirmed cancelled")
         return
     raise kopf.TemporaryError("waiting for the Databricks run to cancel", delay=CANCEL_POLL_SECONDS)
+
+
+def _on_edge(status: kopf.Status, **_: Any) -> bool:
+    return ((status.get("placement") or {}).get("target") or {}).get("kind") == "Edge"
+
+
+# Children on an edge cluster have no owner reference there (the owner lives here): a finalizer removes them.
+@kopf.on.delete(GROUP, VERSION, "mlworkloads", when=_on_edge)
+async def workload_deleted_from_edge(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    key = f"{body.metadata.namespace}/{body.metadata.name}"
+    if await memo.controller.edges.delete_workload(key, body.metadata.uid, dict(body.get("status") or {})):
+        return
+    if retry >= EDGE_DELETE_RETRIES:
+        # Bounded: the edge may be gone for good. Its copy is removed if it ever comes back (unknown workload).
+        memo.controller.events(
+            dict(body), "Warning", "RemoteCleanupAbandoned", "edge cluster unreachable; its copy is removed on return"
+        )
+        return
+    raise kopf.TemporaryError("waiting for the edge cluster to delete the workload", delay=CANCEL_POLL_SECONDS)
 
 
 @kopf.on.event(GROUP, VERSION, "placementpolicies")

@@ -1,0 +1,305 @@
+"""Edge runtime: probe each EdgeCluster on its interval, run placed workloads there, bring their state home.
+
+- Probing: credentials are read from the referenced Secret and allow-list parsed before any client exists;
+  each cluster is probed on its own interval, concurrently and off the event loop. The live result goes to
+  the snapshot at once; EdgeCluster status is written only when it changes meaningfully (core.edge).
+- Running: the same children the GPU-pool runtime builds (core.manifests.build_children), without owner
+  references (the owner lives in another cluster), with origin labels, applied to the edge namespace.
+- Status flows back: after each good probe, the children of the workloads placed on that edge are read
+  and fed through the same mapping as local children.
+- Stale copies: after each good probe, children of ours on the edge whose workload now runs elsewhere are
+  deleted (a failover left them behind while the edge was unreachable). Children of workloads this operator
+  does not know are deleted only after a grace period, so a restart never removes live work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlplacement.api.constants import (
+    ACTIVE_PHASES,
+    ANNOTATION_ORIGIN,
+    GROUP,
+    LABEL_HOME_CLUSTER,
+    LABEL_WORKLOAD_UID,
+    ConditionType,
+)
+from mlplacement.api.edge import EdgeClusterSpec
+from mlplacement.api.workload import MLWorkload, TargetKind
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.ports import Cluster, EdgeClusters, EventSink
+from mlplacement.controller.state import FleetCache, object_key
+from mlplacement.core.edge import ProbeResult, edge_status, worth_writing
+from mlplacement.core.kubeconfig import KubeconfigError, RemoteCredentials, parse_kubeconfig
+from mlplacement.core.manifests import build_children
+from mlplacement.core.snapshot import Target
+from mlplacement.core.status import get_condition, status_patch
+
+log = logging.getLogger("mlplacement.edge")
+Obj = Mapping[str, Any]
+CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
+
+
+class EdgeUnavailableError(RuntimeError):
+    """The edge cluster cannot be used now (not registered, bad credentials, unreachable)."""
+
+
+@dataclass
+class EdgeState:
+    next_probe: float = 0.0
+    failures: int = 0
+    placeable: bool = False
+    credentials: tuple[str, RemoteCredentials | KubeconfigError, float] | None = None  # (secret data, parsed, read at)
+    unknown_since: dict[str, float] = field(default_factory=dict)  # child uid -> when first seen unknown
+
+
+def edge_spec(obj: Obj) -> EdgeClusterSpec:
+    return EdgeClusterSpec.model_validate(obj.get("spec") or {})
+
+
+def placed_on(status: Obj | None) -> tuple[str, str] | None:
+    """(kind, name) of the target a workload status places it on, or None."""
+    target = ((status or {}).get("placement") or {}).get("target") or {}
+    return (target["kind"], target["name"]) if target.get("kind") and target.get("name") else None
+
+
+class EdgeRuntime:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        cache: FleetCache,
+        cluster: Cluster,
+        events: EventSink,
+        remote: EdgeClusters,
+        statuses: Callable[[], Mapping[str, Obj]],
+        workloads: Callable[[], Mapping[str, MLWorkload]],
+        on_child: Callable[[Obj], Awaitable[bool]],
+        fleet_changed: Callable[[], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.cluster = cluster
+        self.events = events
+        self.remote = remote
+        self.statuses = statuses
+        self.workloads = workloads
+        self.on_child = on_child
+        self.fleet_changed = fleet_changed
+        self.clock = clock
+        self.monotonic = monotonic
+        self.state: dict[str, EdgeState] = {}
+        self.written: dict[str, Obj] = {}  # name -> EdgeCluster status as last written
+        self._probing = asyncio.Semaphore(config.write_concurrency)
+
+    # --- credentials ---
+
+    def credentials(self, name: str) -> RemoteCredentials:
+        """The allow-list parsed kubeconfig of edge ``name``; re-read once per reload period."""
+        obj = self.cache.edge_clusters.get(name)
+        if obj is None:
+            raise EdgeUnavailableError(f"EdgeCluster {name!r} is not registered")
+        state = self.state.setdefault(name, EdgeState())
+        ref = edge_spec(obj).credentials_secret_ref
+        now = self.monotonic()
+        cached = state.credentials
+        if cached is None or now - cached[2] >= self.config.reload_seconds:
+            data = self.cluster.read_secret_data(self.config.namespace, ref.name) or {}
+            raw = data.get(ref.key, "")
+            parsed: RemoteCredentials | KubeconfigError
+            if not raw:
+                parsed = KubeconfigError(f"Secret {self.config.namespace}/{ref.name} has no key {ref.key!r}")
+            elif cached is not None and cached[0] == raw:
+                parsed = cached[1]
+            else:
+                try:
+                    parsed = parse_kubeconfig(base64.b64decode(raw, validate=True))
+                except binascii.Error:
+                    parsed = KubeconfigError(f"Secret key {ref.key!r} is not valid base64")
+                except KubeconfigError as exc:
+                    parsed = exc
+            state.credentials = cached = (raw, parsed, now)
+        if isinstance(cached[1], KubeconfigError):
+            raise EdgeUnavailableError(str(cached[1]))
+        return cached[1]
+
+    # --- probing ---
+
+    async def probe_due(self) -> None:
+        """Probe every edge cluster whose interval has passed, concurrently."""
+        now = self.monotonic()
+        for name in set(self.state) - set(self.cache.edge_clusters):
+            del self.state[name]
+            self.written.pop(name, None)
+            self.cache.edge_live.pop(name, None)
+            await asyncio.to_thread(self.remote.forget, name)
+        due = [name for name in self.cache.edge_clusters if now >= self.state.setdefault(name, EdgeState()).next_probe]
+        await asyncio.gather(*(self.probe(name) for name in due))
+
+    async def probe(self, name: str) -> ProbeResult | None:
+        obj = self.cache.edge_clusters[name]
+        spec = edge_spec(obj)
+        state = self.state.setdefault(name, EdgeState())
+        state.next_probe = self.monotonic() + spec.probe.interval_seconds
+        result: ProbeResult | None = None
+        problem = ""
+        async with self._probing:
+            try:
+                credentials = await asyncio.to_thread(self.credentials, name)
+            except EdgeUnavailableError as exc:
+                problem = str(exc)
+            else:
+                result = await asyncio.to_thread(self.remote.probe, name, credentials, spec.probe.timeout_seconds)
+        state.failures = 0 if result is not None and result.reachable else state.failures + 1
+        current = self.written.get(name) or obj.get("status") or {}
+        generation = (obj.get("metadata") or {}).get("generation")
+        desired = edge_status(current, result, state.failures, self.clock(), generation, problem)
+        self.cache.edge_live[name] = desired
+        placeable = result is not None and result.placeable
+        if placeable != state.placeable:
+            state.placeable = placeable
+            ready = get_condition(desired, ConditionType.READY) or {}
+            if placeable:
+                self.events(obj, "Normal", "EdgeReady", str(ready.get("message", "")))
+            else:
+                self.events(obj, "Warning", str(ready.get("reason", "NotReady")), str(ready.get("message", "")))
+            self.fleet_changed()
+        elif result is not None and result.placeable and current.get("gpusFree") != result.gpus_free:
+            self.fleet_changed()
+        if worth_writing(current, desired, spec.probe.interval_seconds):
+            patch = status_patch(current, desired)
+            if patch:
+                try:
+                    await asyncio.to_thread(self.cluster.patch_edge_status, name, patch)
+                    self.written[name] = {**current, **patch}
+                except Exception as exc:  # the next probe tries again
+                    log.warning("could not write status of EdgeCluster %s: %s", name, type(exc).__name__)
+        if result is not None and result.reachable:
+            try:
+                await self.sync_children(name, spec)
+                await self.remove_stale(name, spec)
+            except Exception as exc:  # the edge dropped mid-way: the next probe sees it
+                log.warning("syncing edge cluster %s failed: %s", name, type(exc).__name__)
+        return result
+
+    # --- running ---
+
+    def children_for(
+        self, obj: Obj, workload: MLWorkload, target: Target, spec: EdgeClusterSpec
+    ) -> list[dict[str, Any]]:
+        meta = obj.get("metadata") or {}
+        generation = meta.get("generation")
+        return build_children(
+            obj,
+            workload.spec,
+            target,
+            pool_label_key=None,  # the edge cluster is the target: its scheduler picks the node
+            namespace=spec.namespace,
+            owned=False,
+            extra_labels={LABEL_HOME_CLUSTER: self.config.cluster_name},
+            extra_annotations={
+                f"{GROUP}/workload-generation": str(generation),
+                CHILD_TARGET_ANNOTATION: f"{target.kind.value}/{target.name}",
+                ANNOTATION_ORIGIN: f"{self.config.cluster_name}/{object_key(obj)}",
+            },
+        )
+
+    async def apply(self, obj: Obj, workload: MLWorkload, target: Target) -> None:
+        """Create or bring in line the workload's children on edge ``target`` (raises when it cannot)."""
+        edge = self.cache.edge_clusters.get(target.name)
+        if edge is None:
+            raise EdgeUnavailableError(f"EdgeCluster {target.name!r} is not registered")
+        spec = edge_spec(edge)
+        credentials = await asyncio.to_thread(self.credentials, target.name)
+        children = self.children_for(obj, workload, target, spec)
+        await asyncio.to_thread(self.remote.apply, target.name, credentials, children)
+
+    async def delete_workload(self, key: str, uid: str, status: Obj) -> bool:
+        """Remove a deleted workload's children from its edge; True when done (or nothing is left to do)."""
+        target = placed_on(status)
+        edge = self.cache.edge_clusters.get(target[1]) if target is not None else None
+        if target is None or target[0] != TargetKind.EDGE.value or edge is None:
+            return True  # not on an edge, or the edge was unregistered: nothing we can reach
+        name = target[1]
+        spec = edge_spec(edge)
+        try:
+            credentials = await asyncio.to_thread(self.credentials, name)
+            found = await asyncio.to_thread(
+                self.remote.inventory, name, credentials, spec.namespace, f"{LABEL_WORKLOAD_UID}={uid}"
+            )
+            for child in found:
+                meta = child.get("metadata") or {}
+                await asyncio.to_thread(
+                    self.remote.delete, name, credentials, spec.namespace, child["kind"], meta.get("name", "")
+                )
+        except Exception as exc:
+            log.info("edge %s unreachable while deleting %s: %s", name, key, type(exc).__name__)
+            return False
+        return True
+
+    # --- state coming home ---
+
+    def placed_here(self, name: str) -> dict[str, str]:
+        """uid -> workload key of the workloads whose status places them on edge ``name`` and still runs."""
+        here = (TargetKind.EDGE.value, name)
+        statuses = self.statuses()
+        placed = {}
+        for uid, workload in self.workloads().items():
+            key = f"{workload.metadata.namespace}/{workload.metadata.name}"
+            status = statuses.get(key)
+            if placed_on(status) == here and (status or {}).get("phase") in ACTIVE_PHASES:
+                placed[uid] = key
+        return placed
+
+    async def sync_children(self, name: str, spec: EdgeClusterSpec) -> None:
+        credentials = await asyncio.to_thread(self.credentials, name)
+        for uid in self.placed_here(name):
+            children = await asyncio.to_thread(self.remote.children, name, credentials, spec.namespace, uid)
+            for child in children:
+                await self.on_child(child)
+
+    async def remove_stale(self, name: str, spec: EdgeClusterSpec) -> None:
+        """Delete our children on this edge whose workload runs elsewhere now, or is gone for longer than the grace."""
+        state = self.state[name]
+        credentials = await asyncio.to_thread(self.credentials, name)
+        selector = f"{LABEL_HOME_CLUSTER}={self.config.cluster_name}"
+        found = await asyncio.to_thread(self.remote.inventory, name, credentials, spec.namespace, selector)
+        known = self.workloads()
+        statuses = self.statuses()
+        now = self.monotonic()
+        seen_unknown = set()
+        for child in found:
+            meta = child.get("metadata") or {}
+            uid = (meta.get("labels") or {}).get(LABEL_WORKLOAD_UID, "")
+            workload = known.get(uid)
+            if workload is None:
+                seen_unknown.add(uid)
+                first = state.unknown_since.setdefault(uid, now)
+                if now - first < self.config.edge_cleanup_grace_seconds:
+                    continue
+                why = "its workload no longer exists"
+            else:
+                target = placed_on(statuses.get(f"{workload.metadata.namespace}/{workload.metadata.name}"))
+                if target is None or target == (TargetKind.EDGE.value, name):
+                    continue  # runs here, or is not placed anywhere yet (it may come back here): leave it
+                why = f"the workload now runs on {target[0]} {target[1]}"
+            await asyncio.to_thread(
+                self.remote.delete, name, credentials, spec.namespace, child["kind"], meta.get("name", "")
+            )
+            obj = self.cache.edge_clusters.get(name) or {"metadata": {"name": name}}
+            self.events(obj, "Normal", "StaleCopyRemoved", f"{child['kind']} {meta.get('name')}: {why}")
+        for uid in set(state.unknown_since) - seen_unknown:
+            del state.unknown_since[uid]
+
+    def failover_grace(self, name: str) -> float:
+        obj = self.cache.edge_clusters.get(name)
+        return float(edge_spec(obj).probe.failure_grace_seconds) if obj is not None else 0.0
