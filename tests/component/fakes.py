@@ -61,3 +61,63 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class FakeEdges:
+    """Edge clusters at the adapter boundary (controller.ports.EdgeClusters): objects per cluster in memory.
+
+    ``down`` clusters raise on every call, as an unreachable API server does; ``gpus`` is what a probe reports.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[tuple[str, str, str], dict[str, Any]]] = {}
+        self.down: set[str] = set()
+        self.gpus: dict[str, int] = {}
+        self.credentials_seen: dict[str, Any] = {}
+        self.probes: list[str] = []
+
+    def _reach(self, name: str, credentials: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
+        if name in self.down:
+            raise ConnectionRefusedError(f"edge {name} unreachable")
+        self.credentials_seen[name] = credentials
+        return self.objects.setdefault(name, {})
+
+    def probe(self, name: str, credentials: Any, timeout_seconds: float) -> Any:
+        from mlplacement.core.edge import ProbeResult
+
+        self.probes.append(name)
+        if name in self.down:
+            return ProbeResult(reachable=False, error="MaxRetryError (NewConnectionError)")
+        self._reach(name, credentials)
+        gpus = self.gpus.get(name, 4)
+        return ProbeResult(True, True, 12.0, 1, gpus, gpus)
+
+    def apply(self, name: str, credentials: Any, objects: Any) -> None:
+        store = self._reach(name, credentials)
+        for obj in objects:
+            store[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = copy.deepcopy(dict(obj))
+
+    def _select(self, name: str, credentials: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
+        key, value = selector.split("=", 1)
+        store = self._reach(name, credentials)
+        return [
+            copy.deepcopy(obj)
+            for (_, ns, _), obj in sorted(store.items())
+            if ns == namespace and (obj["metadata"].get("labels") or {}).get(key) == value
+        ]
+
+    def children(self, name: str, credentials: Any, namespace: str, uid: str) -> list[dict[str, Any]]:
+        found = self._select(name, credentials, namespace, f"mlplacement.io/workload-uid={uid}")
+        return [obj for obj in found if obj["kind"] in ("Job", "Deployment")]
+
+    def inventory(self, name: str, credentials: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._select(name, credentials, namespace, selector)
+
+    def delete(self, name: str, credentials: Any, namespace: str, kind: str, object_name: str) -> None:
+        self._reach(name, credentials).pop((kind, namespace, object_name), None)
+
+    def forget(self, name: str) -> None:
+        self.credentials_seen.pop(name, None)
+
+    def kinds(self, name: str) -> list[tuple[str, str]]:
+        return sorted((kind, obj_name) for kind, _, obj_name in self.objects.get(name, {}))
