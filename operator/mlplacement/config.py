@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -80,6 +81,10 @@ class OperatorConfig:
             raise ConfigError("MLPLACEMENT_LOG_FORMAT must be json or plain")
         if self.pool_grace_seconds < 0:
             raise ConfigError("MLPLACEMENT_POOL_GRACE_SECONDS must be >= 0")
+        if self.edge_cleanup_grace_seconds < 0:
+            raise ConfigError("MLPLACEMENT_EDGE_CLEANUP_GRACE_SECONDS must be >= 0")
+        if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", self.cluster_name):
+            raise ConfigError("MLPLACEMENT_CLUSTER_NAME must be a label value (<= 63 letters, digits, -_.)")
         if self.webhook_port and not self.webhook_cert_dir:
             raise ConfigError("MLPLACEMENT_WEBHOOK_PORT needs MLPLACEMENT_WEBHOOK_CERT_DIR (tls.crt, tls.key)")
         if not self.pool_label_keys:

@@ -72,6 +72,46 @@ class ControlPlane:
     port: int
     processes: list[subprocess.Popen[bytes]]
     kubeconfig: Path
+    apiserver_command: tuple[str, ...] = ()
+
+    @property
+    def ca_data(self) -> bytes:
+        """The apiserver's self-signed serving certificate: what an edge kubeconfig trusts."""
+        return (self.directory / "certs" / "apiserver.crt").read_bytes()
+
+    def edge_kubeconfig(self) -> str:
+        """An allow-list kubeconfig for this control plane: https, inline CA data, inline token."""
+        import base64
+
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "edge",
+                "clusters": [
+                    {
+                        "name": "edge",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{self.port}",
+                            "certificate-authority-data": base64.b64encode(self.ca_data).decode(),
+                        },
+                    }
+                ],
+                "users": [{"name": "op", "user": {"token": TOKEN}}],
+                "contexts": [{"name": "edge", "context": {"cluster": "edge", "user": "op"}}],
+            }
+        )
+
+    def stop_apiserver(self) -> None:
+        """Take the API server down (etcd keeps the data), as an edge site dropping off the network."""
+        apiserver = self.processes.pop()
+        apiserver.terminate()
+        apiserver.wait(timeout=30)
+
+    def start_apiserver(self) -> None:
+        logs = (self.directory / "apiserver.log").open("ab")
+        self.processes.append(subprocess.Popen(list(self.apiserver_command), stdout=logs, stderr=logs))
+        wait_until(lambda: _ready(self.port), 60, "kube-apiserver /readyz after restart")
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         binary = str(Path(ASSETS) / "kubectl") if (Path(ASSETS) / "kubectl").is_file() else "kubectl"
@@ -100,6 +140,15 @@ class ControlPlane:
                 process.kill()
 
 
+def _ready(port: int) -> bool:
+    request = urllib.request.Request(f"https://127.0.0.1:{port}/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, context=ssl._create_unverified_context(), timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def start_control_plane(directory: Path) -> ControlPlane:
     directory.mkdir(parents=True, exist_ok=True)
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
@@ -125,25 +174,22 @@ def start_control_plane(directory: Path) -> ControlPlane:
         stderr=logs,
     )
     api_logs = (directory / "apiserver.log").open("wb")
-    apiserver = subprocess.Popen(
-        [
-            str(Path(ASSETS) / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            f"--cert-dir={directory / 'certs'}",
-            f"--secure-port={api_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
-            f"--token-auth-file={directory / 'tokens.csv'}",
-            f"--service-account-key-file={directory / 'sa.pub'}",
-            f"--service-account-signing-key-file={directory / 'sa.key'}",
-            f"--service-account-issuer=https://127.0.0.1:{api_port}",
-            "--disable-admission-plugins=ServiceAccount",
-        ],
-        stdout=api_logs,
-        stderr=api_logs,
+    command = (
+        str(Path(ASSETS) / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        f"--cert-dir={directory / 'certs'}",
+        f"--secure-port={api_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--authorization-mode=RBAC",
+        f"--token-auth-file={directory / 'tokens.csv'}",
+        f"--service-account-key-file={directory / 'sa.pub'}",
+        f"--service-account-signing-key-file={directory / 'sa.key'}",
+        f"--service-account-issuer=https://127.0.0.1:{api_port}",
+        "--disable-admission-plugins=ServiceAccount",
     )
+    apiserver = subprocess.Popen(list(command), stdout=api_logs, stderr=api_logs)
     kubeconfig = directory / "kubeconfig"
     # Loopback-only test control plane with a self-signed serving cert made by the apiserver itself.
     kubeconfig.write_text(
@@ -163,20 +209,9 @@ def start_control_plane(directory: Path) -> ControlPlane:
             }
         )
     )
-    plane = ControlPlane(directory, api_port, [etcd, apiserver], kubeconfig)
-
-    def ready() -> bool:
-        request = urllib.request.Request(
-            f"https://127.0.0.1:{api_port}/readyz", headers={"Authorization": f"Bearer {TOKEN}"}
-        )
-        try:
-            with urllib.request.urlopen(request, context=ssl._create_unverified_context(), timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
+    plane = ControlPlane(directory, api_port, [etcd, apiserver], kubeconfig, command)
     try:
-        wait_until(ready, 60, "kube-apiserver /readyz")
+        wait_until(lambda: _ready(api_port), 60, "kube-apiserver /readyz")
     except AssertionError:
         plane.stop()
         raise
