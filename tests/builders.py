@@ -163,3 +163,25 @@ def make_fleet(*targets: Any, signals: Any = "default", now: Any = None) -> Any:
         targets=tuple(targets),
         signals=make_signals() if signals == "default" else signals,
     )
+
+
+def edge_kubeconfig(server: str, ca_pem: bytes, **user: Any) -> str:
+    """An EdgeCluster kubeconfig (JSON is YAML) with inline CA data and, by default, an inline token."""
+    import base64
+    import json
+
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "edge",
+            "clusters": [
+                {
+                    "name": "edge",
+                    "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()},
+                }
+            ],
+            "users": [{"name": "op", "user": user}],
+            "contexts": [{"name": "edge", "context": {"cluster": "edge", "user": "op"}}],
+        }
+    )

@@ -8,7 +8,6 @@ API servers is tests/integration/test_edges.py.
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy
+from tests.builders import edge_kubeconfig, make_policy
 from tests.component.fakes import Clock, Events, FakeCluster, FakeEdges
 from tests.component.test_workload_controller import KEY, signed, workload
 
@@ -27,23 +26,7 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def kubeconfig(server: str, **user: Any) -> str:
-    import json
-
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "edge",
-            "clusters": [
-                {
-                    "name": "edge",
-                    "cluster": {"server": server, "certificate-authority-data": base64.b64encode(PEM).decode()},
-                }
-            ],
-            "users": [{"name": "op", "user": user or {"token": TOKEN}}],
-            "contexts": [{"name": "edge", "context": {"cluster": "edge", "user": "op"}}],
-        }
-    )
+    return edge_kubeconfig(server, PEM, **(user or {"token": TOKEN}))
 
 
 def edge_cluster(name: str, region: str = "eu-west-1", grace: int = 60) -> dict[str, Any]:

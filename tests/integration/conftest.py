@@ -81,26 +81,26 @@ class ControlPlane:
 
     def edge_kubeconfig(self) -> str:
         """An allow-list kubeconfig for this control plane: https, inline CA data, inline token."""
+        from tests.builders import edge_kubeconfig
+
+        return edge_kubeconfig(f"https://127.0.0.1:{self.port}", self.ca_data, token=TOKEN)
+
+    def install_home(self, crds: Path, namespaces: tuple[str, ...], trusted_pem: bytes, policy: dict[str, Any]) -> None:
+        """What a platform team installs before any workload: CRDs, namespaces, trusted key, default policy."""
         import base64
 
-        return json.dumps(
+        self.kubectl("apply", "-f", str(crds))
+        for namespace in ("mlplacement-system", *namespaces):
+            self.kubectl("create", "namespace", namespace, check=False)
+        self.apply(
             {
                 "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "edge",
-                "clusters": [
-                    {
-                        "name": "edge",
-                        "cluster": {
-                            "server": f"https://127.0.0.1:{self.port}",
-                            "certificate-authority-data": base64.b64encode(self.ca_data).decode(),
-                        },
-                    }
-                ],
-                "users": [{"name": "op", "user": {"token": TOKEN}}],
-                "contexts": [{"name": "edge", "context": {"cluster": "edge", "user": "op"}}],
+                "kind": "Secret",
+                "metadata": {"name": "mlplacement-trusted-keys", "namespace": "mlplacement-system"},
+                "data": {"platform.pem": base64.b64encode(trusted_pem).decode()},
             }
         )
+        self.apply(policy)
 
     def stop_apiserver(self) -> None:
         """Take the API server down (etcd keeps the data), as an edge site dropping off the network."""

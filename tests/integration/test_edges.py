@@ -62,18 +62,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         for name in ("home", "edge-a", "edge-b"):
             planes[name] = start_control_plane(tmp_path_factory.mktemp(name))
         home = planes["home"]
-        home.kubectl("apply", "-f", str(REPO / "crds"))
-        for namespace in ("mlplacement-system", NAMESPACE):
-            home.kubectl("create", "namespace", namespace, check=False)
-        home.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "mlplacement-trusted-keys", "namespace": "mlplacement-system"},
-                "data": {"platform.pem": base64.b64encode(keyring_core.public_pem(KEY)).decode()},
-            }
-        )
-        home.apply(signed(make_policy("default")))
+        home.install_home(REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default")))
         for name, gpus in (("edge-a", 4), ("edge-b", 2)):
             add_gpu_node(planes[name], f"{name}-node", gpus)
             home.apply(

@@ -7,7 +7,6 @@ the owner reference rather than by waiting for the collector.
 
 from __future__ import annotations
 
-import base64
 import copy
 import os
 import subprocess
@@ -100,18 +99,7 @@ class Operator:
 @pytest.fixture(scope="module")
 def cluster(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     plane = control_plane
-    plane.kubectl("apply", "-f", str(REPO / "crds"))
-    for namespace in ("mlplacement-system", NAMESPACE):
-        plane.kubectl("create", "namespace", namespace, check=False)
-    plane.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "mlplacement-trusted-keys", "namespace": "mlplacement-system"},
-            "data": {"platform.pem": base64.b64encode(keyring_core.public_pem(KEY)).decode()},
-        }
-    )
-    plane.apply(signed(make_policy("default")))
+    plane.install_home(REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default")))
     for name, pool, gpus in (("gpu-1", "a100-euw1", 8), ("gpu-2", "a100-euw1", 8)):
         plane.apply(node(name, pool))
         plane.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(gpus))
