@@ -16,11 +16,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from mlplacement.api.constants import GROUP, VERSION
+from mlplacement.api.constants import GROUP, REVISION_ANNOTATIONS, VERSION
 
 log = logging.getLogger("mlplacement.kube")
-# A child is brought in line when any of these differ from what the controller wants.
-REVISION_ANNOTATIONS = (f"{GROUP}/workload-generation", f"{GROUP}/target")
 # Fields of a child that the operator owns and brings back in line on every apply.
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 

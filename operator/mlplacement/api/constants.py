@@ -27,6 +27,11 @@ LABEL_COST_TAG_PREFIX: Final = f"cost.{GROUP}/"
 # On children in an edge cluster: which home cluster made them (two homes may share an edge) and for whom.
 LABEL_HOME_CLUSTER: Final = f"{GROUP}/home-cluster"
 ANNOTATION_ORIGIN: Final = f"{GROUP}/origin"
+# On every child: the workload generation and target it was built for. A child whose values differ is
+# brought in line (a Job, whose pod template is immutable, is replaced).
+ANNOTATION_WORKLOAD_GENERATION: Final = f"{GROUP}/workload-generation"
+ANNOTATION_TARGET: Final = f"{GROUP}/target"
+REVISION_ANNOTATIONS: Final = (ANNOTATION_WORKLOAD_GENERATION, ANNOTATION_TARGET)
 
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (

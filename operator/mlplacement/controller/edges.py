@@ -27,7 +27,6 @@ from typing import Any
 from mlplacement.api.constants import (
     ACTIVE_PHASES,
     ANNOTATION_ORIGIN,
-    GROUP,
     LABEL_HOME_CLUSTER,
     LABEL_WORKLOAD_UID,
     ConditionType,
@@ -39,13 +38,12 @@ from mlplacement.controller.ports import Cluster, EdgeClusters, EventSink
 from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.edge import ProbeResult, edge_status, worth_writing
 from mlplacement.core.kubeconfig import KubeconfigError, RemoteCredentials, parse_kubeconfig
-from mlplacement.core.manifests import build_children
+from mlplacement.core.manifests import build_children, revision_annotations
 from mlplacement.core.snapshot import Target
 from mlplacement.core.status import get_condition, status_patch
 
 log = logging.getLogger("mlplacement.edge")
 Obj = Mapping[str, Any]
-CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
 
 
 class EdgeUnavailableError(RuntimeError):
@@ -207,8 +205,7 @@ class EdgeRuntime:
             owned=False,
             extra_labels={LABEL_HOME_CLUSTER: self.config.cluster_name},
             extra_annotations={
-                f"{GROUP}/workload-generation": str(generation),
-                CHILD_TARGET_ANNOTATION: f"{target.kind.value}/{target.name}",
+                **revision_annotations(generation, target),
                 ANNOTATION_ORIGIN: f"{self.config.cluster_name}/{object_key(obj)}",
             },
         )

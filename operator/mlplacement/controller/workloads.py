@@ -25,7 +25,7 @@ from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
 from mlplacement.controller.ports import Cluster, DatabricksJobs, EdgeClusters, EventSink, Metrics, NoMetrics
 from mlplacement.controller.state import FleetCache, object_key
-from mlplacement.core.manifests import build_children
+from mlplacement.core.manifests import build_children, revision_annotations
 from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck
 from mlplacement.core.reconcile import Admitted, Refusal, admit, child_status, decision_status, policy_status
@@ -41,7 +41,6 @@ RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value, TargetKind.EDGE.value})
 FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
-CHILD_TARGET_ANNOTATION = f"{GROUP}/target"
 
 
 @dataclass
@@ -430,11 +429,7 @@ class WorkloadController:
             spec,
             target,
             pool_label_key=self._pool_label_key(target.name),
-            # The adapter replaces a child whose generation or target differs (a Job's pod template is immutable).
-            extra_annotations={
-                f"{GROUP}/workload-generation": str(generation),
-                CHILD_TARGET_ANNOTATION: f"{target.kind.value}/{target.name}",
-            },
+            extra_annotations=revision_annotations(generation, target),
         )
         async with self._writes:
             for child in children:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlplacement.api.constants import (
+    ANNOTATION_TARGET,
+    ANNOTATION_WORKLOAD_GENERATION,
     GPU_RESOURCE,
     LABEL_COST_TAG_PREFIX,
     LABEL_MANAGED_BY,
@@ -60,6 +62,11 @@ def child_labels(name: str, uid: str, cost_tags: Mapping[str, str]) -> dict[str,
     for key, value in sorted(cost_tags.items()):
         labels[f"{LABEL_COST_TAG_PREFIX}{label_value(key)}"] = label_value(value)
     return labels
+
+
+def revision_annotations(generation: int | None, target: Target) -> dict[str, str]:
+    """What a child was built for; the runtimes replace a child whose revision differs."""
+    return {ANNOTATION_WORKLOAD_GENERATION: str(generation), ANNOTATION_TARGET: f"{target.kind.value}/{target.name}"}
 
 
 def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
