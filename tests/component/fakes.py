@@ -106,10 +106,6 @@ class FakeEdges:
             if ns == namespace and (obj["metadata"].get("labels") or {}).get(key) == value
         ]
 
-    def children(self, name: str, credentials: Any, namespace: str, uid: str) -> list[dict[str, Any]]:
-        found = self._select(name, credentials, namespace, f"mlplacement.io/workload-uid={uid}")
-        return [obj for obj in found if obj["kind"] in ("Job", "Deployment")]
-
     def inventory(self, name: str, credentials: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self._select(name, credentials, namespace, selector)
 

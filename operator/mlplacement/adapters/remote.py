@@ -22,7 +22,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlplacement.adapters.kube import KubeCluster
-from mlplacement.api.constants import LABEL_WORKLOAD_UID
 from mlplacement.core.edge import ProbeResult, capacity_of
 from mlplacement.core.kubeconfig import RemoteCredentials
 
@@ -172,16 +171,10 @@ class RemoteClusters:
             items = remote.core.list_namespaced_service(namespace, label_selector=selector)
         return [{"kind": kind, **remote.api_client.sanitize_for_serialization(item)} for item in items.items]
 
-    def children(self, name: str, credentials: RemoteCredentials, namespace: str, uid: str) -> list[dict[str, Any]]:
-        """The Jobs and Deployments running workload ``uid`` on the edge cluster, as API dicts."""
-        remote = self._client(name, credentials)
-        selector = f"{LABEL_WORKLOAD_UID}={uid}"
-        return [obj for kind in ("Job", "Deployment") for obj in self._list(remote, kind, namespace, selector)]
-
     def inventory(
         self, name: str, credentials: RemoteCredentials, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
-        """Every child this operator made on the edge cluster (``selector`` names the home cluster)."""
+        """Jobs, Deployments and Services on the edge matching ``selector`` (a home cluster, or a workload uid)."""
         remote = self._client(name, credentials)
         return [obj for kind in CHILD_KINDS for obj in self._list(remote, kind, namespace, selector)]
 

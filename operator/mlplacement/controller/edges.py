@@ -5,11 +5,11 @@
   the snapshot at once; EdgeCluster status is written only when it changes meaningfully (core.edge).
 - Running: the same children the GPU-pool runtime builds (core.manifests.build_children), without owner
   references (the owner lives in another cluster), with origin labels, applied to the edge namespace.
-- Status flows back: after each good probe, the children of the workloads placed on that edge are read
-  and fed through the same mapping as local children.
-- Stale copies: after each good probe, children of ours on the edge whose workload now runs elsewhere are
-  deleted (a failover left them behind while the edge was unreachable). Children of workloads this operator
-  does not know are deleted only after a grace period, so a restart never removes live work.
+- After each good probe, one listing of our children on the edge serves two ends: those of workloads placed
+  there go through the same status mapping as local children (status flows back), and those whose workload
+  now runs elsewhere are deleted (a failover left them behind while the edge was unreachable). Children of
+  workloads this operator does not know are deleted only after a grace period, so a restart never removes
+  live work.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from mlplacement.core.status import get_condition, status_patch
 
 log = logging.getLogger("mlplacement.edge")
 Obj = Mapping[str, Any]
+# Children whose state is the workload's (a Service has none to report).
+RUN_KINDS = ("Job", "Deployment")
 
 
 class EdgeUnavailableError(RuntimeError):
@@ -183,8 +185,7 @@ class EdgeRuntime:
                     log.warning("could not write status of EdgeCluster %s: %s", name, type(exc).__name__)
         if result is not None and result.reachable:
             try:
-                await self.sync_children(name, spec)
-                await self.remove_stale(name, spec)
+                await self.reconcile(name, spec)
             except Exception as exc:  # the edge dropped mid-way: the next probe sees it
                 log.warning("syncing edge cluster %s failed: %s", name, type(exc).__name__)
         return result
@@ -245,27 +246,13 @@ class EdgeRuntime:
 
     # --- state coming home ---
 
-    def placed_here(self, name: str) -> dict[str, str]:
-        """uid -> workload key of the workloads whose status places them on edge ``name`` and still runs."""
-        here = (TargetKind.EDGE.value, name)
-        statuses = self.statuses()
-        placed = {}
-        for uid, workload in self.workloads().items():
-            key = f"{workload.metadata.namespace}/{workload.metadata.name}"
-            status = statuses.get(key)
-            if placed_on(status) == here and (status or {}).get("phase") in ACTIVE_PHASES:
-                placed[uid] = key
-        return placed
+    async def reconcile(self, name: str, spec: EdgeClusterSpec) -> None:
+        """One listing of our children on edge ``name``: report those that run here, delete stale copies.
 
-    async def sync_children(self, name: str, spec: EdgeClusterSpec) -> None:
-        credentials = await asyncio.to_thread(self.credentials, name)
-        for uid in self.placed_here(name):
-            children = await asyncio.to_thread(self.remote.children, name, credentials, spec.namespace, uid)
-            for child in children:
-                await self.on_child(child)
-
-    async def remove_stale(self, name: str, spec: EdgeClusterSpec) -> None:
-        """Delete our children on this edge whose workload runs elsewhere now, or is gone for longer than the grace."""
+        A child whose workload now runs elsewhere is a copy a failover left behind. A child whose workload
+        this operator does not know waits the cleanup grace first (after a restart the workloads arrive
+        over a few seconds; a workload deleted while the edge was down never does).
+        """
         state = self.state[name]
         credentials = await asyncio.to_thread(self.credentials, name)
         selector = f"{LABEL_HOME_CLUSTER}={self.config.cluster_name}"
@@ -285,9 +272,14 @@ class EdgeRuntime:
                     continue
                 why = "its workload no longer exists"
             else:
-                target = placed_on(statuses.get(f"{workload.metadata.namespace}/{workload.metadata.name}"))
-                if target is None or target == (TargetKind.EDGE.value, name):
-                    continue  # runs here, or is not placed anywhere yet (it may come back here): leave it
+                status = statuses.get(f"{workload.metadata.namespace}/{workload.metadata.name}")
+                target = placed_on(status)
+                if target == (TargetKind.EDGE.value, name):
+                    if child["kind"] in RUN_KINDS and (status or {}).get("phase") in ACTIVE_PHASES:
+                        await self.on_child(child)
+                    continue
+                if target is None:
+                    continue  # not placed anywhere yet: it may come back here, leave it
                 why = f"the workload now runs on {target[0]} {target[1]}"
             await asyncio.to_thread(
                 self.remote.delete, name, credentials, spec.namespace, child["kind"], meta.get("name", "")
