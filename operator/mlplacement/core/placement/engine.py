@@ -291,9 +291,8 @@ def decide_many(
 
     Priority (then age, then name) decides who is placed; batch.rebalance() then moves placed workloads
     between targets when the batch as a whole does better (``rebalance_batch=False`` skips that step, for
-    comparisons). ``policy_by_name[None]`` is the default policy
-    for requests without a policyRef; a request whose policy is missing from the mapping is decided under
-    the built-in defaults (callers refuse those earlier).
+    comparisons). ``policy_by_name[None]`` is the default policy for requests without a policyRef; a request
+    whose policy is missing from the mapping is decided under the built-in defaults (callers refuse those).
     """
     claims: dict[tuple[str, str], int] = {}
     decisions = []
@@ -301,12 +300,12 @@ def decide_many(
     policies = {}
     for request in sorted(requests, key=placement_order):
         policy = policies[request.key] = policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
-        full: list[Target] = []
+        full: list[Target] | None = [] if rebalance_batch else None  # targets full now, options for the batch
         decision = _decide(request, policy, snapshot, claims, full)
         if decision.chosen is not None:
             target = decision.chosen.target
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
-        if decision.chosen is not None and rebalance_batch:
+        if decision.chosen is not None and full is not None:
             options[request.key] = batch_options(request, policy, snapshot, decision.candidates, full)
         decisions.append(decision)
     placed = [d for d in decisions if d.chosen is not None]
