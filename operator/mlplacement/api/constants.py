@@ -11,7 +11,7 @@ VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 CATEGORY: Final = "mlplacement"
 
-# Signed-policy annotations (DESIGN.md "Signed policy gate").
+# Signed-policy annotations: what `mlplacement sign` writes and the operator verifies.
 ANNOTATION_SIGNATURE: Final = f"{GROUP}/signature"
 ANNOTATION_KEY_ID: Final = f"{GROUP}/key-id"
 ANNOTATION_SIGNATURE_EXPIRES: Final = f"{GROUP}/signature-expires"

@@ -15,6 +15,7 @@ from mlplacement.api.constants import CATEGORY, GROUP, VERSION, Kind
 from mlplacement.api.databricks import DatabricksWorkspaceSpec, DatabricksWorkspaceStatus
 from mlplacement.api.edge import EdgeClusterSpec, EdgeClusterStatus
 from mlplacement.api.policy import PlacementPolicySpec, PlacementPolicyStatus
+from mlplacement.api.structural import structural_problems
 from mlplacement.api.workload import MLWorkloadSpec, MLWorkloadStatus
 
 Schema = dict[str, Any]
@@ -159,10 +160,9 @@ def _key_rules(names: Schema) -> list[Schema]:
     if "maxLength" in names:
         limit = names["maxLength"]
         rules.append({"rule": f"self.all(k, size(k) <= {limit})", "message": f"key length must be <= {limit}"})
-    if "pattern" in names:
-        pattern = names["pattern"]
-        rules.append({"rule": f"self.all(k, k.matches({pattern!r}))", "message": f"keys must match {pattern}"})
-    unknown = set(names) - {"minLength", "maxLength", "pattern"}
+    # A key "pattern" is left to the models: the apiserver cannot bound a map key's length, so a CEL regex
+    # over the keys costs more than its per-rule budget and the CRD would be refused.
+    unknown = set(names) - {"minLength", "maxLength", "pattern", "type"}
     if unknown:
         raise ValueError(f"cannot express propertyNames {sorted(unknown)} in a CRD")
     return rules
@@ -202,6 +202,11 @@ def _structural(node: Any) -> Any:
         node.pop("properties", None)
     if "enum" in node and "type" not in node:
         node["type"] = "string"
+    if "patternProperties" in node:
+        # Not allowed in a CRD: the one value schema becomes additionalProperties; the key pattern is checked
+        # by the models (a CEL regex over unbounded keys would exceed the cost budget, see _key_rules).
+        (value_schema,) = node.pop("patternProperties").values()
+        node.setdefault("additionalProperties", value_schema)
     if "propertyNames" in node:
         # Not a field of the CRD schema type (strict decoding rejects it): the same limit as a CEL rule.
         node.setdefault("x-kubernetes-validations", [])
@@ -243,7 +248,15 @@ def _status_schema(info: KindInfo) -> Schema:
 
 
 def render_crd(info: KindInfo) -> Schema:
-    """The CustomResourceDefinition of one kind, as a plain dict ready for YAML."""
+    """The CustomResourceDefinition of one kind, as a plain dict ready for YAML; raises if not structural."""
+    crd = _crd(info)
+    problems = structural_problems(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    if problems:
+        raise ValueError(f"CRD {info.crd_name} would be refused by the apiserver: " + "; ".join(problems))
+    return crd
+
+
+def _crd(info: KindInfo) -> Schema:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -23,7 +23,7 @@ class Residency(WireModel):
 
 
 class Heuristics(WireModel):
-    """The design's routing rules. Each is a hard filter; the defaults are the ones from DESIGN.md."""
+    """Routing rules, each a hard filter: edge only for low latency and local data; big models stay central."""
 
     edge_max_latency_ms: Annotated[int, Field(ge=0, le=3_600_000)] = Field(
         default=50, description="Edge only for workloads whose latency target is below this."

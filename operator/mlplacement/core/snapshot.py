@@ -16,7 +16,7 @@ from mlplacement.api.fleet import CapacityType, Fleet
 from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
 from mlplacement.api.workload import TargetKind
 
-# Spot labels and the values that mean "spot" (DESIGN.md: the usual capacity-type labels).
+# Spot labels of the common node provisioners (Karpenter, GKE, EKS, AKS) and the values that mean "spot".
 SPOT_LABELS: Mapping[str, frozenset[str]] = {
     "karpenter.sh/capacity-type": frozenset({"spot"}),
     "cloud.google.com/gke-spot": frozenset({"true"}),

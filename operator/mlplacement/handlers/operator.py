@@ -37,7 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
     settings.posting.level = logging.WARNING  # the controller posts its own, well-formed Events
     # Per-object workers only parse, verify and enqueue; a bounded pool with a short idle timeout keeps
-    # memory flat with thousands of objects (DESIGN.md "Scale").
+    # memory flat with thousands of objects (README, "How it works").
     settings.queueing.worker_limit = config.worker_limit
     settings.queueing.idle_timeout = config.idle_timeout_seconds
     settings.batching.idle_timeout = config.idle_timeout_seconds
