@@ -80,6 +80,7 @@ def make_request(**overrides: Any) -> Any:
         "allowed": frozenset(TargetKind),
         "pinned": None,
         "policy": None,
+        "databricks_task": True,
     }
     fields.update(overrides)
     return PlacementRequest(**fields)

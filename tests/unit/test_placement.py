@@ -256,6 +256,20 @@ FILTERS = [
     ),
     pytest.param({}, workspace("w", slots=0), DEFAULT, "have no free run slots", id="workspace at its run limit"),
     pytest.param(
+        {"databricks_task": False},
+        workspace("w"),
+        DEFAULT,
+        "no spec.databricks task",
+        id="a workload without spec.databricks is never placed on Databricks",
+    ),
+    pytest.param(
+        {"avoid": frozenset({("GPUPool", "p")})},
+        pool("p"),
+        DEFAULT,
+        "left after pods stayed unschedulable there",
+        id="a pool whose scheduler refused the workload's pods is avoided",
+    ),
+    pytest.param(
         {"pinned": (TargetKind.GPU_POOL, "other")},
         pool("p"),
         DEFAULT,

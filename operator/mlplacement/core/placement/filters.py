@@ -94,6 +94,12 @@ def databricks_does_not_serve(request: PlacementRequest, kind: TargetKind, conte
     return None
 
 
+def databricks_needs_a_task(request: PlacementRequest, kind: TargetKind, context: Context) -> str | None:
+    if kind is TargetKind.DATABRICKS and not request.databricks_task:
+        return "no spec.databricks task"
+    return None
+
+
 # --- region level ---
 
 
@@ -160,6 +166,10 @@ def spot_rules(request: PlacementRequest, target: Target, free: int, context: Co
     return None
 
 
+def not_avoided(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    return "left after pods stayed unschedulable there" if target.key in request.avoid else None
+
+
 def capacity(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     if target.kind is TargetKind.DATABRICKS:
         return None if free >= 1 else "have no free run slots"
@@ -192,11 +202,20 @@ KIND_FILTERS: tuple[KindFilter, ...] = (
     kind_allowed_by_workload,
     kind_allowed_by_policy,
     databricks_does_not_serve,
+    databricks_needs_a_task,
     edge_only_for_low_latency,
     large_models_stay_central,
     recurring_training_stays_central,
 )
 REGION_FILTERS: tuple[RegionFilter, ...] = (residency, edge_needs_local_data, latency_feasible)
 # Capacity comes late: a target rejected for capacity alone is worth waiting for, others are not.
-TARGET_FILTERS: tuple[TargetFilter, ...] = (healthy, gpu_product, model_fits_edge, spot_rules, budget, capacity)
+TARGET_FILTERS: tuple[TargetFilter, ...] = (
+    healthy,
+    not_avoided,
+    gpu_product,
+    model_fits_edge,
+    spot_rules,
+    budget,
+    capacity,
+)
 TRANSIENT_FILTERS: frozenset[TargetFilter] = frozenset({capacity, healthy})

@@ -40,6 +40,10 @@ class PlacementRequest:
     pinned: tuple[TargetKind, str] | None
     policy: str | None
     created: datetime | None = None
+    # Whether spec.databricks carries a task: without one there is nothing to submit to Databricks.
+    databricks_task: bool = False
+    # Targets this workload must not go back to for now, e.g. its pods stayed unschedulable there.
+    avoid: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def gpus_needed(self) -> int:
@@ -74,4 +78,5 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         pinned=(pinned.kind, pinned.name) if pinned is not None else None,
         policy=spec.policy_ref.name if spec.policy_ref is not None else None,
         created=created,
+        databricks_task=spec.databricks is not None and bool(spec.databricks.task),
     )
