@@ -34,6 +34,8 @@ class OperatorConfig:
     reload_seconds: float = 15.0  # MLPLACEMENT_RELOAD_SECONDS: how often trusted keys and signals are re-read
     retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
     pool_grace_seconds: float = 300.0  # MLPLACEMENT_POOL_GRACE_SECONDS: a pool with no ready node fails over after
+    # MLPLACEMENT_UNSCHEDULABLE_GRACE_SECONDS: a child whose pods the scheduler cannot place is placed again after
+    unschedulable_grace_seconds: float = 120.0
     cluster_name: str = "home"  # MLPLACEMENT_CLUSTER_NAME: this cluster's name on the children it puts on edges
     edge_cleanup_grace_seconds: float = 600.0  # MLPLACEMENT_EDGE_CLEANUP_GRACE_SECONDS: unknown edge copies wait
     databricks_poll_seconds: float = 15.0  # MLPLACEMENT_DATABRICKS_POLL_SECONDS: run status poll period
@@ -81,6 +83,8 @@ class OperatorConfig:
             raise ConfigError("MLPLACEMENT_LOG_FORMAT must be json or plain")
         if self.pool_grace_seconds < 0:
             raise ConfigError("MLPLACEMENT_POOL_GRACE_SECONDS must be >= 0")
+        if self.unschedulable_grace_seconds < 0:
+            raise ConfigError("MLPLACEMENT_UNSCHEDULABLE_GRACE_SECONDS must be >= 0")
         if self.edge_cleanup_grace_seconds < 0:
             raise ConfigError("MLPLACEMENT_EDGE_CLEANUP_GRACE_SECONDS must be >= 0")
         if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", self.cluster_name):

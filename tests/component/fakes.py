@@ -18,11 +18,28 @@ class FakeCluster:
         self.fail_status_writes = False
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applies = 0
+        # What the apiserver holds per workload after server-side apply, and what our field manager owns.
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self.owned: dict[str, set[str]] = {}
+        self.owned_types: dict[str, set[str]] = {}
 
-    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def apply_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Server-side apply as the apiserver does it for one field manager: the status stored is the other
+        writers' fields and conditions (by type, a list-map) plus everything this apply names."""
         if self.fail_status_writes:
             raise ConnectionError("apiserver unreachable (the operator is going down)")
-        self.status_patches.append((f"{namespace}/{name}", copy.deepcopy(dict(status))))
+        key = f"{namespace}/{name}"
+        self.status_patches.append((key, copy.deepcopy(dict(status))))
+        stored = self.statuses.setdefault(key, {})
+        ours = self.owned.setdefault(key, set())
+        for field in ours - set(status):
+            stored.pop(field, None)
+        mine = {c["type"] for c in status.get("conditions") or []}
+        theirs = [c for c in stored.get("conditions") or [] if c["type"] not in mine | self.owned_types.get(key, set())]
+        stored.update(copy.deepcopy(dict(status)))
+        stored["conditions"] = theirs + copy.deepcopy(list(status.get("conditions") or []))
+        self.owned[key] = set(status)
+        self.owned_types[key] = mine
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
         self.policy_patches.append((name, copy.deepcopy(dict(status))))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mlplacement.api.constants import Reason
+from mlplacement.api.errors import ApplyError
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.workloads import WorkloadController
@@ -256,7 +257,7 @@ def test_job_completion_flows_back_as_finished(world: Any) -> None:
         await controller.on_workload(signed(workload()))
         await controller.place_round()
         job = cluster.children[("Job", "team-a", "mlw-trainer")]
-        await controller.on_child({**job, "status": {"active": 1}})
+        await controller.on_child({**job, "status": {"active": 1, "ready": 1}})
         await controller.on_child({**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
 
     run(scenario())
@@ -274,11 +275,11 @@ def test_operator_never_writes_spec_labels_or_annotations(world: Any) -> None:
         assert not {"spec", "metadata", "labels", "annotations"} & set(patch)
 
 
-def test_child_creation_failure_keeps_the_workload_pending(world: Any) -> None:
+def test_child_creation_failure_keeps_the_workload_pending_and_says_why(world: Any) -> None:
     controller, cluster, events, _ = world
 
     def refuse(obj: Mapping[str, Any]) -> str:
-        raise RuntimeError("admission webhook said no")
+        raise ApplyError("Invalid", "422 Job.batch is invalid: spec.template.spec.containers[0].image: Required value")
 
     cluster.apply_child = refuse
 
@@ -288,7 +289,11 @@ def test_child_creation_failure_keeps_the_workload_pending(world: Any) -> None:
 
     run(scenario())
     assert "team-a/trainer" in controller.pending
-    assert cluster.status_patches == []
+    ((_, patch),) = cluster.status_patches
+    assert patch["phase"] == "Waiting"
+    assert conditions(patch)["Placed"] == ("False", "ApplyFailed")
+    placed = next(c for c in patch["conditions"] if c["type"] == "Placed")
+    assert "spec.template.spec.containers[0].image: Required value" in placed["message"]
     assert events[-1][:2] == ("Warning", "ApplyFailed")
 
 

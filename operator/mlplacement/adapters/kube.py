@@ -5,6 +5,7 @@ Every call blocks; the controller runs them in threads, never on the event loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -12,13 +13,27 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from mlplacement.api.constants import GROUP, REVISION_ANNOTATIONS, VERSION
+from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS, VERSION
+from mlplacement.api.errors import ApplyError
 
 log = logging.getLogger("mlplacement.kube")
+FIELD_MANAGER = "mlplacement"
+REQUEST_TIMEOUT_SECONDS = 30
+# HTTP status -> stable reason of mlplacement_apply_failures_total and the ApplyFailed condition message.
+_FAILURE_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    422: "Invalid",
+    429: "TooManyRequests",
+}
 # Fields of a child that the operator owns and brings back in line on every apply.
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 
@@ -47,9 +62,27 @@ class KubeCluster:
             self._dynamic = DynamicClient(self.api_client)
         return self._dynamic
 
-    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "mlworkloads", name, {"status": dict(status)}
+    def apply_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Server-side apply on the status subresource: conditions merge by type (a list-map in the CRD), so
+        conditions another writer set are kept, and no stale copy of the whole list can drop them."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MLWorkload",
+            "metadata": {"name": name, "namespace": namespace},
+            "status": dict(status),
+        }
+        # The generated client offers only merge patches for custom objects; apply is the same PATCH verb
+        # with another content type.
+        self.api_client.call_api(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlworkloads/{name}/status",
+            "PATCH",
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+            _request_timeout=REQUEST_TIMEOUT_SECONDS,
         )
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
@@ -66,29 +99,49 @@ class KubeCluster:
         self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "edgeclusters", name, {"status": dict(status)})
 
     def apply_child(self, obj: Mapping[str, Any]) -> str:
-        """Create; on 409 bring the existing child in line (a Job whose pod template changed is replaced)."""
+        """Create; on 409 bring our existing child in line (a Job whose revision changed is replaced).
+
+        Every refusal becomes ApplyError with a stable reason and the server's message; a same-named object
+        that is not this workload's is never touched.
+        """
+        try:
+            return self._apply_child(obj)
+        except ApplyError:
+            raise
+        except ApiException as exc:
+            raise apply_failure(exc) from None
+        except (OSError, TimeoutError, urllib3.exceptions.HTTPError) as exc:
+            raise ApplyError("Unreachable", f"{type(exc).__name__}: the API server did not answer") from None
+
+    def _apply_child(self, obj: Mapping[str, Any]) -> str:
         resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         meta = obj["metadata"]
+        where = {"namespace": meta["namespace"], "_request_timeout": REQUEST_TIMEOUT_SECONDS}
         try:
-            resource.create(body=dict(obj), namespace=meta["namespace"])
+            resource.create(body=dict(obj), **where)
             return "created"
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        existing = resource.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
+        existing = resource.get(name=meta["name"], **where).to_dict()
+        theirs = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_WORKLOAD_UID)
+        ours = (meta.get("labels") or {}).get(LABEL_WORKLOAD_UID)
+        if theirs != ours:
+            raise ApplyError(
+                "NotOwned",
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} exists and belongs to another workload or to nobody",
+            )
         wanted = meta.get("annotations") or {}
         have = (existing.get("metadata") or {}).get("annotations") or {}
         if all(wanted.get(k) == have.get(k) for k in REVISION_ANNOTATIONS):
             return "unchanged"
         if obj["kind"] == "Job":
             # A Job's pod template is immutable: a new generation or target replaces it under the same name.
-            resource.delete(name=meta["name"], namespace=meta["namespace"], body={"propagationPolicy": "Background"})
-            resource.create(body=dict(obj), namespace=meta["namespace"])
+            resource.delete(name=meta["name"], body={"propagationPolicy": "Background"}, **where)
+            resource.create(body=dict(obj), **where)
             return "replaced"
         patch: dict[str, Any] = {"metadata": {k: meta[k] for k in _OWNED_METADATA if k in meta}, "spec": obj["spec"]}
-        resource.patch(
-            body=patch, name=meta["name"], namespace=meta["namespace"], content_type="application/merge-patch+json"
-        )
+        resource.patch(body=patch, name=meta["name"], content_type="application/merge-patch+json", **where)
         return "updated"
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -108,6 +161,24 @@ class KubeCluster:
                 return None
             raise
         return dict(configmap.data or {})
+
+
+def apply_failure(exc: ApiException) -> ApplyError:
+    """The server's refusal in its own words (its Status message; never the request, which may carry env)."""
+    message = exc.reason or ""
+    reason = _FAILURE_REASONS.get(exc.status or 0, "ServerError" if (exc.status or 0) >= 500 else "Refused")
+    try:
+        status = json.loads(exc.body or "{}")
+        message = str(status.get("message") or message)
+        if status.get("reason") == "Forbidden" and "being terminated" in message:
+            reason = "NamespaceTerminating"
+        elif exc.status == 403 and "exceeded quota" in message:
+            reason = "QuotaExceeded"
+        elif exc.status == 404 and status.get("details", {}).get("kind") == "namespaces":
+            reason = "NamespaceNotFound"
+    except (ValueError, AttributeError):
+        pass
+    return ApplyError(reason, f"{exc.status} {message}"[:1024])
 
 
 class KubeEvents:

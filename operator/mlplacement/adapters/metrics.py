@@ -36,6 +36,13 @@ class PrometheusMetrics:
             "mlplacement_signals_age_seconds", "Age of the signals document; -1 when missing", registry=r
         )
 
+        self.apply_failures = Counter(
+            "mlplacement_apply_failures",
+            "Children the cluster refused to create or update, by reason (Forbidden, NamespaceTerminating, ...)",
+            ["reason"],
+            registry=r,
+        )
+
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
 
@@ -61,3 +68,6 @@ class PrometheusMetrics:
 
     def signals_age(self, seconds: float | None) -> None:
         self.signals.set(-1 if seconds is None else seconds)
+
+    def apply_failure(self, reason: str) -> None:
+        self.apply_failures.labels(reason).inc()

@@ -18,3 +18,12 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{prefix}{field_path(location)}: {message}")
     return "; ".join(problems)
+
+
+class ApplyError(Exception):
+    """The cluster refused a child. ``reason`` is stable (a metric label), ``message`` the server's own words."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message

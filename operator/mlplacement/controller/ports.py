@@ -5,16 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from mlplacement.api.errors import ApplyError
+
+__all__ = ["ApplyError", "Cluster", "DatabricksJobs", "EdgeClusters", "EventSink", "Metrics", "NoMetrics"]
+
 
 class Cluster(Protocol):
     """Writes to the home cluster. Blocking: the controller calls these off the event loop."""
 
-    def patch_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def apply_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Server-side apply of every status field the operator owns (fields it leaves out are no longer its own);
+        conditions merge by type, so what other writers set survives."""
+        ...
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
     def apply_child(self, obj: Mapping[str, Any]) -> str:
-        """Create ``obj`` or bring the existing one in line; returns created, unchanged, updated or replacing."""
+        """Create ``obj`` or bring the existing one in line; returns created, unchanged, updated or replaced.
+
+        Raises ApplyError when the cluster refuses (forbidden, namespace gone, a same-named object that is
+        not this workload's, invalid, over quota, server error, timeout)."""
         ...
 
     def patch_workspace_status(self, name: str, status: Mapping[str, Any]) -> None: ...
@@ -71,6 +81,8 @@ class Metrics(Protocol):
 
     def signals_age(self, seconds: float | None) -> None: ...
 
+    def apply_failure(self, reason: str) -> None: ...
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
@@ -91,4 +103,7 @@ class NoMetrics:
         pass
 
     def signals_age(self, seconds: float | None) -> None:
+        pass
+
+    def apply_failure(self, reason: str) -> None:
         pass

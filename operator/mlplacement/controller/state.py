@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlplacement.api.constants import GPU_RESOURCE
+from mlplacement.api.constants import GPU_RESOURCE, LABEL_WORKLOAD_UID
 from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
-from mlplacement.core.snapshot import Snapshot, build_snapshot
+from mlplacement.core.ledger import CapacityLedger, bound_gpus_by_workload, workload_uid
+from mlplacement.core.snapshot import TERMINAL_POD_PHASES, Snapshot, build_snapshot, pod_gpu_requests
 
 Obj = Mapping[str, Any]
 
@@ -22,12 +23,23 @@ def object_key(obj: Obj) -> str:
     return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
 
 
-def requests_gpus(pod: Obj) -> bool:
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        if GPU_RESOURCE in (resources.get("limits") or {}) or GPU_RESOURCE in (resources.get("requests") or {}):
-            return True
-    return False
+def tracked_pod(pod: Obj) -> bool:
+    """Pods placement reads: those holding GPUs (capacity) and those of our children (scheduling outcome)."""
+    return pod_gpu_requests(pod) > 0 or bool(workload_uid(pod))
+
+
+def unschedulable_message(pod: Obj) -> str | None:
+    """The scheduler's reason when it could not place a pending pod (its PodScheduled condition), else None."""
+    if (pod.get("status") or {}).get("phase") != "Pending" or (pod.get("spec") or {}).get("nodeName"):
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            return str(condition.get("message") or "unschedulable")
+    return None
 
 
 def _slim_node(node: Obj) -> dict[str, Any]:
@@ -45,14 +57,25 @@ def _slim_node(node: Obj) -> dict[str, Any]:
 
 
 def _slim_pod(pod: Obj) -> dict[str, Any]:
+    """What capacity (GPU requests, node) and the scheduling outcome of our children need; no more."""
     spec = pod.get("spec") or {}
-    return {
+    uid = workload_uid(pod)
+    slim: dict[str, Any] = {
+        "metadata": {"labels": {LABEL_WORKLOAD_UID: uid}} if uid else {},
         "spec": {
             "nodeName": spec.get("nodeName"),
             "containers": [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []],
+            "initContainers": [
+                {"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}
+                for c in spec.get("initContainers") or []
+            ],
         },
         "status": {"phase": (pod.get("status") or {}).get("phase")},
     }
+    message = unschedulable_message(pod)
+    if message is not None:
+        slim["status"]["unschedulable"] = message[:1024]
+    return slim
 
 
 @dataclass
@@ -70,13 +93,29 @@ class FleetCache:
     workload_phases: dict[str, str] = field(default_factory=dict)  # namespace/name -> phase, for dependsOn
     # EdgeCluster name -> status from its latest probe; newer than the written status, which skips no-news.
     edge_live: dict[str, Obj] = field(default_factory=dict)
+    # GPUs committed to children whose pods are not bound yet (core.ledger); read by every snapshot.
+    ledger: CapacityLedger = field(default_factory=CapacityLedger)
 
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)
 
     def on_pod(self, pod: Obj, deleted: bool) -> None:
-        terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-        self._store(self.gpu_pods, pod, deleted or terminal or not requests_gpus(pod), _slim_pod)
+        terminal = (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES
+        self._store(self.gpu_pods, pod, deleted or terminal or not tracked_pod(pod), _slim_pod)
+
+    def on_child(self, child: Obj, deleted: bool) -> None:
+        """A Job or Deployment of ours on this cluster: what it commits goes into the ledger."""
+        self.ledger.observe_child(child, deleted)
+
+    def unschedulable(self) -> dict[str, str]:
+        """Workload uid -> the scheduler's message, for children with a pending pod it could not place."""
+        found: dict[str, str] = {}
+        for pod in self.gpu_pods.values():
+            message = pod["status"].get("unschedulable")
+            uid = workload_uid(pod)
+            if message and uid:
+                found.setdefault(uid, message)
+        return found
 
     def on_edge_cluster(self, obj: Obj, deleted: bool) -> None:
         self._store(self.edge_clusters, obj, deleted, dict)
@@ -121,6 +160,7 @@ class FleetCache:
             databricks_workspaces=self.workspaces.values(),
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,
+            reserved=self.ledger.outstanding(bound_gpus_by_workload(self.gpu_pods.values())),
         )
 
     @staticmethod

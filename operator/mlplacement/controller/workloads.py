@@ -23,14 +23,31 @@ from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
-from mlplacement.controller.ports import Cluster, DatabricksJobs, EdgeClusters, EventSink, Metrics, NoMetrics
+from mlplacement.controller.ports import (
+    ApplyError,
+    Cluster,
+    DatabricksJobs,
+    EdgeClusters,
+    EventSink,
+    Metrics,
+    NoMetrics,
+)
 from mlplacement.controller.state import FleetCache, object_key
+from mlplacement.core.ledger import child_commitment, workload_uid
 from mlplacement.core.manifests import build_children, revision_annotations
 from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck
-from mlplacement.core.reconcile import Admitted, Refusal, admit, child_status, decision_status, policy_status
+from mlplacement.core.reconcile import (
+    Admitted,
+    Refusal,
+    admit,
+    apply_failed_status,
+    child_status,
+    decision_status,
+    policy_status,
+)
 from mlplacement.core.snapshot import Snapshot
-from mlplacement.core.status import get_condition, set_condition, status_patch
+from mlplacement.core.status import get_condition, owned_status, set_condition, status_patch
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
@@ -41,6 +58,8 @@ RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value, TargetKind.EDGE.value})
 FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
+# Failures that hold for every workload of the namespace: its others wait out the same backoff untried.
+NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
 
 
 @dataclass
@@ -51,6 +70,9 @@ class Pending:
     not_before: float = 0.0
     fleet_version: int = -1
     failover: str = ""  # why the workload left its target; empty unless it is failing over
+    avoid: frozenset[tuple[str, str]] = frozenset()  # targets its pods could not be scheduled on
+    # The last apply failure: one Event per distinct failure, and a backoff that capacity news does not cut.
+    failure: str = ""
 
 
 class WorkloadController:
@@ -79,6 +101,10 @@ class WorkloadController:
         self.objects: dict[str, Obj] = {}  # key -> last seen object, to re-admit when policies or keys change
         self.fleet_version = 0
         self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
+        self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
+        self.blocked_namespaces: dict[
+            str, tuple[float, ApplyError]
+        ] = {}  # namespace -> (until, why), see _apply_failed
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         self.policy_statuses: dict[str, Obj] = {}  # policy name -> status last written
         self._policy_checked: dict[str, tuple[int, int, int, float]] = {}  # name -> (obj, keyring, count, when)
@@ -128,9 +154,12 @@ class WorkloadController:
     async def on_workload(self, obj: Obj) -> Refusal | None:
         """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues."""
         key = object_key(obj)
-        self.objects[key] = obj
-        self.statuses[key] = obj.get("status") or {}
         meta = obj.get("metadata") or {}
+        known = self.objects.get(key)
+        if key not in self.statuses or (known or {}).get("metadata", {}).get("uid") != meta.get("uid"):
+            # Seed from the cluster once; from then on our own writes are newer than any watch copy.
+            self.statuses[key] = owned_status(obj.get("status"))
+        self.objects[key] = obj
         namespace = meta.get("namespace", "")
         outcome = admit(
             obj,
@@ -164,10 +193,11 @@ class WorkloadController:
             ):
                 return None  # after a restart: poll the recorded run, never submit a second one
         previous = self.pending.get(key)
-        same_generation = previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get(
-            "generation"
-        )
-        self.pending[key] = Pending(obj, outcome, attempts=previous.attempts if same_generation and previous else 0)
+        if previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get("generation"):
+            # Same intent re-admitted (a policy or key event): keep its backoff and what it learned.
+            self.pending[key] = dataclasses.replace(previous, obj=obj, admitted=outcome)
+        else:
+            self.pending[key] = Pending(obj, outcome)
         self.wakeup.set()
         return None
 
@@ -182,7 +212,11 @@ class WorkloadController:
         self.pending.pop(key, None)
         self.statuses.pop(key, None)
         self.policy_of.pop(key, None)
-        self.workloads.pop((obj.get("metadata") or {}).get("uid", ""), None)
+        uid = (obj.get("metadata") or {}).get("uid", "")
+        self.workloads.pop(uid, None)
+        self.unschedulable_since.pop(uid, None)
+        if self.cache.ledger.release(uid):  # its children go with it (owner references)
+            self.fleet_changed()
 
     async def sync_policies(self) -> None:
         """Write each PlacementPolicy's Verified condition and workload count, only when they change."""
@@ -246,11 +280,15 @@ class WorkloadController:
         return Snapshot(now=full.now, targets=runnable, signals=full.signals)
 
     def _due(self) -> list[Pending]:
+        """Workloads to decide now: new ones, backoffs that ran out, and waiting ones when capacity moved.
+
+        A workload whose children the cluster refused waits out its backoff whatever the fleet does: retrying
+        it sooner cannot help and would claim capacity others could use."""
         now = self.monotonic()
         return [
             p
             for p in self.pending.values()
-            if p.attempts == 0 or now >= p.not_before or p.fleet_version != self.fleet_version
+            if p.attempts == 0 or now >= p.not_before or (p.fleet_version != self.fleet_version and not p.failure)
         ]
 
     async def fail_over(self, snapshot: Snapshot) -> list[str]:
@@ -287,6 +325,38 @@ class WorkloadController:
                 moved.append(key)
         return moved
 
+    async def replace_unschedulable(self) -> list[str]:
+        """Children whose pods the scheduler has refused past the grace period: a placement that failed.
+
+        Their GPUs are released and the workload is placed again, avoiding that target (another may have room).
+        """
+        stuck = self.cache.unschedulable()
+        now = self.monotonic()
+        for uid in set(self.unschedulable_since) - set(stuck):
+            del self.unschedulable_since[uid]
+        moved = []
+        for uid, message in sorted(stuck.items()):
+            since = self.unschedulable_since.setdefault(uid, now)
+            workload = self.workloads.get(uid)
+            if workload is None or now - since < self.config.unschedulable_grace_seconds:
+                continue
+            key = f"{workload.metadata.namespace}/{workload.metadata.name}"
+            status = self.statuses.get(key) or {}
+            target = (status.get("placement") or {}).get("target")
+            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending or key not in self.objects:
+                continue
+            del self.unschedulable_since[uid]
+            self.cache.ledger.release(uid, give_up_target=True)
+            self.fleet_changed()
+            why = f"pods unschedulable on {target['kind']} {target['name']} for {now - since:.0f}s: {message}"
+            obj = self.objects[key]
+            self.events(obj, "Warning", Reason.UNSCHEDULABLE.value, f"{why}; placing the workload again")
+            if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
+                self.pending[key].failover = why
+                self.pending[key].avoid = frozenset({(target["kind"], target["name"])})
+                moved.append(key)
+        return moved
+
     async def place_round(self) -> list[Decision]:
         """One round: move workloads off dead targets, decide every due workload together, then act and record."""
         now = self.clock()
@@ -294,6 +364,7 @@ class WorkloadController:
         if not self.statuses and not self.pending:
             return []
         started = time.perf_counter()
+        await self.replace_unschedulable()
         snapshot = self._snapshot(now)  # one snapshot per round, for failover and for deciding
         await self.fail_over(snapshot)
         due = self._due()
@@ -304,16 +375,24 @@ class WorkloadController:
             self.metrics.target_health(target.kind.value, target.name, target.healthy)
         staying: list[Pending] = []
         deciding: list[Pending] = []
+        blocked: list[tuple[Pending, ApplyError]] = []
         for item in due:
-            (staying if self._keeps_target(item, snapshot) else deciding).append(item)
+            failure = self._namespace_failure(item)
+            if failure is not None:
+                blocked.append((item, failure))
+            else:
+                (staying if self._keeps_target(item, snapshot) else deciding).append(item)
         policies: dict[str | None, PlacementPolicySpec] = {p.admitted.policy_name: p.admitted.policy for p in deciding}
-        requests = [dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name) for p in deciding]
+        requests = [
+            dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name, avoid=p.avoid) for p in deciding
+        ]
         decisions = decide_many(requests, policies, snapshot)
         elapsed = (time.perf_counter() - started) / max(1, len(decisions))
         by_key = {p.admitted.request.key: p for p in deciding}
         await asyncio.gather(
             *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
             *(self._reapply(item, snapshot) for item in staying),
+            *(self._apply_failed(item, "its namespace", failure, tried=False) for item, failure in blocked),
         )
         self.metrics.workloads_by_phase(self.phase_counts())
         return decisions
@@ -322,7 +401,7 @@ class WorkloadController:
         """A placed workload keeps its target across a spec or policy change unless that target is now forbidden."""
         status = self.statuses.get(object_key(item.obj)) or {}
         target = (status.get("placement") or {}).get("target")
-        if not target or status.get("phase") not in ACTIVE_PHASES or item.failover:
+        if not target or status.get("phase") not in ACTIVE_PHASES or item.failover or item.failure:
             return False
         reason = recheck(item.admitted.request, item.admitted.policy, snapshot, (target["kind"], target["name"]))
         if reason is not None:
@@ -341,15 +420,20 @@ class WorkloadController:
             None,
         )
         generation = (item.obj.get("metadata") or {}).get("generation")
-        if snapshot_target is not None and snapshot_target.kind is TargetKind.DATABRICKS:
-            if self.databricks is not None and status.get("observedGeneration") != generation:
-                # A run cannot be edited: the new generation cancels the old run and submits its own.
-                await self.databricks.cancel(key, status)
-                await self.databricks.start(key, item.obj, item.admitted.workload, snapshot_target.name)
-        elif snapshot_target is not None and snapshot_target.kind is TargetKind.EDGE and self.edges is not None:
-            await self.edges.apply(item.obj, item.admitted.workload, snapshot_target)
-        elif snapshot_target is not None:
-            await self._apply_children(item, snapshot_target)
+        try:
+            if snapshot_target is not None and snapshot_target.kind is TargetKind.DATABRICKS:
+                if self.databricks is not None and status.get("observedGeneration") != generation:
+                    # A run cannot be edited: the new generation cancels the old run and submits its own.
+                    await self.databricks.cancel(key, status)
+                    await self.databricks.start(key, item.obj, item.admitted.workload, snapshot_target.name)
+            elif snapshot_target is not None and snapshot_target.kind is TargetKind.EDGE and self.edges is not None:
+                await self.edges.apply(item.obj, item.admitted.workload, snapshot_target)
+            elif snapshot_target is not None:
+                await self._apply_children(item, snapshot_target)
+        except Exception as exc:
+            if snapshot_target is not None:
+                await self._apply_failed(item, f"{snapshot_target.kind.value} {snapshot_target.name}", exc)
+            return
         await self._write_status(
             item.obj,
             {
@@ -385,10 +469,9 @@ class WorkloadController:
         if decision.chosen is not None:
             try:
                 await self._run_on(key, item, decision.chosen.target)
-            except Exception as exc:  # the API refused the child: keep it pending, retry with backoff
-                log.warning("could not create children of %s: %s", key, exc)
-                self._back_off(item)
-                self.events(item.obj, "Warning", "ApplyFailed", f"could not create children: {type(exc).__name__}")
+            except Exception as exc:
+                target = decision.chosen.target
+                await self._apply_failed(item, f"{target.kind.value} {target.name}", exc)
                 return
             self.pending.pop(key, None)
             namespace, name = key.split("/", 1)
@@ -398,6 +481,48 @@ class WorkloadController:
         self._back_off(item)
         severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
         await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message))
+
+    def _namespace_failure(self, item: Pending) -> ApplyError | None:
+        """The failure a workload's namespace is known to give every child (being deleted, gone), if any."""
+        namespace = (item.obj.get("metadata") or {}).get("namespace", "")
+        blocked = self.blocked_namespaces.get(namespace)
+        if blocked is None:
+            return None
+        if self.monotonic() >= blocked[0]:
+            del self.blocked_namespaces[namespace]
+            return None
+        return blocked[1]
+
+    async def _apply_failed(self, item: Pending, where: str, exc: Exception, tried: bool = True) -> None:
+        """The cluster refused the children: Placed=False (ApplyFailed) with the server's words, capacity freed,
+        one Warning per distinct failure, and a backoff of the workload's own. A namespace that refuses every
+        child (being deleted) holds its other workloads back for as long, untried, so it cannot starve others."""
+        failure = exc if isinstance(exc, ApplyError) else ApplyError(type(exc).__name__, "unexpected error")
+        key = object_key(item.obj)
+        text = f"{failure.reason}: {failure.message}"
+        if tried:
+            log.warning("could not create children of %s on %s: %s", key, where, text)
+            self.metrics.apply_failure(failure.reason)
+        if self.cache.ledger.release(item.admitted.workload.metadata.uid or ""):
+            self.fleet_changed()
+        # What this round's decisions claimed for it is free again: let the workloads that waited retry now.
+        self.fleet_version += 1
+        self.wakeup.set()
+        repeated = text == item.failure
+        item.failure = text
+        self._back_off(item)
+        if tried and failure.reason in NAMESPACE_FAILURES:
+            self.blocked_namespaces[key.split("/", 1)[0]] = (item.not_before, failure)
+        status = apply_failed_status(item.admitted, where, text, self.statuses.get(key), self.clock())
+        event = (
+            None
+            if repeated
+            else ("Warning", Reason.APPLY_FAILED.value, f"could not create the children on {where}: {text}")
+        )
+        try:
+            await self._write_status(item.obj, status, event=event)
+        except Exception as write_error:  # the status write may fail for the same reason: retried with the backoff
+            log.warning("could not record the failure of %s: %s", key, type(write_error).__name__)
 
     def _back_off(self, item: Pending) -> None:
         item.attempts += 1
@@ -434,6 +559,8 @@ class WorkloadController:
         async with self._writes:
             for child in children:
                 await asyncio.to_thread(self.cluster.apply_child, child)
+        # Held from now until the child's pods are bound, it finishes or it is gone (core.ledger).
+        self.cache.ledger.commit(item.admitted.workload.metadata.uid or "", child_commitment(children[0]))
 
     def _pool_label_key(self, pool: str) -> str:
         """The node label that names ``pool`` on this cluster's nodes (the first configured key that does)."""
@@ -450,9 +577,10 @@ class WorkloadController:
         if patch is None:
             return False
         meta = obj.get("metadata") or {}
+        owned = {**(self.statuses.get(key) or {}), **patch}
         async with self._writes:
-            await asyncio.to_thread(self.cluster.patch_workload_status, meta.get("namespace", ""), meta["name"], patch)
-        self.statuses[key] = {**(self.statuses.get(key) or {}), **patch}
+            await asyncio.to_thread(self.cluster.apply_workload_status, meta.get("namespace", ""), meta["name"], owned)
+        self.statuses[key] = owned
         if "phase" in patch:
             self.cache.workload_phases[key] = str(patch["phase"])
         if event is not None:
@@ -460,6 +588,13 @@ class WorkloadController:
         return True
 
     # --- children report back ---
+
+    def on_home_child(self, child: Obj, deleted: bool) -> None:
+        """A child on this cluster, seen on the watch: the capacity ledger follows it (and is rebuilt from it)."""
+        before = self.cache.ledger.get(workload_uid(child))
+        self.cache.on_child(child, deleted)
+        if self.cache.ledger.get(workload_uid(child)) != before:
+            self.fleet_changed()
 
     async def on_child(self, child: Obj) -> bool:
         """A Job or Deployment we own changed: reflect it in the workload's status (only if that changes)."""

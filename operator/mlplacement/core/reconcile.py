@@ -6,7 +6,7 @@ The imperative shell calls these and performs what they return; nothing here tal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -208,21 +208,28 @@ def policy_status(
     return {"observedGeneration": generation, "conditions": conditions, "workloads": workloads}
 
 
+def verified_condition(
+    conditions: Sequence[Mapping[str, Any]], admitted: Admitted, now: datetime
+) -> list[dict[str, Any]]:
+    """``conditions`` with Verified=True naming the workload's and its policy's keys."""
+    return set_condition(
+        conditions,
+        ConditionType.VERIFIED,
+        True,
+        Reason.VERIFIED,
+        f"signed by {admitted.key_id!r}; PlacementPolicy {admitted.policy_name!r} by {admitted.policy_key_id!r}",
+        admitted.workload.metadata.generation,
+        now,
+    )
+
+
 def decision_status(
     admitted: Admitted, decision: Decision, current: Mapping[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
     """Status recording a decision: Verified=True, Placed True/False with the explanation, the candidates."""
     generation = admitted.workload.metadata.generation
     conditions = (current or {}).get("conditions") or []
-    conditions = set_condition(
-        conditions,
-        ConditionType.VERIFIED,
-        True,
-        Reason.VERIFIED,
-        f"signed by {admitted.key_id!r}; PlacementPolicy {admitted.policy_name!r} by {admitted.policy_key_id!r}",
-        generation,
-        now,
-    )
+    conditions = verified_condition(conditions, admitted, now)
     candidates: list[dict[str, Any]] = [
         {"kind": c.target.kind.value, "name": c.target.name, "score": c.score} for c in decision.top
     ]
@@ -301,7 +308,8 @@ def child_status(
                 conditions, ConditionType.DEGRADED, True, Reason.FAILED, message, generation, now
             )
             return {"phase": Phase.FAILED.value, "conditions": conditions}
-        if child_state.get("active"):
+        # Pods that run, not pods that exist: Job `active` counts pending pods the scheduler never bound.
+        if int(child_state.get("ready") or 0) > 0:
             conditions = set_condition(
                 conditions, ConditionType.READY, True, Reason.RUNNING, "Job is running", generation, now
             )
@@ -316,3 +324,21 @@ def child_status(
             return {"phase": Phase.RUNNING.value, "conditions": conditions}
         return None
     return None
+
+
+def apply_failed_status(
+    admitted: Admitted, target: str, failure: str, current: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """Verified, but Placed=False (ApplyFailed): ``target`` was chosen and the cluster refused the children."""
+    generation = admitted.workload.metadata.generation
+    message = f"could not create the children on {target}: {failure}"
+    conditions = (current or {}).get("conditions") or []
+    conditions = verified_condition(conditions, admitted, now)
+    for condition in (ConditionType.PLACED, ConditionType.READY):
+        conditions = set_condition(conditions, condition, False, Reason.APPLY_FAILED, message, generation, now)
+    return {
+        "observedGeneration": generation,
+        "phase": Phase.WAITING.value,
+        "verified": {"keyId": admitted.key_id, "digest": admitted.digest, "policyKeyId": admitted.policy_key_id},
+        "conditions": conditions,
+    }

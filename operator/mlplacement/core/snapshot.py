@@ -226,23 +226,30 @@ def gpu_count(value: Any) -> int:
         return 0
 
 
-def pod_gpu_requests(pod: Mapping[str, Any]) -> int:
-    spec = pod.get("spec") or {}
-    total = 0
-    for container in spec.get("containers") or []:
-        resources = container.get("resources") or {}
-        # Extended resources must have requests == limits; either one names the claim.
-        total += gpu_count(
-            (resources.get("requests") or {}).get(GPU_RESOURCE) or (resources.get("limits") or {}).get(GPU_RESOURCE)
-        )
-    init = max(
-        (
-            gpu_count(((c.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE))
-            for c in spec.get("initContainers") or []
-        ),
-        default=0,
+def _container_gpus(container: Mapping[str, Any]) -> int:
+    resources = container.get("resources") or {}
+    # Extended resources must have requests == limits; either one names the claim.
+    return gpu_count(
+        (resources.get("requests") or {}).get(GPU_RESOURCE) or (resources.get("limits") or {}).get(GPU_RESOURCE)
     )
-    return max(total, init)
+
+
+def pod_gpu_requests(pod: Mapping[str, Any]) -> int:
+    """GPUs a pod (or pod template) holds, by the scheduler's rule for its effective request.
+
+    The larger of the app containers plus sidecars (init containers with restartPolicy Always, which keep
+    running) and the peak of any one plain init container plus the sidecars started before it. The one
+    rule for the snapshot, the caches and the capacity ledger.
+    """
+    spec = pod.get("spec") or {}
+    sidecars = 0
+    init_peak = 0
+    for container in spec.get("initContainers") or []:
+        if container.get("restartPolicy") == "Always":
+            sidecars += _container_gpus(container)
+        else:
+            init_peak = max(init_peak, sidecars + _container_gpus(container))
+    return max(sum(_container_gpus(c) for c in spec.get("containers") or []) + sidecars, init_peak)
 
 
 def gpus_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -260,8 +267,10 @@ def gpu_pools_from_nodes(
     pods: Iterable[Mapping[str, Any]],
     signals: Signals | None,
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
+    reserved: Mapping[tuple[str, str], int] | None = None,
 ) -> list[Target]:
-    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods."""
+    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods, minus
+    ``reserved`` (GPUs the operator committed to children whose pods are not bound yet, core.ledger)."""
     keys = tuple(pool_label_keys)
     used_by_node = gpus_used_by_node(pods)
     pools: dict[str, dict[str, Any]] = {}
@@ -308,7 +317,7 @@ def gpu_pools_from_nodes(
                 region=entry["region"],
                 healthy=healthy,
                 health_detail="" if healthy else f"no ready nodes ({', '.join(sorted(entry['problems']))})",
-                capacity=entry["free"],
+                capacity=max(0, entry["free"] - (reserved or {}).get((TargetKind.GPU_POOL.value, name), 0)),
                 gpu_products=frozenset(entry["products"]),
                 gpu_hour_usd=price,
                 spot=entry["spot"],
@@ -417,11 +426,12 @@ def build_snapshot(
     databricks_workspaces: Iterable[Mapping[str, Any]] = (),
     signals_configmap: Mapping[str, Any] | None = None,
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
+    reserved: Mapping[tuple[str, str], int] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
-        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
+        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys, reserved),
         *edge_targets(edge_clusters, now),
         *workspace_targets(databricks_workspaces),
     ]

@@ -9,6 +9,28 @@ from typing import Any
 from mlplacement.api.constants import ConditionType, Phase, Reason
 
 MESSAGE_MAX = 32_768
+_OWNED_FIELDS = frozenset(
+    {
+        "observedGeneration",
+        "phase",
+        "conditions",
+        "placement",
+        "verified",
+        "databricks",
+        "attempts",
+        "estimatedHourlyCostUSD",
+    }
+)
+_OWNED_CONDITIONS = frozenset(
+    c.value
+    for c in (
+        ConditionType.VERIFIED,
+        ConditionType.PLACED,
+        ConditionType.READY,
+        ConditionType.DEGRADED,
+        ConditionType.FINISHED,
+    )
+)
 
 
 def timestamp(moment: datetime) -> str:
@@ -70,6 +92,18 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     current = current or {}
     patch = {key: value for key, value in desired.items() if current.get(key) != value}
     return patch or None
+
+
+def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of an MLWorkload's status this operator writes: its fields and its condition types.
+
+    What the operator remembers of a status starts from this and then only from its own writes, so a stale
+    copy from the watch never replaces newer conditions, and what others write is never claimed as its own.
+    """
+    owned = {key: value for key, value in (status or {}).items() if key in _OWNED_FIELDS}
+    if "conditions" in owned:
+        owned["conditions"] = [c for c in owned["conditions"] or [] if c.get("type") in _OWNED_CONDITIONS]
+    return owned
 
 
 def refused_status(

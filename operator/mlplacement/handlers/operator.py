@@ -15,7 +15,7 @@ from mlplacement.adapters.metrics import PrometheusMetrics
 from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import ACTIVE_PHASES, GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.state import FleetCache, requests_gpus
+from mlplacement.controller.state import FleetCache, tracked_pod
 from mlplacement.controller.workloads import WorkloadController
 
 log = logging.getLogger("mlplacement")
@@ -162,7 +162,7 @@ def node(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.fleet_changed()
 
 
-@kopf.on.event("", "v1", "pods", when=lambda body, **_: requests_gpus(body))
+@kopf.on.event("", "v1", "pods", when=lambda body, **_: tracked_pod(body))
 def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_pod(body, _deleted(type))
     memo.controller.fleet_changed()
@@ -183,5 +183,6 @@ def workspace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 async def child(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.on_home_child(dict(body), _deleted(type))
     if not _deleted(type):
         await memo.controller.on_child(dict(body))

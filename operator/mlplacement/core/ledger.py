@@ -1,0 +1,132 @@
+"""Capacity the operator has committed to its own children, until their pods hold it themselves.
+
+A pool's free GPUs come from Nodes minus the requests of bound, non-terminal pods. A child the operator
+has just created has no pods yet, or pods the scheduler has not bound: for seconds, or minutes on a busy
+cluster, they claim nothing. So each child in the ledger holds its GPUs from the moment it is created
+until its pods are bound (from then on they are counted as pods), it finishes or it is deleted; a child
+that cannot be created is released at once. The ledger is rebuilt from the children that exist after a
+restart (each carries the workload uid and its target), so successive rounds, and a restart between
+them, never hand out the same GPUs twice. Kueue accounts admitted workloads, not pods, for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlplacement.api.constants import ANNOTATION_TARGET, LABEL_WORKLOAD_UID
+from mlplacement.api.workload import TargetKind
+from mlplacement.core.snapshot import TERMINAL_POD_PHASES, pod_gpu_requests
+
+TargetKey = tuple[str, str]
+_FINISHED_JOB_CONDITIONS = frozenset({"Complete", "Failed", "SuccessCriteriaMet", "FailureTarget"})
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """``gpus`` promised to one workload's child on ``target`` (kind, name)."""
+
+    target: TargetKey
+    gpus: int
+
+
+def workload_uid(obj: Mapping[str, Any]) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_WORKLOAD_UID) or "")
+
+
+def job_finished(job: Mapping[str, Any]) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c.get("type") in _FINISHED_JOB_CONDITIONS and c.get("status") == "True" for c in conditions)
+
+
+def child_commitment(child: Mapping[str, Any]) -> Commitment | None:
+    """What a live child on a GPU pool holds: its pod template's GPUs times its pods; None if it holds nothing.
+
+    Edge children are not counted here: the edge's probe already counts the pods on the remote cluster.
+    """
+    annotations = (child.get("metadata") or {}).get("annotations") or {}
+    kind, _, name = str(annotations.get(ANNOTATION_TARGET) or "").partition("/")
+    if kind != TargetKind.GPU_POOL.value or not name:
+        return None
+    spec = child.get("spec") or {}
+    if child.get("kind") == "Job":
+        if job_finished(child):
+            return None
+        pods = spec.get("parallelism", 1)
+    elif child.get("kind") == "Deployment":
+        pods = spec.get("replicas", 1)
+    else:
+        return None
+    gpus = pod_gpu_requests(spec.get("template") or {}) * int(pods if pods is not None else 1)
+    return Commitment((kind, name), gpus) if gpus > 0 else None
+
+
+def bound_gpus_by_workload(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """GPUs of bound, non-terminal pods per workload uid: the part of a commitment the pods now hold."""
+    bound: dict[str, int] = {}
+    for pod in pods:
+        uid = workload_uid(pod)
+        if not uid or not (pod.get("spec") or {}).get("nodeName"):
+            continue
+        if (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES:
+            continue
+        bound[uid] = bound.get(uid, 0) + pod_gpu_requests(pod)
+    return bound
+
+
+class CapacityLedger:
+    """Commitments by workload uid (one child set per workload, so a new target replaces the old claim)."""
+
+    def __init__(self) -> None:
+        self._by_uid: dict[str, Commitment] = {}
+        # uid -> target given up on while its child still exists (pods unschedulable there): the child's
+        # watch events must not claim that target again until the workload is placed anew.
+        self._given_up: dict[str, TargetKey] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+    def get(self, uid: str) -> Commitment | None:
+        return self._by_uid.get(uid)
+
+    def commit(self, uid: str, commitment: Commitment | None) -> None:
+        """The operator has just created or replaced ``uid``'s child (None: the child holds nothing)."""
+        self._given_up.pop(uid, None)
+        self._record(uid, commitment)
+
+    def release(self, uid: str, give_up_target: bool = False) -> bool:
+        """Free what ``uid`` holds; ``give_up_target`` keeps it freed while the old child lingers there."""
+        released = self._by_uid.pop(uid, None)
+        if give_up_target and released is not None:
+            self._given_up[uid] = released.target
+        return released is not None
+
+    def observe_child(self, child: Mapping[str, Any], deleted: bool) -> None:
+        """Follow a child seen on the watch: a finished or deleted child releases, a live one (re)commits."""
+        uid = workload_uid(child)
+        if not uid:
+            return
+        if deleted:
+            self._given_up.pop(uid, None)
+            self._by_uid.pop(uid, None)
+            return
+        commitment = child_commitment(child)
+        if commitment is not None and self._given_up.get(uid) == commitment.target:
+            return
+        self._record(uid, commitment)
+
+    def _record(self, uid: str, commitment: Commitment | None) -> None:
+        if commitment is None:
+            self._by_uid.pop(uid, None)
+        else:
+            self._by_uid[uid] = commitment
+
+    def outstanding(self, bound_by_uid: Mapping[str, int]) -> dict[TargetKey, int]:
+        """GPUs still held per target: each commitment minus what its bound pods already count."""
+        held: dict[TargetKey, int] = {}
+        for uid, commitment in self._by_uid.items():
+            left = commitment.gpus - bound_by_uid.get(uid, 0)
+            if left > 0:
+                held[commitment.target] = held.get(commitment.target, 0) + left
+        return held
