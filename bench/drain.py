@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.builders import make_policy, make_workload, with_annotations
-from tests.integration.conftest import TOKEN, ControlPlane, free_port, start_control_plane
+from tests.controlplane import TOKEN, ControlPlane, free_port, start_control_plane
 from tests.integration.test_operator import gpu_status, node
 
 from mlplacement.core import keyring as keyring_core

@@ -1,224 +1,31 @@
-"""A real control plane for integration tests: etcd + kube-apiserver from KUBEBUILDER_ASSETS (envtest layout).
+"""Integration tests run against real control planes (tests/controlplane.py); without one they skip and say why.
 
-Nothing here fakes an API server: without the binaries every test in this folder skips and says why.
-Each control plane listens on loopback ports of its own and keeps its data in a temporary directory, so
-several can run at once (edge clusters), and none can touch a real cluster.
+Every module gets a control plane of its own, started for it and stopped after it: a module passes alone
+and in any order, and what one module creates can never change another's decisions.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import ssl
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-ASSETS = os.environ.get("KUBEBUILDER_ASSETS", "")
-TOKEN = "integration-admin-token"
+from tests.controlplane import ASSETS_DIR, ASSETS_ORIGIN, ControlPlane, describe_binaries, start_control_plane
 
 
-def _assets_problem() -> str | None:
-    if not ASSETS:
-        return "KUBEBUILDER_ASSETS is not set: point it at a directory with etcd, kube-apiserver and kubectl"
-    missing = [b for b in ("etcd", "kube-apiserver") if not (Path(ASSETS) / b).is_file()]
-    if missing:
-        return f"KUBEBUILDER_ASSETS={ASSETS} lacks {', '.join(missing)}"
-    if not (Path(ASSETS) / "kubectl").is_file() and shutil.which("kubectl") is None:
-        return "no kubectl in KUBEBUILDER_ASSETS or on PATH"
-    return None
+def pytest_report_header() -> str:
+    return f"integration control plane: {describe_binaries()}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    problem = _assets_problem()
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-            if problem:
-                item.add_marker(pytest.mark.skip(reason=problem))
+            if ASSETS_DIR is None:
+                item.add_marker(pytest.mark.skip(reason=ASSETS_ORIGIN))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)  # polling a condition, not waiting blindly
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-@dataclass
-class ControlPlane:
-    directory: Path
-    port: int
-    processes: list[subprocess.Popen[bytes]]
-    kubeconfig: Path
-    apiserver_command: tuple[str, ...] = ()
-
-    @property
-    def ca_data(self) -> bytes:
-        """The apiserver's self-signed serving certificate: what an edge kubeconfig trusts."""
-        return (self.directory / "certs" / "apiserver.crt").read_bytes()
-
-    def edge_kubeconfig(self) -> str:
-        """An allow-list kubeconfig for this control plane: https, inline CA data, inline token."""
-        from tests.builders import edge_kubeconfig
-
-        return edge_kubeconfig(f"https://127.0.0.1:{self.port}", self.ca_data, token=TOKEN)
-
-    def install_home(self, crds: Path, namespaces: tuple[str, ...], trusted_pem: bytes, policy: dict[str, Any]) -> None:
-        """What a platform team installs before any workload: CRDs, namespaces, trusted key, default policy."""
-        import base64
-
-        self.kubectl("apply", "-f", str(crds))
-        for namespace in ("mlplacement-system", *namespaces):
-            self.kubectl("create", "namespace", namespace, check=False)
-        self.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "mlplacement-trusted-keys", "namespace": "mlplacement-system"},
-                "data": {"platform.pem": base64.b64encode(trusted_pem).decode()},
-            }
-        )
-        self.apply(policy)
-
-    def stop_apiserver(self) -> None:
-        """Take the API server down (etcd keeps the data), as an edge site dropping off the network."""
-        apiserver = self.processes.pop()
-        apiserver.terminate()
-        apiserver.wait(timeout=30)
-
-    def start_apiserver(self) -> None:
-        logs = (self.directory / "apiserver.log").open("ab")
-        self.processes.append(subprocess.Popen(list(self.apiserver_command), stdout=logs, stderr=logs))
-        wait_until(lambda: _ready(self.port), 60, "kube-apiserver /readyz after restart")
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        binary = str(Path(ASSETS) / "kubectl") if (Path(ASSETS) / "kubectl").is_file() else "kubectl"
-        return subprocess.run(
-            [binary, f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            text=True,
-            capture_output=True,
-            check=check,
-            timeout=60,
-        )
-
-    def get(self, *args: str) -> Any:
-        result = self.kubectl("get", *args, "-o", "json", check=False)
-        return json.loads(result.stdout) if result.returncode == 0 else None
-
-    def apply(self, obj: dict[str, Any]) -> None:
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(obj))
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _ready(port: int) -> bool:
-    request = urllib.request.Request(f"https://127.0.0.1:{port}/readyz", headers={"Authorization": f"Bearer {TOKEN}"})
-    try:
-        with urllib.request.urlopen(request, context=ssl._create_unverified_context(), timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def start_control_plane(directory: Path) -> ControlPlane:
-    directory.mkdir(parents=True, exist_ok=True)
-    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-    key = ec.generate_private_key(ec.SECP256R1())
-    (directory / "sa.key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    (directory / "sa.pub").write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    (directory / "tokens.csv").write_text(f'{TOKEN},admin,admin,"system:masters"\n')
-    logs = (directory / "etcd.log").open("wb")
-    etcd = subprocess.Popen(
-        [
-            str(Path(ASSETS) / "etcd"),
-            f"--data-dir={directory / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync",
-        ],
-        stdout=logs,
-        stderr=logs,
-    )
-    api_logs = (directory / "apiserver.log").open("wb")
-    command = (
-        str(Path(ASSETS) / "kube-apiserver"),
-        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        f"--cert-dir={directory / 'certs'}",
-        f"--secure-port={api_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--authorization-mode=RBAC",
-        f"--token-auth-file={directory / 'tokens.csv'}",
-        f"--service-account-key-file={directory / 'sa.pub'}",
-        f"--service-account-signing-key-file={directory / 'sa.key'}",
-        f"--service-account-issuer=https://127.0.0.1:{api_port}",
-        "--disable-admission-plugins=ServiceAccount",
-    )
-    apiserver = subprocess.Popen(list(command), stdout=api_logs, stderr=api_logs)
-    kubeconfig = directory / "kubeconfig"
-    # Loopback-only test control plane with a self-signed serving cert made by the apiserver itself.
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "test",
-                "clusters": [
-                    {
-                        "name": "test",
-                        "cluster": {"server": f"https://127.0.0.1:{api_port}", "insecure-skip-tls-verify": True},
-                    }
-                ],
-                "users": [{"name": "admin", "user": {"token": TOKEN}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-            }
-        )
-    )
-    plane = ControlPlane(directory, api_port, [etcd, apiserver], kubeconfig, command)
-    try:
-        wait_until(lambda: _ready(api_port), 60, "kube-apiserver /readyz")
-    except AssertionError:
-        plane.stop()
-        raise
-    return plane
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     plane = start_control_plane(tmp_path_factory.mktemp("home"))
     yield plane

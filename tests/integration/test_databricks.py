@@ -13,7 +13,7 @@ import pytest
 from mlplacement.core import keyring as keyring_core
 from tests.builders import make_policy, make_workload
 from tests.conftest import REPO
-from tests.integration.conftest import ControlPlane, wait_until
+from tests.controlplane import ControlPlane, wait_until
 from tests.integration.test_operator import KEY, Operator, signed
 from tests.standins.databricks import JobsStandIn
 

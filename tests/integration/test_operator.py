@@ -20,7 +20,7 @@ from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
 from tests.builders import make_policy, make_workload, with_annotations
 from tests.conftest import REPO
-from tests.integration.conftest import ControlPlane, free_port, wait_until
+from tests.controlplane import ControlPlane, free_port, wait_until
 
 KEY = keyring_core.generate_key()
 NAMESPACE = "team-a"
