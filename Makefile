@@ -60,7 +60,7 @@ demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
 
-bench-operator: $(STAMP) ## Operator drain benchmark vs a one-field kopf operator (needs KUBEBUILDER_ASSETS)
+bench-operator: $(STAMP) ## Operator drain, memory and latency vs a one-handler kopf operator (needs a control plane: KUBEBUILDER_ASSETS or setup-envtest)
 	$(BIN)/python bench/drain.py
 
 HELM ?= $(BIN)/helm
