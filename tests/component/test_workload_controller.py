@@ -224,7 +224,7 @@ def test_dependencies_hold_a_workload_back(world: Any) -> None:
     ((_, patch),) = cluster.status_patches
     assert patch["phase"] == "Waiting"
     assert conditions(patch)["Placed"] == ("False", "WaitingForDependencies")
-    cache.workload_phases["team-a/trainer"] = "Succeeded"
+    cache.set_phase("team-a", "trainer", "Succeeded")
     run(controller.on_workload({**signed(workload("eval", dependsOn=["trainer"])), "status": patch}))
     assert "team-a/eval" in controller.pending
 

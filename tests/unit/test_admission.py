@@ -83,3 +83,34 @@ def test_admission_message_names_the_field_and_never_echoes_the_signature() -> N
     problem = admission_problem(obj, None, KEYRING, NOW) or ""
     assert "gpus" in problem
     assert obj["metadata"]["annotations"]["mlplacement.io/signature"] not in problem
+
+
+def admitted_under(policy: dict[str, Any], check: Any, now: datetime) -> Any:
+    from mlplacement.core.reconcile import admit
+
+    return admit(signed(make_workload()), policies={"default": policy}, keyring=KEYRING, now=now, policy_check=check)
+
+
+def test_a_reused_policy_verdict_still_expires_on_time() -> None:
+    from mlplacement.core.reconcile import Admitted, PolicyCheck, Refusal
+
+    policy = signed(make_policy("default"), expires=NOW + timedelta(minutes=5))
+    check = PolicyCheck()
+    assert isinstance(admitted_under(policy, check, NOW), Admitted)
+    # verify() allows five minutes of clock skew past the expiry; the reused verdict holds exactly as long.
+    assert isinstance(admitted_under(policy, check, NOW + timedelta(minutes=9, seconds=59)), Admitted)
+    refused = admitted_under(policy, check, NOW + timedelta(minutes=10, seconds=1))
+    assert isinstance(refused, Refusal)
+    assert "SignatureExpired" in refused.message
+
+
+def test_a_reused_policy_verdict_follows_a_new_keyring() -> None:
+    from mlplacement.core.reconcile import PolicyCheck, admit
+
+    policy = signed(make_policy("default"))
+    check = PolicyCheck()
+    workload = signed(make_workload())
+    assert admit(workload, policies={"default": policy}, keyring=KEYRING, now=NOW, policy_check=check).policy_name
+    other = keyring_of(("platform", keyring_core.generate_key("ed25519")))
+    refused = admit(workload, policies={"default": policy}, keyring=other, now=NOW, policy_check=check)
+    assert refused.reason.value == "SignatureInvalid"

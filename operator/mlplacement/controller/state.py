@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlplacement.api.constants import GPU_RESOURCE, LABEL_WORKLOAD_UID
+from mlplacement.api.constants import GPU_RESOURCE, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS
 from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
 from mlplacement.core.ledger import CapacityLedger, bound_gpus_by_workload, workload_uid
+from mlplacement.core.reconcile import admission_view
 from mlplacement.core.snapshot import TERMINAL_POD_PHASES, Snapshot, build_snapshot, pod_gpu_requests
 
 Obj = Mapping[str, Any]
@@ -21,6 +22,11 @@ def object_key(obj: Obj) -> str:
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")
     return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
+
+
+def _admission_inputs(view: Obj) -> tuple[Any, ...]:
+    meta = view.get("metadata") or {}
+    return (view.get("spec"), meta.get("annotations"), meta.get("labels"), meta.get("uid"))
 
 
 def tracked_pod(pod: Obj) -> bool:
@@ -90,11 +96,13 @@ class FleetCache:
     policies: dict[str, Obj] = field(default_factory=dict)
     signals_configmap: Obj | None = None
     keyring: Keyring = field(default_factory=Keyring)
-    workload_phases: dict[str, str] = field(default_factory=dict)  # namespace/name -> phase, for dependsOn
+    workload_phases: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> name -> phase (dependsOn)
     # EdgeCluster name -> status from its latest probe; newer than the written status, which skips no-news.
     edge_live: dict[str, Obj] = field(default_factory=dict)
     # GPUs committed to children whose pods are not bound yet (core.ledger); read by every snapshot.
     ledger: CapacityLedger = field(default_factory=CapacityLedger)
+    # Workload uid -> revision (generation, target) of its child on this cluster, as the child watch saw it.
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)
@@ -104,8 +112,17 @@ class FleetCache:
         self._store(self.gpu_pods, pod, deleted or terminal or not tracked_pod(pod), _slim_pod)
 
     def on_child(self, child: Obj, deleted: bool) -> None:
-        """A Job or Deployment of ours on this cluster: what it commits goes into the ledger."""
+        """A Job or Deployment of ours on this cluster: what it commits goes into the ledger, its revision into
+        ``children`` (what the watch says exists, so an unchanged workload is never re-applied)."""
         self.ledger.observe_child(child, deleted)
+        uid = workload_uid(child)
+        if not uid:
+            return
+        if deleted:
+            self.children.pop(uid, None)
+        else:
+            annotations = (child.get("metadata") or {}).get("annotations") or {}
+            self.children[uid] = tuple(str(annotations.get(key)) for key in REVISION_ANNOTATIONS)
 
     def unschedulable(self) -> dict[str, str]:
         """Workload uid -> the scheduler's message, for children with a pending pod it could not place."""
@@ -123,8 +140,20 @@ class FleetCache:
     def on_workspace(self, obj: Obj, deleted: bool) -> None:
         self._store(self.workspaces, obj, deleted, dict)
 
-    def on_policy(self, obj: Obj, deleted: bool) -> None:
-        self._store(self.policies, obj, deleted, dict)
+    def on_policy(self, obj: Obj, deleted: bool) -> bool:
+        """Keep what admission reads of a policy; True when that changed (workloads must be admitted again).
+
+        The policy's own status writes (ours included) change nothing here, so they cost no pass over the fleet.
+        """
+        key = object_key(obj)
+        before = self.policies.get(key)
+        if deleted:
+            return self.policies.pop(key, None) is not None
+        view = admission_view(obj)
+        if before is not None and _admission_inputs(before) == _admission_inputs(view):
+            return False
+        self.policies[key] = {**view, "status": obj.get("status") or {}}
+        return True
 
     def on_signals(self, configmap: Obj | None) -> None:
         self.signals_configmap = configmap
@@ -138,15 +167,20 @@ class FleetCache:
         return self.keyring
 
     def on_workload_phase(self, obj: Obj, deleted: bool) -> None:
-        key = object_key(obj)
-        if deleted:
-            self.workload_phases.pop(key, None)
-        else:
-            self.workload_phases[key] = str((obj.get("status") or {}).get("phase") or "")
+        meta = obj.get("metadata") or {}
+        phase = None if deleted else str((obj.get("status") or {}).get("phase") or "")
+        self.set_phase(str(meta.get("namespace") or ""), str(meta.get("name")), phase)
 
-    def dependency_phases(self, namespace: str) -> dict[str, str]:
-        prefix = f"{namespace}/"
-        return {k[len(prefix) :]: v for k, v in self.workload_phases.items() if k.startswith(prefix)}
+    def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
+        phases = self.workload_phases.setdefault(namespace, {})
+        if phase is None:
+            phases.pop(name, None)
+        else:
+            phases[name] = phase
+
+    def dependency_phases(self, namespace: str) -> Mapping[str, str]:
+        """Phase by workload name in ``namespace`` (what dependsOn reads); no copy, admission runs per object."""
+        return self.workload_phases.get(namespace) or {}
 
     def snapshot(self, now: datetime) -> Snapshot:
         return build_snapshot(

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlplacement.api.constants import ACTIVE_PHASES, GROUP, LABEL_WORKLOAD_UID, ConditionType, Phase, Reason
+from mlplacement.api.constants import (
+    ACTIVE_PHASES,
+    GROUP,
+    LABEL_WORKLOAD_UID,
+    REVISION_ANNOTATIONS,
+    ConditionType,
+    Phase,
+    Reason,
+)
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
@@ -39,7 +47,9 @@ from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck
 from mlplacement.core.reconcile import (
     Admitted,
+    PolicyCheck,
     Refusal,
+    admission_view,
     admit,
     apply_failed_status,
     child_status,
@@ -47,7 +57,7 @@ from mlplacement.core.reconcile import (
     policy_status,
 )
 from mlplacement.core.snapshot import Snapshot
-from mlplacement.core.status import get_condition, owned_status, set_condition, status_patch
+from mlplacement.core.status import get_condition, owned_status, set_condition, status_patch, undecided
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
@@ -102,12 +112,14 @@ class WorkloadController:
         self.fleet_version = 0
         self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
         self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
-        self.blocked_namespaces: dict[
-            str, tuple[float, ApplyError]
-        ] = {}  # namespace -> (until, why), see _apply_failed
+        # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
+        self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
+        self._policy_check = PolicyCheck()
+        self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         self.policy_statuses: dict[str, Obj] = {}  # policy name -> status last written
         self._policy_checked: dict[str, tuple[int, int, int, float]] = {}  # name -> (obj, keyring, count, when)
+        self._policy_count_written: dict[str, float] = {}  # name -> when its status was last written
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
         self.runnable = (
@@ -159,6 +171,7 @@ class WorkloadController:
         if key not in self.statuses or (known or {}).get("metadata", {}).get("uid") != meta.get("uid"):
             # Seed from the cluster once; from then on our own writes are newer than any watch copy.
             self.statuses[key] = owned_status(obj.get("status"))
+        obj = admission_view(obj)  # all later work reads this much; the rest of the body is not kept
         self.objects[key] = obj
         namespace = meta.get("namespace", "")
         outcome = admit(
@@ -167,6 +180,7 @@ class WorkloadController:
             keyring=self.cache.keyring,
             now=self.clock(),
             dependency_phases=self.cache.dependency_phases(namespace),
+            policy_check=self._policy_check,
         )
         if isinstance(outcome, Refusal):
             self.pending.pop(key, None)
@@ -238,6 +252,14 @@ class WorkloadController:
             patch = status_patch(current, desired)
             if patch is None:
                 continue
+            if (
+                set(patch) <= {"workloads"}
+                and tick - self._policy_count_written.get(name, -1e18) < self.config.reload_seconds
+            ):
+                # Only the count moved (a drain admits thousands): at most one write per reload period.
+                self._policy_checked.pop(name, None)
+                continue
+            self._policy_count_written[name] = tick
             async with self._writes:
                 await asyncio.to_thread(self.cluster.patch_policy_status, name, patch)
             self.policy_statuses[name] = {**current, **patch}
@@ -364,6 +386,10 @@ class WorkloadController:
         if not self.statuses and not self.pending:
             return []
         started = time.perf_counter()
+        for key in sorted(self._readmit_later):
+            if key in self.objects:
+                await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
+        self._readmit_later.clear()
         await self.replace_unschedulable()
         snapshot = self._snapshot(now)  # one snapshot per round, for failover and for deciding
         await self.fail_over(snapshot)
@@ -420,6 +446,10 @@ class WorkloadController:
             None,
         )
         generation = (item.obj.get("metadata") or {}).get("generation")
+        if snapshot_target is not None and self._child_current(item, snapshot_target):
+            # Re-admitted with nothing new for its child (a policy or key change, a restart) and the watch shows
+            # that child at this revision: nothing is re-applied; status is written only if it changed.
+            snapshot_target = None
         try:
             if snapshot_target is not None and snapshot_target.kind is TargetKind.DATABRICKS:
                 if self.databricks is not None and status.get("observedGeneration") != generation:
@@ -445,6 +475,17 @@ class WorkloadController:
                 },
             },
         )
+
+    def _child_current(self, item: Pending, target: Any) -> bool:
+        """Whether the child the runtime of ``target`` keeps is already at this workload's revision."""
+        generation = (item.obj.get("metadata") or {}).get("generation")
+        if target.kind is TargetKind.GPU_POOL:
+            uid = item.admitted.workload.metadata.uid or ""
+            wanted = revision_annotations(generation, target)
+            return self.cache.children.get(uid) == tuple(wanted[key] for key in REVISION_ANNOTATIONS)
+        # Edge copies are read back on every probe, Databricks runs are polled: both act on a new generation.
+        status = self.statuses.get(object_key(item.obj)) or {}
+        return bool(status.get("observedGeneration") == generation)
 
     async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:
         key = object_key(item.obj)
@@ -479,6 +520,8 @@ class WorkloadController:
             await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
             return
         self._back_off(item)
+        if status_patch(undecided(self.statuses.get(key)), undecided(status)) is None:
+            return  # still waiting for the same reason: nothing new to write or announce
         severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
         await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message))
 
@@ -582,7 +625,7 @@ class WorkloadController:
             await asyncio.to_thread(self.cluster.apply_workload_status, meta.get("namespace", ""), meta["name"], owned)
         self.statuses[key] = owned
         if "phase" in patch:
-            self.cache.workload_phases[key] = str(patch["phase"])
+            self.cache.set_phase(meta.get("namespace", ""), meta["name"], str(patch["phase"]))
         if event is not None:
             self.events(obj, *event)
         return True
@@ -591,10 +634,26 @@ class WorkloadController:
 
     def on_home_child(self, child: Obj, deleted: bool) -> None:
         """A child on this cluster, seen on the watch: the capacity ledger follows it (and is rebuilt from it)."""
-        before = self.cache.ledger.get(workload_uid(child))
+        uid = workload_uid(child)
+        before = self.cache.ledger.get(uid)
         self.cache.on_child(child, deleted)
-        if self.cache.ledger.get(workload_uid(child)) != before:
+        if self.cache.ledger.get(uid) != before:
             self.fleet_changed()
+        if deleted and child.get("kind") in ("Job", "Deployment"):
+            self._child_gone(uid)
+
+    def _child_gone(self, uid: str) -> None:
+        """Drift seen on the watch: an active workload lost its child (not a finished Job) -> apply it again."""
+        workload = self.workloads.get(uid)
+        if workload is None:
+            return
+        key = f"{workload.metadata.namespace}/{workload.metadata.name}"
+        status = self.statuses.get(key) or {}
+        target = (status.get("placement") or {}).get("target") or {}
+        active = status.get("phase") in ACTIVE_PHASES and target.get("kind") == TargetKind.GPU_POOL.value
+        if active and key in self.objects and key not in self.pending:
+            self._readmit_later.add(key)
+            self.wakeup.set()
 
     async def on_child(self, child: Obj) -> bool:
         """A Job or Deployment we own changed: reflect it in the workload's status (only if that changes)."""

@@ -6,6 +6,7 @@ The imperative shell calls these and performs what they return; nothing here tal
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,13 +14,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlplacement.api.constants import LABEL_DEFAULT_POLICY, SIGNATURE_ANNOTATIONS, ConditionType, Kind, Phase, Reason
+from mlplacement.api.constants import (
+    ANNOTATION_KEY_ID,
+    ANNOTATION_SIGNATURE_EXPIRES,
+    LABEL_DEFAULT_POLICY,
+    SIGNATURE_ANNOTATIONS,
+    ConditionType,
+    Kind,
+    Phase,
+    Reason,
+)
 from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, WorkloadType
 from mlplacement.core.keyring import Keyring
 from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
-from mlplacement.core.signing import verify
+from mlplacement.core.signing import DEFAULT_CLOCK_SKEW, Verdict, parse_expires, verify
 from mlplacement.core.status import refused_status, set_condition, timestamp
 
 CANDIDATES_IN_STATUS = 5
@@ -98,6 +108,65 @@ def resolve_policy(
     return defaults[0], policies[defaults[0]]
 
 
+@dataclass
+class _CheckedPolicy:
+    obj: Mapping[str, Any]
+    keyring: Keyring
+    checked_at: datetime
+    holds_until: datetime | None
+    verdict: Verdict
+    spec: PlacementPolicySpec | Refusal
+
+
+class PolicyCheck:
+    """Each policy's verdict and parsed spec, reused while the object and the keyring are the same ones and
+    the clock has not reached the next moment the verdict could change (the signature's expiry, a key's
+    validity bounds): re-verifying per workload would give the same answer, thousands of times."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, _CheckedPolicy] = {}
+
+    def __call__(
+        self, name: str, obj: Mapping[str, Any], keyring: Keyring, now: datetime
+    ) -> tuple[Verdict, PlacementPolicySpec | Refusal]:
+        memo = self._memo.get(name)
+        if (
+            memo is not None
+            and memo.obj is obj
+            and memo.keyring is keyring
+            and memo.checked_at <= now
+            and (memo.holds_until is None or now < memo.holds_until)
+        ):
+            return memo.verdict, memo.spec
+        verdict = verify(obj, keyring, now)
+        spec: PlacementPolicySpec | Refusal
+        try:
+            spec = PlacementPolicy.model_validate(obj).spec
+        except ValidationError as exc:
+            spec = Refusal(
+                ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"PlacementPolicy {name}: ")
+            )
+        self._memo[name] = _CheckedPolicy(obj, keyring, now, _verdict_horizon(obj, keyring, now), verdict, spec)
+        return verdict, spec
+
+
+def _verdict_horizon(obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> datetime | None:
+    """The next moment after ``now`` at which verifying ``obj`` could give another answer (None: never)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    moments: list[datetime] = []
+    expires = annotations.get(ANNOTATION_SIGNATURE_EXPIRES)
+    if expires:
+        with contextlib.suppress(ValueError):  # a malformed expiry fails verification for good
+            moments.append(parse_expires(str(expires)) + DEFAULT_CLOCK_SKEW)
+    key = keyring.keys.get(str(annotations.get(ANNOTATION_KEY_ID) or ""))
+    if key is not None and key.not_before is not None:
+        moments.append(key.not_before - DEFAULT_CLOCK_SKEW)
+    if key is not None and key.not_after is not None:
+        moments.append(key.not_after + DEFAULT_CLOCK_SKEW)
+    later = [moment for moment in moments if moment > now]
+    return min(later) if later else None
+
+
 def admit(
     obj: Mapping[str, Any],
     *,
@@ -105,8 +174,12 @@ def admit(
     keyring: Keyring,
     now: datetime,
     dependency_phases: Mapping[str, str] | None = None,
+    policy_check: PolicyCheck | None = None,
 ) -> Admitted | Refusal:
-    """Parse, verify the workload and its policy, check dependencies. Fail closed at every step."""
+    """Parse, verify the workload and its policy, check dependencies. Fail closed at every step.
+
+    ``policy_check`` reuses each policy's verdict across the workloads admitted under it (a drain admits
+    thousands under one policy); without it the policy is verified for this call alone."""
     try:
         workload = MLWorkload.model_validate(obj)
     except ValidationError as exc:
@@ -118,19 +191,16 @@ def admit(
     if isinstance(resolved, Refusal):
         return resolved
     policy_name, policy_obj = resolved
-    policy_verdict = verify(policy_obj, keyring, now)
+    policy_verdict, checked = (policy_check or PolicyCheck())(policy_name, policy_obj, keyring, now)
     if not policy_verdict.ok:
         return Refusal(
             ConditionType.VERIFIED,
             Reason.POLICY_UNSIGNED,
             f"PlacementPolicy {policy_name!r} does not verify: {policy_verdict.reason.value}: {policy_verdict.message}",
         )
-    try:
-        policy = PlacementPolicy.model_validate(policy_obj).spec
-    except ValidationError as exc:
-        return Refusal(
-            ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"PlacementPolicy {policy_name}: ")
-        )
+    if isinstance(checked, Refusal):
+        return checked
+    policy = checked
     allowed = policy.signing.allowed_key_ids
     if allowed and verdict.key_id not in allowed:
         return Refusal(
@@ -160,6 +230,22 @@ def admit(
         digest=verdict.digest or "",
         policy_key_id=policy_verdict.key_id or "",
     )
+
+
+_KEPT_METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "labels", "deletionTimestamp")
+
+
+def admission_view(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What admission reads of an MLWorkload or PlacementPolicy, and nothing else.
+
+    The operator keeps this instead of the whole object (no managedFields, status or last-applied copy), and
+    admits again only when it changes: a status write, the operator's own included, never re-admits.
+    """
+    meta = obj.get("metadata") or {}
+    kept = {key: meta[key] for key in _KEPT_METADATA if key in meta}
+    annotations = meta.get("annotations") or {}
+    kept["annotations"] = {key: annotations[key] for key in SIGNATURE_ANNOTATIONS if key in annotations}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept, "spec": obj.get("spec")}
 
 
 def _signed_part(obj: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -94,6 +94,14 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     return patch or None
 
 
+def undecided(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``status`` without the time of its decision: two decisions that say the same compare equal."""
+    out = dict(status or {})
+    if isinstance(out.get("placement"), Mapping):
+        out["placement"] = {k: v for k, v in out["placement"].items() if k != "decidedAt"}
+    return out
+
+
 def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """The part of an MLWorkload's status this operator writes: its fields and its condition types.
 

@@ -152,8 +152,8 @@ async def workload_deleted_from_edge(body: kopf.Body, memo: kopf.Memo, retry: in
 
 @kopf.on.event(GROUP, VERSION, "placementpolicies")
 async def policy(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.cache.on_policy(dict(body), _deleted(type))
-    await memo.controller.readmit_all()
+    if memo.cache.on_policy(dict(body), _deleted(type)):
+        await memo.controller.readmit_all()
 
 
 @kopf.on.event("", "v1", "nodes")

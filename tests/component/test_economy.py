@@ -1,0 +1,142 @@
+"""API calls per placement, counted at the cluster port: what the operator costs the apiserver.
+
+Call counts are deterministic, so they are asserted; timings are not (bench/controller.py prints those).
+Budget: create the child, write status, one Event per placement; nothing for workloads already settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.state import FleetCache
+from mlplacement.controller.workloads import WorkloadController
+from mlplacement.core import keyring as keyring_core
+from tests.builders import make_policy
+from tests.component.fakes import Clock, FakeCluster
+from tests.component.test_workload_controller import KEY, gpu_node, signed, workload
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class CountingCluster(FakeCluster):
+    """The fake cluster, counting every call by verb and resource as the apiserver would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    def apply_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.calls["PATCH mlworkloads/status"] += 1
+        super().apply_workload_status(namespace, name, status)
+
+    def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        self.calls["PATCH placementpolicies/status"] += 1
+        super().patch_policy_status(name, status)
+
+    def apply_child(self, obj: Mapping[str, Any]) -> str:
+        self.calls[f"POST {obj['kind'].lower()}s"] += 1
+        return super().apply_child(obj)
+
+
+class CountingEvents:
+    def __init__(self, calls: Counter[str]) -> None:
+        self.calls = calls
+
+    def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.calls["POST events"] += 1
+
+
+@dataclass
+class Drain:
+    placed: int
+    calls_while_placing: Counter[str]
+    calls_while_idle: Counter[str]
+
+    @property
+    def per_placement(self) -> float:
+        return sum(self.calls_while_placing.values()) / max(1, self.placed)
+
+
+def drain(workloads: int = 5000, rounds: int = 20, idle_rounds: int = 20) -> tuple[Drain, WorkloadController]:
+    """``workloads`` signed 1-GPU workloads arriving over ``rounds`` rounds, then ``idle_rounds`` with no news.
+
+    Between rounds everything the watches would deliver is delivered: each child the operator created comes
+    back as a watch event, each workload comes back with the status the operator wrote, and policy
+    status events come back too (as they do on a real cluster).
+    """
+    config = OperatorConfig()
+    cache = FleetCache(config=config)
+    cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
+    policy = signed(make_policy("default"))
+    cache.on_policy(policy, deleted=False)
+    for index in range(workloads // 64 + 1):
+        cache.on_node(gpu_node(f"n{index}", f"pool-{index % 20}", gpus=80), deleted=False)
+    cluster = CountingCluster()
+    controller = WorkloadController(
+        config, cache, cluster, CountingEvents(cluster.calls), clock=lambda: NOW, monotonic=Clock()
+    )
+    objects = [signed(workload(f"w-{i:05d}", gpus=1)) for i in range(workloads)]
+    per_round = -(-workloads // rounds)
+
+    async def scenario() -> Counter[str]:
+        seen_children: set[tuple[str, str, str]] = set()
+        for start in range(0, workloads, per_round):
+            for obj in objects[start : start + per_round]:
+                await controller.on_workload(obj)
+            await controller.place_round()
+            for key, child in cluster.children.items():  # the child watch reports what was created
+                if key not in seen_children and child["kind"] in ("Job", "Deployment"):
+                    seen_children.add(key)
+                    controller.on_home_child(child, deleted=False)
+            for _, status in cluster.policy_patches:  # the policy's own status write comes back
+                if cache.on_policy({**policy, "status": status}, deleted=False):
+                    await controller.readmit_all()
+        placing = Counter(cluster.calls)
+        for _ in range(idle_rounds):
+            await controller.place_round()
+        return cluster.calls - placing
+
+    idle = asyncio.run(scenario())
+    placing = Counter(cluster.calls) - idle
+    placed = sum(1 for status in controller.statuses.values() if status.get("phase") == "Placed")
+    return Drain(placed, placing, idle), controller
+
+
+def test_five_thousand_placements_cost_three_calls_each_and_settled_workloads_none() -> None:
+    result, _ = drain()
+    assert result.placed == 5000
+    assert result.calls_while_placing["POST jobs"] == 5000
+    assert result.calls_while_placing["PATCH mlworkloads/status"] == 5000
+    assert result.calls_while_placing["POST events"] == 5000
+    assert result.calls_while_placing["PATCH placementpolicies/status"] == 1
+    assert result.per_placement <= 3.001
+    assert sum(result.calls_while_idle.values()) == 0
+
+
+def test_a_policy_change_re_verifies_settled_workloads_without_a_call() -> None:
+    result, controller = drain(workloads=200, rounds=2, idle_rounds=0)
+    cluster = controller.cluster
+    before = Counter(cluster.calls)  # type: ignore[attr-defined]
+    changed = signed(make_policy("default", weights={"cost": 90}))
+    assert controller.cache.on_policy(changed, deleted=False)
+
+    async def readmit() -> None:
+        await controller.readmit_all()
+        await controller.place_round()
+
+    asyncio.run(readmit())
+    assert result.placed == 200
+    assert controller.pending == {}  # every workload was admitted again under the new policy, and kept its place
+    assert Counter(cluster.calls) - before == Counter()  # type: ignore[attr-defined]
+
+
+def test_the_policys_own_status_write_does_not_readmit_the_fleet() -> None:
+    _, controller = drain(workloads=10, rounds=1, idle_rounds=0)
+    policy = controller.cache.policies["default"]
+    assert not controller.cache.on_policy({**policy, "status": {"workloads": 10}}, deleted=False)
