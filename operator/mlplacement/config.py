@@ -29,8 +29,9 @@ class OperatorConfig:
     health_port: int = 8080  # MLPLACEMENT_HEALTH_PORT: /healthz liveness
     placement_interval_seconds: float = 2.0  # MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS: batch loop period
     write_concurrency: int = 8  # MLPLACEMENT_WRITE_CONCURRENCY: parallel status/child writes per round
-    worker_limit: int = 20  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
-    idle_timeout_seconds: float = 0.5  # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout
+    worker_limit: int = 50  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
+    # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout; a worker holds its slot this long after an event
+    idle_timeout_seconds: float = 0.05
     reload_seconds: float = 15.0  # MLPLACEMENT_RELOAD_SECONDS: how often trusted keys and signals are re-read
     retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
     pool_grace_seconds: float = 300.0  # MLPLACEMENT_POOL_GRACE_SECONDS: a pool with no ready node fails over after

@@ -18,6 +18,7 @@ class FakeCluster:
         self.fail_status_writes = False
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applies = 0
+        self.finalizer_calls: list[tuple[str, str]] = []
         # What the apiserver holds per workload after server-side apply, and what our field manager owns.
         self.statuses: dict[str, dict[str, Any]] = {}
         self.owned: dict[str, set[str]] = {}
@@ -40,6 +41,13 @@ class FakeCluster:
         stored["conditions"] = theirs + copy.deepcopy(list(status.get("conditions") or []))
         self.owned[key] = set(status)
         self.owned_types[key] = mine
+
+    def add_workload_finalizer(self, namespace: str, name: str) -> None:
+        self.finalizer_calls.append(("add", f"{namespace}/{name}"))
+
+    def remove_workload_finalizer(self, namespace: str, name: str, finalizers: Any, finalizer: str) -> None:
+        if finalizer in finalizers:
+            self.finalizer_calls.append((f"remove {finalizer}", f"{namespace}/{name}"))
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
         self.policy_patches.append((name, copy.deepcopy(dict(status))))

@@ -354,3 +354,29 @@ def test_dropped_connections_are_retried_by_the_sdk_and_the_run_still_finishes(s
     assert run(scenario())["phase"] == "Succeeded"
     assert len(jobs.runs) == 1
     assert not jobs.faults  # every injected fault was hit
+
+
+def deleting(obj: dict[str, Any], finalizers: list[str]) -> dict[str, Any]:
+    gone = {**obj, "metadata": {**obj["metadata"], "finalizers": finalizers}}
+    gone["metadata"]["deletionTimestamp"] = "2026-11-22T12:05:00Z"
+    return gone
+
+
+def test_a_workload_on_databricks_holds_a_finalizer_until_its_run_is_cancelled(
+    servers: dict[str, JobsStandIn],
+) -> None:
+    world = World(servers)
+    world.controller.cleanup_poll_seconds = 0.0
+    jobs = servers["dbx-a"].state
+    jobs.steps_per_state = 100  # the run would go on for a long time
+
+    async def scenario() -> None:
+        await world.place(training())
+        assert world.cluster.finalizer_calls == [("add", "team-recsys/recsys")]
+        await world.controller.on_workload_event("MODIFIED", deleting(training(), ["mlplacement.io/remote-cleanup"]))
+        await world.controller.cleanups["team-recsys/recsys"]
+
+    run(scenario())
+    (cancelled,) = jobs.runs.values()
+    assert (cancelled.life_cycle, cancelled.result) == ("TERMINATED", "CANCELED")
+    assert world.cluster.finalizer_calls[-1] == ("remove mlplacement.io/remote-cleanup", "team-recsys/recsys")

@@ -273,3 +273,23 @@ def test_a_stale_probe_makes_the_edge_unplaceable() -> None:
     (target,) = snapshot.targets
     assert not target.healthy
     assert target.health_detail.startswith("probe stale")
+
+
+def test_deletion_with_the_edge_gone_for_good_gives_up_with_a_warning_and_lets_the_workload_go() -> None:
+    world = World()
+    world.controller.cleanup_poll_seconds = 0.0
+
+    async def scenario() -> None:
+        await world.tick()
+        await world.controller.on_workload_event("ADDED", realtime())
+        await world.tick()
+        assert world.cluster.finalizer_calls == [("add", "team-a/scorer")]
+        world.edges.down.add("edge-a")
+        gone = realtime()
+        gone["metadata"].update(deletionTimestamp="2026-11-22T12:05:00Z", finalizers=["mlplacement.io/remote-cleanup"])
+        await world.controller.on_workload_event("MODIFIED", gone)
+        await world.controller.cleanups["team-a/scorer"]
+
+    run(scenario())
+    assert [e[:2] for e in world.events if e[1] == "RemoteCleanupAbandoned"] == [("Warning", "RemoteCleanupAbandoned")]
+    assert world.cluster.finalizer_calls[-1] == ("remove mlplacement.io/remote-cleanup", "team-a/scorer")

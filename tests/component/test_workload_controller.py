@@ -424,3 +424,46 @@ def test_unsigned_policy_gets_verified_false_and_one_warning(world: Any) -> None
     assert conditions(strict[0]) == {"Verified": ("False", "SignatureMissing")}
     assert strict[0]["workloads"] == 0
     assert [e[:2] for e in events] == [("Warning", "SignatureMissing")]
+
+
+def test_watch_events_admit_only_when_generation_or_signature_changed(world: Any) -> None:
+    controller, cluster, _, _ = world
+    obj = signed(workload())
+    admitted: list[str] = []
+    real_admit = controller.on_workload
+
+    async def counting(body: Any) -> Any:
+        admitted.append(body["metadata"].get("generation"))
+        return await real_admit(body)
+
+    controller.on_workload = counting
+
+    async def scenario() -> None:
+        await controller.on_workload_event(None, obj)  # the initial listing
+        await controller.place_round()
+        written = cluster.statuses["team-a/trainer"]
+        await controller.on_workload_event("MODIFIED", {**obj, "status": written})  # our own status write
+        relabelled = {**obj, "metadata": {**obj["metadata"], "labels": {"team": "b"}}, "status": written}
+        await controller.on_workload_event("MODIFIED", relabelled)  # a label edit: nothing admission reads
+        second = workload(args=["--epochs", "9"])
+        second["metadata"]["generation"] = 2
+        await controller.on_workload_event("MODIFIED", {**signed(second), "status": written})
+
+    run(scenario())
+    assert admitted == [1, 2]
+
+
+def test_a_deleted_pool_workload_sheds_the_finalizer_an_older_release_left(world: Any) -> None:
+    controller, cluster, _, _ = world
+    obj = signed(workload())
+    gone = {**obj, "metadata": {**obj["metadata"], "finalizers": ["kopf.zalando.org/KopfFinalizerMarker"]}}
+    gone["metadata"]["deletionTimestamp"] = "2026-11-22T12:05:00Z"
+
+    async def scenario() -> None:
+        await controller.on_workload_event(None, obj)
+        await controller.place_round()
+        await controller.on_workload_event("MODIFIED", gone)
+        await controller.cleanups["team-a/trainer"]
+
+    run(scenario())
+    assert cluster.finalizer_calls == [("remove kopf.zalando.org/KopfFinalizerMarker", "team-a/trainer")]

@@ -14,13 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.clock import RealClock
-from databricks.sdk.config import Config
-from databricks.sdk.errors.base import DatabricksError
-from databricks.sdk.errors.platform import NotFound
-from databricks.sdk.service.jobs import SubmitTask
-
 from mlplacement.core.databricks import RunState
 
 log = logging.getLogger("mlplacement.databricks")
@@ -52,46 +45,30 @@ class Workspace:
         return f"Workspace(name={self.name!r}, host={self.host!r})"
 
 
-class CappedSleepClock(RealClock):
-    """The SDK sleeps a full Retry-After before it looks at its retry deadline; a 429 saying "come back in 10
-    minutes" would hold a thread that long. Capping each sleep keeps the budget real; the server's hint
-    still reaches the controller, which schedules its next poll by it."""
-
-    def __init__(self, max_sleep_seconds: float) -> None:
-        self.max_sleep_seconds = max_sleep_seconds
-
-    def sleep(self, seconds: float) -> None:
-        super().sleep(min(seconds, self.max_sleep_seconds))
-
-
 class DatabricksJobs:
     """One cached SDK client per workspace, rebuilt when its host or token changes."""
 
     def __init__(self, http_timeout_seconds: float = 10.0, retry_budget_seconds: int = 30) -> None:
         self.http_timeout_seconds = http_timeout_seconds
         self.retry_budget_seconds = retry_budget_seconds
-        self._clients: dict[str, tuple[str, WorkspaceClient]] = {}
+        self._clients: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _client(self, workspace: Workspace) -> WorkspaceClient:
+    def _client(self, workspace: Workspace) -> Any:
+        from mlplacement.adapters.databricks_sdk import new_client
+
         fingerprint = hashlib.sha256(f"{workspace.host}\0{workspace.token}".encode()).hexdigest()
         with self._lock:
             cached = self._clients.get(workspace.name)
             if cached is not None and cached[0] == fingerprint:
                 return cached[1]
-            config = Config(
-                host=workspace.host,
-                token=workspace.token,
-                auth_type="pat",
-                retry_timeout_seconds=self.retry_budget_seconds,
-                http_timeout_seconds=self.http_timeout_seconds,
-                clock=CappedSleepClock(max(1.0, self.retry_budget_seconds / 3)),
-            )
-            client = WorkspaceClient(config=config)
+            client = new_client(workspace.host, workspace.token, self.retry_budget_seconds, self.http_timeout_seconds)
             self._clients[workspace.name] = (fingerprint, client)
             return client
 
     def _call(self, workspace: Workspace, what: str, fn: Any) -> Any:
+        from mlplacement.adapters.databricks_sdk import DatabricksError, NotFound
+
         try:
             return fn(self._client(workspace))
         except NotFound:
@@ -115,7 +92,9 @@ class DatabricksJobs:
     def submit(self, workspace: Workspace, payload: Mapping[str, Any]) -> int:
         """runs/submit; the payload's idempotency_token makes a repeat return the same run."""
 
-        def submit(client: WorkspaceClient) -> int:
+        from mlplacement.adapters.databricks_sdk import SubmitTask
+
+        def submit(client: Any) -> int:
             waiter = client.jobs.submit(
                 run_name=payload["run_name"],
                 tasks=[SubmitTask.from_dict(task) for task in payload["tasks"]],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from mlplacement.api.constants import GROUP, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS, VERSION
+from mlplacement.api.constants import FINALIZER, GROUP, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS, VERSION
 from mlplacement.api.errors import ApplyError
 
 log = logging.getLogger("mlplacement.kube")
@@ -73,11 +73,54 @@ class KubeCluster:
         }
         # The generated client offers only merge patches for custom objects; apply is the same PATCH verb
         # with another content type.
-        self.api_client.call_api(
+        self._patch(
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlworkloads/{name}/status",
+            body,
+            "application/apply-patch+yaml",
+            [("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+
+    def add_workload_finalizer(self, namespace: str, name: str) -> None:
+        # Server-side apply with a manager of its own: finalizers are a set, so only this entry becomes ours.
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MLWorkload",
+            "metadata": {"name": name, "namespace": namespace, "finalizers": [FINALIZER]},
+        }
+        self._patch(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlworkloads/{name}",
+            body,
+            "application/apply-patch+yaml",
+            [("fieldManager", f"{FIELD_MANAGER}-finalizer"), ("force", "true")],
+        )
+
+    def remove_workload_finalizer(self, namespace: str, name: str, finalizers: Sequence[str], finalizer: str) -> None:
+        if finalizer not in finalizers:
+            return
+        index = list(finalizers).index(finalizer)
+        # JSON patch with a test: if the list moved since it was seen, the server refuses instead of removing
+        # another controller's entry; the next event retries with the list as it is then.
+        operations = [
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        try:
+            self._patch(
+                f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlworkloads/{name}",
+                operations,
+                "application/json-patch+json",
+                [],
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # gone already: nothing to release
+                raise
+
+    def _patch(self, path: str, body: Any, content_type: str, query: list[tuple[str, str]]) -> None:
+        self.api_client.call_api(
+            path,
             "PATCH",
-            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+            query_params=query,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
             body=body,
             auth_settings=["BearerToken"],
             response_type="object",

@@ -23,6 +23,10 @@ LABEL_DEFAULT_POLICY: Final = f"{GROUP}/default-policy"
 LABEL_WORKLOAD_UID: Final = f"{GROUP}/workload-uid"
 LABEL_WORKLOAD_NAME: Final = f"{GROUP}/workload"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+# Held by MLWorkloads whose deletion must wait for remote cleanup (a Databricks run, children on an edge).
+FINALIZER: Final = f"{GROUP}/remote-cleanup"
+# Put there by releases that let kopf manage deletion; removed when such a workload is deleted.
+LEGACY_FINALIZERS: Final = ("kopf.zalando.org/KopfFinalizerMarker",)
 LABEL_COST_TAG_PREFIX: Final = f"cost.{GROUP}/"
 # On children in an edge cluster: which home cluster made them (two homes may share an edge) and for whom.
 LABEL_HOME_CLUSTER: Final = f"{GROUP}/home-cluster"

@@ -20,6 +20,15 @@ class Cluster(Protocol):
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
+    def add_workload_finalizer(self, namespace: str, name: str) -> None:
+        """Put the operator's finalizer on an MLWorkload, leaving every other finalizer as it is."""
+        ...
+
+    def remove_workload_finalizer(self, namespace: str, name: str, finalizers: Sequence[str], finalizer: str) -> None:
+        """Remove ``finalizer`` from an MLWorkload whose list was last seen as ``finalizers`` (a concurrent change
+        makes this fail rather than drop someone else's entry)."""
+        ...
+
     def apply_child(self, obj: Mapping[str, Any]) -> str:
         """Create ``obj`` or bring the existing one in line; returns created, unchanged, updated or replaced.
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from mlplacement.api.constants import (
     ACTIVE_PHASES,
+    FINALIZER,
     GROUP,
     LABEL_WORKLOAD_UID,
+    LEGACY_FINALIZERS,
     REVISION_ANNOTATIONS,
     ConditionType,
     Phase,
@@ -68,8 +70,19 @@ RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value, TargetKind.EDGE.value})
 FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
+CLEANUP_ATTEMPTS = 24  # x cleanup_poll_seconds: how long deletion waits for a Databricks run or an edge
+CLEANUP_POLL_SECONDS = 5.0
+# Kinds whose workloads keep something outside this cluster: their deletion waits on FINALIZER.
+REMOTE_KINDS = frozenset({TargetKind.DATABRICKS.value, TargetKind.EDGE.value})
 # Failures that hold for every workload of the namespace: its others wait out the same backoff untried.
 NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
+
+
+def _admission_inputs(obj: Obj) -> tuple[Any, ...]:
+    """What admission reads: identity, generation, signature annotations, spec (labels and status are not)."""
+    view = admission_view(obj)
+    meta = view["metadata"]
+    return (meta.get("uid"), meta.get("generation"), meta.get("annotations"), view.get("spec"))
 
 
 @dataclass
@@ -97,6 +110,7 @@ class WorkloadController:
         monotonic: Callable[[], float] = time.monotonic,
         jobs: DatabricksJobs | None = None,
         edges: EdgeClusters | None = None,
+        cleanup_poll_seconds: float = CLEANUP_POLL_SECONDS,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -115,6 +129,9 @@ class WorkloadController:
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
         self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
         self._policy_check = PolicyCheck()
+        self.finalizers: dict[str, tuple[str, ...]] = {}  # workload key -> metadata.finalizers last seen
+        self.cleanups: dict[str, asyncio.Task[None]] = {}  # workload key -> its deletion's remote cleanup
+        self.cleanup_poll_seconds = cleanup_poll_seconds
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         self.policy_statuses: dict[str, Obj] = {}  # policy name -> status last written
@@ -162,6 +179,28 @@ class WorkloadController:
         )
 
     # --- per-object step: parse, verify, enqueue ---
+
+    async def on_workload_event(self, event_type: str | None, obj: Obj) -> None:
+        """Every watch event of an MLWorkload. Admission runs only when what it reads changed (new object, new
+        generation, new signature annotations): the operator's own status writes come back here and cost nothing.
+        """
+        key = object_key(obj)
+        meta = obj.get("metadata") or {}
+        if event_type == "DELETED":
+            self.cache.on_workload_phase(obj, deleted=True)
+            self.finalizers.pop(key, None)
+            self.forget(obj)
+            return
+        self.cache.on_workload_phase(obj, deleted=False)
+        self.finalizers[key] = tuple(meta.get("finalizers") or ())
+        if meta.get("deletionTimestamp"):
+            if set(self.finalizers[key]) & {FINALIZER, *LEGACY_FINALIZERS} and key not in self.cleanups:
+                self.cleanups[key] = asyncio.create_task(self._clean_up(key, obj))
+            return
+        known = self.objects.get(key)
+        if known is not None and _admission_inputs(known) == _admission_inputs(obj):
+            return
+        await self.on_workload(obj)
 
     async def on_workload(self, obj: Obj) -> Refusal | None:
         """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues."""
@@ -214,6 +253,50 @@ class WorkloadController:
             self.pending[key] = Pending(obj, outcome)
         self.wakeup.set()
         return None
+
+    async def _hold_for_cleanup(self, key: str, obj: Obj, target: Any) -> None:
+        """A workload now runs outside this cluster: its deletion must wait for the remote cleanup."""
+        if target.kind.value not in REMOTE_KINDS or FINALIZER in self.finalizers.get(key, ()):
+            return
+        meta = obj.get("metadata") or {}
+        await asyncio.to_thread(self.cluster.add_workload_finalizer, meta.get("namespace", ""), meta["name"])
+        self.finalizers[key] = (*self.finalizers.get(key, ()), FINALIZER)
+
+    async def _clean_up(self, key: str, obj: Obj) -> None:
+        """A deleted workload: cancel its Databricks run or remove its edge children, then let it go.
+
+        Bounded: after CLEANUP_ATTEMPTS the finalizer is removed anyway with a Warning, so deletion never hangs
+        on a workspace or an edge that is gone for good (an edge copy is removed if the edge ever returns).
+        """
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        status = self.statuses.get(key) or owned_status(obj.get("status"))
+        target = (status.get("placement") or {}).get("target") or {}
+        try:
+            for attempt in range(CLEANUP_ATTEMPTS + 1):
+                if target.get("kind") == TargetKind.DATABRICKS.value and self.databricks is not None:
+                    done = await self.databricks.cancel(key, status)
+                    giving_up = ("CancelUnconfirmed", "Databricks run not confirmed cancelled")
+                elif target.get("kind") == TargetKind.EDGE.value and self.edges is not None:
+                    done = await self.edges.delete_workload(key, meta.get("uid", ""), status)
+                    giving_up = ("RemoteCleanupAbandoned", "edge cluster unreachable; its copy is removed on return")
+                else:
+                    done = True
+                if done:
+                    break
+                if attempt == CLEANUP_ATTEMPTS:
+                    self.events(obj, "Warning", *giving_up)
+                    break
+                await asyncio.sleep(self.cleanup_poll_seconds)  # the remote side needs time; nothing to wait on
+            for finalizer in (FINALIZER, *LEGACY_FINALIZERS):
+                seen = self.finalizers.get(key, ())
+                if finalizer in seen:
+                    await asyncio.to_thread(self.cluster.remove_workload_finalizer, namespace, name, seen, finalizer)
+                    self.finalizers[key] = tuple(f for f in seen if f != finalizer)
+        except Exception:
+            log.exception("cleanup of %s failed; retried on its next event", key)
+        finally:
+            self.cleanups.pop(key, None)
 
     async def readmit_all(self) -> None:
         """Policies or trusted keys changed: every known workload goes through admission again."""
@@ -460,6 +543,8 @@ class WorkloadController:
                 await self.edges.apply(item.obj, item.admitted.workload, snapshot_target)
             elif snapshot_target is not None:
                 await self._apply_children(item, snapshot_target)
+            if snapshot_target is not None:
+                await self._hold_for_cleanup(key, item.obj, snapshot_target)
         except Exception as exc:
             if snapshot_target is not None:
                 await self._apply_failed(item, f"{snapshot_target.kind.value} {snapshot_target.name}", exc)
@@ -510,6 +595,7 @@ class WorkloadController:
         if decision.chosen is not None:
             try:
                 await self._run_on(key, item, decision.chosen.target)
+                await self._hold_for_cleanup(key, item.obj, decision.chosen.target)
             except Exception as exc:
                 target = decision.chosen.target
                 await self._apply_failed(item, f"{target.kind.value} {target.name}", exc)

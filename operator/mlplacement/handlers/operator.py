@@ -13,16 +13,13 @@ from mlplacement.adapters.databricks import DatabricksJobs
 from mlplacement.adapters.kube import KubeCluster, KubeEvents, load_client
 from mlplacement.adapters.metrics import PrometheusMetrics
 from mlplacement.adapters.remote import RemoteClusters
-from mlplacement.api.constants import ACTIVE_PHASES, GROUP, LABEL_MANAGED_BY, VERSION
+from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache, tracked_pod
 from mlplacement.controller.workloads import WorkloadController
 
 log = logging.getLogger("mlplacement")
 CHILD_LABELS = {LABEL_MANAGED_BY: "mlplacement"}
-CANCEL_RETRIES = 24  # x CANCEL_POLL_SECONDS: how long deletion waits for a Databricks run to stop
-CANCEL_POLL_SECONDS = 5
-EDGE_DELETE_RETRIES = 24  # x CANCEL_POLL_SECONDS: how long deletion waits for an unreachable edge cluster
 
 
 def _deleted(event_type: str | None) -> bool:
@@ -95,59 +92,12 @@ async def reload_forever(memo: kopf.Memo) -> None:
             log.exception("reloading trusted keys and signals failed")
 
 
-@kopf.on.create(GROUP, VERSION, "mlworkloads")
-@kopf.on.update(GROUP, VERSION, "mlworkloads", field="spec")
-@kopf.on.resume(GROUP, VERSION, "mlworkloads")
-async def workload(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.on_workload(dict(body))
-
-
-@kopf.on.update(GROUP, VERSION, "mlworkloads", field="metadata.annotations")
-async def workload_resigned(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.on_workload(dict(body))
-
-
+# MLWorkloads are only watched: no kopf change handlers, so kopf keeps no progress or diff-base for them
+# (no extra write per object) and the controller decides from generation and signature annotations what
+# needs admission. Deletion that must wait for remote cleanup uses the operator's own finalizer.
 @kopf.on.event(GROUP, VERSION, "mlworkloads")
-def workload_seen(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.cache.on_workload_phase(body, _deleted(type))
-    if _deleted(type):
-        memo.controller.forget(body)
-
-
-def _has_active_run(status: kopf.Status, **_: Any) -> bool:
-    return bool((status.get("databricks") or {}).get("runId")) and status.get("phase") in ACTIVE_PHASES
-
-
-# Only workloads with a live Databricks run get a finalizer: local children go with their owner references.
-@kopf.on.delete(GROUP, VERSION, "mlworkloads", when=_has_active_run)
-async def workload_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    key = f"{body.metadata.namespace}/{body.metadata.name}"
-    if await memo.controller.databricks.cancel(key, dict(body.get("status") or {})):
-        return
-    if retry >= CANCEL_RETRIES:
-        # Bounded: deletion is never blocked for good; say that the run may still be going.
-        memo.controller.events(dict(body), "Warning", "CancelUnconfirmed", "Databricks run not confirmed cancelled")
-        return
-    raise kopf.TemporaryError("waiting for the Databricks run to cancel", delay=CANCEL_POLL_SECONDS)
-
-
-def _on_edge(status: kopf.Status, **_: Any) -> bool:
-    return ((status.get("placement") or {}).get("target") or {}).get("kind") == "Edge"
-
-
-# Children on an edge cluster have no owner reference there (the owner lives here): a finalizer removes them.
-@kopf.on.delete(GROUP, VERSION, "mlworkloads", when=_on_edge)
-async def workload_deleted_from_edge(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    key = f"{body.metadata.namespace}/{body.metadata.name}"
-    if await memo.controller.edges.delete_workload(key, body.metadata.uid, dict(body.get("status") or {})):
-        return
-    if retry >= EDGE_DELETE_RETRIES:
-        # Bounded: the edge may be gone for good. Its copy is removed if it ever comes back (unknown workload).
-        memo.controller.events(
-            dict(body), "Warning", "RemoteCleanupAbandoned", "edge cluster unreachable; its copy is removed on return"
-        )
-        return
-    raise kopf.TemporaryError("waiting for the edge cluster to delete the workload", delay=CANCEL_POLL_SECONDS)
+async def workload(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.on_workload_event(type, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, "placementpolicies")
@@ -157,25 +107,25 @@ async def policy(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "nodes")
-def node(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def node(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_node(body, _deleted(type))
     memo.controller.fleet_changed()
 
 
 @kopf.on.event("", "v1", "pods", when=lambda body, **_: tracked_pod(body))
-def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_pod(body, _deleted(type))
     memo.controller.fleet_changed()
 
 
 @kopf.on.event(GROUP, VERSION, "edgeclusters")
-def edge_cluster(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def edge_cluster(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_edge_cluster(dict(body), _deleted(type))
     memo.controller.fleet_changed()
 
 
 @kopf.on.event(GROUP, VERSION, "databricksworkspaces")
-def workspace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def workspace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_workspace(dict(body), _deleted(type))
     memo.controller.fleet_changed()
 
