@@ -199,6 +199,10 @@ class WorkloadController:
             return
         known = self.objects.get(key)
         if known is not None and _admission_inputs(known) == _admission_inputs(obj):
+            status = self.statuses.get(key) or {}
+            if status.get("phase") in ACTIVE_PHASES:  # a finalizer that could not be added before
+                target = (status.get("placement") or {}).get("target") or {}
+                await self._hold_for_cleanup(key, obj, str(target.get("kind") or ""))
             return
         await self.on_workload(obj)
 
@@ -254,12 +258,19 @@ class WorkloadController:
         self.wakeup.set()
         return None
 
-    async def _hold_for_cleanup(self, key: str, obj: Obj, target: Any) -> None:
-        """A workload now runs outside this cluster: its deletion must wait for the remote cleanup."""
-        if target.kind.value not in REMOTE_KINDS or FINALIZER in self.finalizers.get(key, ()):
+    async def _hold_for_cleanup(self, key: str, obj: Obj, target_kind: str) -> None:
+        """A workload runs outside this cluster: its deletion must wait for the remote cleanup.
+
+        A failure here is not a failed placement (the work runs): it is logged and tried again on the
+        workload's next watch event."""
+        if target_kind not in REMOTE_KINDS or FINALIZER in self.finalizers.get(key, ()):
             return
         meta = obj.get("metadata") or {}
-        await asyncio.to_thread(self.cluster.add_workload_finalizer, meta.get("namespace", ""), meta["name"])
+        try:
+            await asyncio.to_thread(self.cluster.add_workload_finalizer, meta.get("namespace", ""), meta["name"])
+        except Exception as exc:
+            log.warning("could not add the cleanup finalizer to %s: %s", key, exc)
+            return
         self.finalizers[key] = (*self.finalizers.get(key, ()), FINALIZER)
 
     async def _clean_up(self, key: str, obj: Obj) -> None:
@@ -544,7 +555,7 @@ class WorkloadController:
             elif snapshot_target is not None:
                 await self._apply_children(item, snapshot_target)
             if snapshot_target is not None:
-                await self._hold_for_cleanup(key, item.obj, snapshot_target)
+                await self._hold_for_cleanup(key, item.obj, snapshot_target.kind.value)
         except Exception as exc:
             if snapshot_target is not None:
                 await self._apply_failed(item, f"{snapshot_target.kind.value} {snapshot_target.name}", exc)
@@ -595,7 +606,7 @@ class WorkloadController:
         if decision.chosen is not None:
             try:
                 await self._run_on(key, item, decision.chosen.target)
-                await self._hold_for_cleanup(key, item.obj, decision.chosen.target)
+                await self._hold_for_cleanup(key, item.obj, decision.chosen.target.kind.value)
             except Exception as exc:
                 target = decision.chosen.target
                 await self._apply_failed(item, f"{target.kind.value} {target.name}", exc)
