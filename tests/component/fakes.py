@@ -15,6 +15,7 @@ class FakeCluster:
         self.workspace_patches: list[tuple[str, dict[str, Any]]] = []
         self.edge_patches: list[tuple[str, dict[str, Any]]] = []
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.configmaps: dict[tuple[str, str], dict[str, str]] = {}
         self.fail_status_writes = False
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applies = 0
@@ -60,6 +61,9 @@ class FakeCluster:
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.secrets.get((namespace, name))
+
+    def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.configmaps.get((namespace, name))
 
     def put_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         """Store a Secret as the API returns it: values base64-encoded."""

@@ -20,11 +20,12 @@ from typing import Any
 from mlplacement.adapters.databricks import DatabricksUnavailableError, RunNotFoundError, Workspace
 from mlplacement.api.constants import ACTIVE_PHASES, ConditionType, Phase, Reason
 from mlplacement.api.databricks import DatabricksWorkspace
-from mlplacement.api.workload import MLWorkload
+from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import Cluster, DatabricksJobs, EventSink
 from mlplacement.controller.state import FleetCache
 from mlplacement.core.databricks import lost_run_status, poll_delay, run_status, submit_payload
+from mlplacement.core.snapshot import Target
 from mlplacement.core.status import set_condition, status_patch, timestamp
 
 log = logging.getLogger("mlplacement.databricks")
@@ -98,6 +99,23 @@ class DatabricksRuns:
         return workspace
 
     # --- submit ---
+
+    # --- the Runtime interface (controller.runtimes) ---
+
+    kind = TargetKind.DATABRICKS
+    remote_cleanup = True  # the run goes on in Databricks: deletion waits for it to be cancelled
+
+    async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
+        # A run cannot be edited: a new generation cancels the run of the old one and submits its own.
+        if (status.get("databricks") or {}).get("runId"):
+            await self.cancel(key, status)
+        await self.start(key, obj, workload, target.name)
+
+    def is_current(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> bool:
+        return bool(status.get("observedGeneration") == workload.metadata.generation)
+
+    async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
+        return await self.cancel(key, status)
 
     async def start(self, key: str, obj: Obj, workload: MLWorkload, workspace: str) -> int:
         """Submit (or find again, by idempotency token) the run of this attempt; record its id at once."""

@@ -221,6 +221,21 @@ class EdgeRuntime:
         children = self.children_for(obj, workload, target, spec)
         await asyncio.to_thread(self.remote.apply, target.name, credentials, children)
 
+    # --- the Runtime interface (controller.runtimes) ---
+
+    kind = TargetKind.EDGE
+    remote_cleanup = True  # the owner lives here, the copy there: deletion waits for the copy to go
+
+    async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
+        await self.apply(obj, workload, target)
+
+    def is_current(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> bool:
+        # The copy is read back on every good probe; a new generation is what needs another apply.
+        return bool(status.get("observedGeneration") == workload.metadata.generation)
+
+    async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
+        return await self.delete_workload(key, uid, status)
+
     async def delete_workload(self, key: str, uid: str, status: Obj) -> bool:
         """Remove a deleted workload's children from its edge; True when done (or nothing is left to do)."""
         target = placed_on(status)

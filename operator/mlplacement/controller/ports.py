@@ -42,6 +42,10 @@ class Cluster(Protocol):
         """A Secret's data, base64 as the API returns it; None when it does not exist."""
         ...
 
+    def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data; None when it does not exist."""
+        ...
+
     def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
 

@@ -23,7 +23,6 @@ from mlplacement.api.constants import (
     GROUP,
     LABEL_WORKLOAD_UID,
     LEGACY_FINALIZERS,
-    REVISION_ANNOTATIONS,
     ConditionType,
     Phase,
     Reason,
@@ -33,6 +32,8 @@ from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
+from mlplacement.controller.policies import PolicyStatuses
+from mlplacement.controller.pool import PoolRuntime
 from mlplacement.controller.ports import (
     ApplyError,
     Cluster,
@@ -42,9 +43,9 @@ from mlplacement.controller.ports import (
     Metrics,
     NoMetrics,
 )
+from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, object_key
-from mlplacement.core.ledger import child_commitment, workload_uid
-from mlplacement.core.manifests import build_children, revision_annotations
+from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck
 from mlplacement.core.reconcile import (
@@ -56,15 +57,12 @@ from mlplacement.core.reconcile import (
     apply_failed_status,
     child_status,
     decision_status,
-    policy_status,
 )
 from mlplacement.core.snapshot import Snapshot
-from mlplacement.core.status import get_condition, owned_status, set_condition, status_patch, undecided
+from mlplacement.core.status import owned_status, set_condition, status_patch, undecided
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
-# Target kinds this operator can run; Databricks and Edge join when their adapter is given.
-RUNNABLE_KINDS = frozenset({TargetKind.GPU_POOL})
 # Kinds whose workloads move when the target dies. A Databricks run lives on in Databricks: moving it would
 # run it twice. A stale edge copy is removed when the edge comes back (controller.edges).
 FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value, TargetKind.EDGE.value})
@@ -72,8 +70,10 @@ FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 CLEANUP_ATTEMPTS = 24  # x cleanup_poll_seconds: how long deletion waits for a Databricks run or an edge
 CLEANUP_POLL_SECONDS = 5.0
-# Kinds whose workloads keep something outside this cluster: their deletion waits on FINALIZER.
-REMOTE_KINDS = frozenset({TargetKind.DATABRICKS.value, TargetKind.EDGE.value})
+CLEANUP_ABANDONED = {
+    TargetKind.DATABRICKS: "Databricks run not confirmed cancelled; it may still be running",
+    TargetKind.EDGE: "edge cluster unreachable; its copy is removed on return",
+}
 # Failures that hold for every workload of the namespace: its others wait out the same backoff untried.
 NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
 
@@ -134,16 +134,8 @@ class WorkloadController:
         self.cleanup_poll_seconds = cleanup_poll_seconds
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
-        self.policy_statuses: dict[str, Obj] = {}  # policy name -> status last written
-        self._policy_checked: dict[str, tuple[int, int, int, float]] = {}  # name -> (obj, keyring, count, when)
-        self._policy_count_written: dict[str, float] = {}  # name -> when its status was last written
         self.wakeup = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
-        self.runnable = (
-            RUNNABLE_KINDS
-            | ({TargetKind.DATABRICKS} if jobs is not None else set())
-            | ({TargetKind.EDGE} if edges is not None else set())
-        )
         self.edges = (
             EdgeRuntime(
                 config,
@@ -177,6 +169,13 @@ class WorkloadController:
             if jobs is not None
             else None
         )
+        self.pool = PoolRuntime(config, cache, cluster, self._writes)
+        self.policies = PolicyStatuses(config, cache, cluster, events, self._writes, clock, monotonic)
+        # The kinds this operator can run, each behind the one Runtime interface; Edge and Databricks join
+        # when their adapter is given.
+        self.runtimes: dict[TargetKind, Runtime] = {
+            runtime.kind: runtime for runtime in (self.pool, self.edges, self.databricks) if runtime is not None
+        }
 
     # --- per-object step: parse, verify, enqueue ---
 
@@ -263,7 +262,8 @@ class WorkloadController:
 
         A failure here is not a failed placement (the work runs): it is logged and tried again on the
         workload's next watch event."""
-        if target_kind not in REMOTE_KINDS or FINALIZER in self.finalizers.get(key, ()):
+        runtime = self._runtime(target_kind)
+        if runtime is None or not runtime.remote_cleanup or FINALIZER in self.finalizers.get(key, ()):
             return
         meta = obj.get("metadata") or {}
         try:
@@ -284,19 +284,12 @@ class WorkloadController:
         status = self.statuses.get(key) or owned_status(obj.get("status"))
         target = (status.get("placement") or {}).get("target") or {}
         try:
+            runtime = self._runtime(str(target.get("kind") or ""))
             for attempt in range(CLEANUP_ATTEMPTS + 1):
-                if target.get("kind") == TargetKind.DATABRICKS.value and self.databricks is not None:
-                    done = await self.databricks.cancel(key, status)
-                    giving_up = ("CancelUnconfirmed", "Databricks run not confirmed cancelled")
-                elif target.get("kind") == TargetKind.EDGE.value and self.edges is not None:
-                    done = await self.edges.delete_workload(key, meta.get("uid", ""), status)
-                    giving_up = ("RemoteCleanupAbandoned", "edge cluster unreachable; its copy is removed on return")
-                else:
-                    done = True
-                if done:
+                if runtime is None or await runtime.clean_up(key, meta.get("uid", ""), status):
                     break
                 if attempt == CLEANUP_ATTEMPTS:
-                    self.events(obj, "Warning", *giving_up)
+                    self.events(obj, "Warning", "RemoteCleanupAbandoned", CLEANUP_ABANDONED[runtime.kind])
                     break
                 await asyncio.sleep(self.cleanup_poll_seconds)  # the remote side needs time; nothing to wait on
             for finalizer in (FINALIZER, *LEGACY_FINALIZERS):
@@ -327,44 +320,11 @@ class WorkloadController:
             self.fleet_changed()
 
     async def sync_policies(self) -> None:
-        """Write each PlacementPolicy's Verified condition and workload count, only when they change."""
+        """Each PlacementPolicy's Verified condition and the count of workloads admitted under it."""
         counts: dict[str, int] = {}
         for name in self.policy_of.values():
             counts[name] = counts.get(name, 0) + 1
-        now = self.clock()
-        tick = self.monotonic()
-        for name, obj in list(self.cache.policies.items()):
-            # Verifying every policy every round is wasted work: redo it when the object, the keyring or the
-            # count changed, and once per reload period so an expiring signature is still noticed.
-            inputs = (id(obj), id(self.cache.keyring), counts.get(name, 0))
-            checked = self._policy_checked.get(name)
-            if checked and checked[:3] == inputs and tick - checked[3] < self.config.reload_seconds:
-                continue
-            self._policy_checked[name] = (*inputs, tick)
-            current = self.policy_statuses.get(name) or obj.get("status") or {}
-            desired = policy_status(obj, self.cache.keyring, now, counts.get(name, 0), current)
-            patch = status_patch(current, desired)
-            if patch is None:
-                continue
-            if (
-                set(patch) <= {"workloads"}
-                and tick - self._policy_count_written.get(name, -1e18) < self.config.reload_seconds
-            ):
-                # Only the count moved (a drain admits thousands): at most one write per reload period.
-                self._policy_checked.pop(name, None)
-                continue
-            self._policy_count_written[name] = tick
-            async with self._writes:
-                await asyncio.to_thread(self.cluster.patch_policy_status, name, patch)
-            self.policy_statuses[name] = {**current, **patch}
-            verified = next(c for c in desired["conditions"] if c["type"] == ConditionType.VERIFIED.value)
-            was = get_condition(current, ConditionType.VERIFIED) or {}
-            if verified["status"] == "False" and was.get("reason") != verified["reason"]:
-                self.events(obj, "Warning", verified["reason"], verified["message"])
-        for name in set(self.policy_statuses) - set(self.cache.policies):
-            del self.policy_statuses[name]
-        for name in set(self._policy_checked) - set(self.cache.policies):
-            del self._policy_checked[name]
+        await self.policies.sync(counts)
 
     def fleet_changed(self) -> None:
         """Capacity or health moved: waiting workloads get another chance at once."""
@@ -392,7 +352,7 @@ class WorkloadController:
 
     def _snapshot(self, now: datetime) -> Snapshot:
         full = self.cache.snapshot(now)
-        runnable = tuple(t for t in full.targets if t.kind in self.runnable)
+        runnable = tuple(t for t in full.targets if t.kind in self.runtimes)
         return Snapshot(now=full.now, targets=runnable, signals=full.signals)
 
     def _due(self) -> list[Pending]:
@@ -474,48 +434,67 @@ class WorkloadController:
         return moved
 
     async def place_round(self) -> list[Decision]:
-        """One round: move workloads off dead targets, decide every due workload together, then act and record."""
+        """One round, in steps like Kueue's schedule(); only steps 1, 2 and 6 talk to the cluster.
+
+        1. Policies: re-verify those whose inputs changed and write their status.
+        2. Requeue: workloads whose child vanished, or whose pods stayed unschedulable past the grace period.
+        3. Snapshot the fleet once (free capacity net of what the ledger holds) and fail over dead targets.
+        4. Take the due workloads: a namespace that refuses every child holds its own back untried; a
+           workload keeping its target is only brought to its revision; the rest are nominated.
+        5. Decide the nominated together with decide_many, on the snapshot alone.
+        6. Act and record: children, status and one Event per workload, with bounded concurrency.
+        """
         now = self.clock()
-        await self.sync_policies()
+        await self.sync_policies()  # 1
         if not self.statuses and not self.pending:
             return []
         started = time.perf_counter()
-        for key in sorted(self._readmit_later):
-            if key in self.objects:
-                await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
-        self._readmit_later.clear()
-        await self.replace_unschedulable()
-        snapshot = self._snapshot(now)  # one snapshot per round, for failover and for deciding
+        await self._requeue()  # 2
+        snapshot = self._snapshot(now)  # 3
         await self.fail_over(snapshot)
-        due = self._due()
+        due = self._due()  # 4
         if not due:
             return []
         self.metrics.signals_age(snapshot.signals_age_seconds)
         for target in snapshot.targets:
             self.metrics.target_health(target.kind.value, target.name, target.healthy)
-        staying: list[Pending] = []
-        deciding: list[Pending] = []
-        blocked: list[tuple[Pending, ApplyError]] = []
-        for item in due:
-            failure = self._namespace_failure(item)
-            if failure is not None:
-                blocked.append((item, failure))
-            else:
-                (staying if self._keeps_target(item, snapshot) else deciding).append(item)
+        blocked, staying, deciding = self._partition(due, snapshot)
         policies: dict[str | None, PlacementPolicySpec] = {p.admitted.policy_name: p.admitted.policy for p in deciding}
         requests = [
             dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name, avoid=p.avoid) for p in deciding
         ]
-        decisions = decide_many(requests, policies, snapshot)
+        decisions = decide_many(requests, policies, snapshot)  # 5
         elapsed = (time.perf_counter() - started) / max(1, len(decisions))
         by_key = {p.admitted.request.key: p for p in deciding}
-        await asyncio.gather(
+        await asyncio.gather(  # 6
             *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
             *(self._reapply(item, snapshot) for item in staying),
             *(self._apply_failed(item, "its namespace", failure, tried=False) for item, failure in blocked),
         )
         self.metrics.workloads_by_phase(self.phase_counts())
         return decisions
+
+    async def _requeue(self) -> None:
+        for key in sorted(self._readmit_later):
+            if key in self.objects:
+                await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
+        self._readmit_later.clear()
+        await self.replace_unschedulable()
+
+    def _partition(
+        self, due: list[Pending], snapshot: Snapshot
+    ) -> tuple[list[tuple[Pending, ApplyError]], list[Pending], list[Pending]]:
+        """(held back by their namespace, keeping their target, to decide)."""
+        blocked: list[tuple[Pending, ApplyError]] = []
+        staying: list[Pending] = []
+        deciding: list[Pending] = []
+        for item in due:
+            failure = self._namespace_failure(item)
+            if failure is not None:
+                blocked.append((item, failure))
+            else:
+                (staying if self._keeps_target(item, snapshot) else deciding).append(item)
+        return blocked, staying, deciding
 
     def _keeps_target(self, item: Pending, snapshot: Snapshot) -> bool:
         """A placed workload keeps its target across a spec or policy change unless that target is now forbidden."""
@@ -540,26 +519,18 @@ class WorkloadController:
             None,
         )
         generation = (item.obj.get("metadata") or {}).get("generation")
-        if snapshot_target is not None and self._child_current(item, snapshot_target):
-            # Re-admitted with nothing new for its child (a policy or key change, a restart) and the watch shows
-            # that child at this revision: nothing is re-applied; status is written only if it changed.
-            snapshot_target = None
-        try:
-            if snapshot_target is not None and snapshot_target.kind is TargetKind.DATABRICKS:
-                if self.databricks is not None and status.get("observedGeneration") != generation:
-                    # A run cannot be edited: the new generation cancels the old run and submits its own.
-                    await self.databricks.cancel(key, status)
-                    await self.databricks.start(key, item.obj, item.admitted.workload, snapshot_target.name)
-            elif snapshot_target is not None and snapshot_target.kind is TargetKind.EDGE and self.edges is not None:
-                await self.edges.apply(item.obj, item.admitted.workload, snapshot_target)
-            elif snapshot_target is not None:
-                await self._apply_children(item, snapshot_target)
-            if snapshot_target is not None:
-                await self._hold_for_cleanup(key, item.obj, snapshot_target.kind.value)
-        except Exception as exc:
-            if snapshot_target is not None:
-                await self._apply_failed(item, f"{snapshot_target.kind.value} {snapshot_target.name}", exc)
-            return
+        runtime = self.runtimes.get(snapshot_target.kind) if snapshot_target is not None else None
+        workload = item.admitted.workload
+        # Re-admitted with nothing new for what runs (a policy or key change, a restart): nothing is applied,
+        # and status is written only if it changed.
+        if snapshot_target is not None and runtime is not None:
+            if not runtime.is_current(key, item.obj, workload, snapshot_target, status):
+                try:
+                    await runtime.run(key, item.obj, workload, snapshot_target, status)
+                except Exception as exc:
+                    await self._apply_failed(item, f"{snapshot_target.kind.value} {snapshot_target.name}", exc)
+                    return
+            await self._hold_for_cleanup(key, item.obj, snapshot_target.kind.value)
         await self._write_status(
             item.obj,
             {
@@ -571,17 +542,6 @@ class WorkloadController:
                 },
             },
         )
-
-    def _child_current(self, item: Pending, target: Any) -> bool:
-        """Whether the child the runtime of ``target`` keeps is already at this workload's revision."""
-        generation = (item.obj.get("metadata") or {}).get("generation")
-        if target.kind is TargetKind.GPU_POOL:
-            uid = item.admitted.workload.metadata.uid or ""
-            wanted = revision_annotations(generation, target)
-            return self.cache.children.get(uid) == tuple(wanted[key] for key in REVISION_ANNOTATIONS)
-        # Edge copies are read back on every probe, Databricks runs are polled: both act on a new generation.
-        status = self.statuses.get(object_key(item.obj)) or {}
-        return bool(status.get("observedGeneration") == generation)
 
     async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:
         key = object_key(item.obj)
@@ -604,11 +564,13 @@ class WorkloadController:
         kind = decision.chosen.target.kind.value if decision.chosen else "none"
         self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
         if decision.chosen is not None:
+            target = decision.chosen.target
             try:
-                await self._run_on(key, item, decision.chosen.target)
-                await self._hold_for_cleanup(key, item.obj, decision.chosen.target.kind.value)
+                await self.runtimes[target.kind].run(
+                    key, item.obj, item.admitted.workload, target, self.statuses.get(key) or {}
+                )
+                await self._hold_for_cleanup(key, item.obj, target.kind.value)
             except Exception as exc:
-                target = decision.chosen.target
                 await self._apply_failed(item, f"{target.kind.value} {target.name}", exc)
                 return
             self.pending.pop(key, None)
@@ -678,38 +640,8 @@ class WorkloadController:
                 counts[phase] += 1
         return counts
 
-    async def _run_on(self, key: str, item: Pending, target: Any) -> None:
-        if target.kind is TargetKind.DATABRICKS and self.databricks is not None:
-            await self.databricks.start(key, item.obj, item.admitted.workload, target.name)
-        elif target.kind is TargetKind.EDGE and self.edges is not None:
-            await self.edges.apply(item.obj, item.admitted.workload, target)
-        else:
-            await self._apply_children(item, target)
-
-    async def _apply_children(self, item: Pending, target: Any) -> None:
-        spec = item.admitted.workload.spec
-        generation = (item.obj.get("metadata") or {}).get("generation")
-        children = build_children(
-            item.obj,
-            spec,
-            target,
-            pool_label_key=self._pool_label_key(target.name),
-            extra_annotations=revision_annotations(generation, target),
-        )
-        async with self._writes:
-            for child in children:
-                await asyncio.to_thread(self.cluster.apply_child, child)
-        # Held from now until the child's pods are bound, it finishes or it is gone (core.ledger).
-        self.cache.ledger.commit(item.admitted.workload.metadata.uid or "", child_commitment(children[0]))
-
-    def _pool_label_key(self, pool: str) -> str:
-        """The node label that names ``pool`` on this cluster's nodes (the first configured key that does)."""
-        for node in self.cache.nodes.values():
-            labels = (node.get("metadata") or {}).get("labels") or {}
-            for key in self.config.pool_label_keys:
-                if labels.get(key) == pool:
-                    return key
-        return self.config.pool_label_keys[0]
+    def _runtime(self, kind: str) -> Runtime | None:
+        return next((runtime for runtime in self.runtimes.values() if runtime.kind.value == kind), None)
 
     async def _write_status(self, obj: Obj, desired: Obj, event: tuple[str, str, str] | None = None) -> bool:
         key = object_key(obj)

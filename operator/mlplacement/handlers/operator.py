@@ -15,6 +15,7 @@ from mlplacement.adapters.metrics import PrometheusMetrics
 from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
+from mlplacement.controller.keys import KeyReloader
 from mlplacement.controller.state import FleetCache, tracked_pod
 from mlplacement.controller.workloads import WorkloadController
 
@@ -52,8 +53,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.controller = WorkloadController(
         config, cache, cluster, KubeEvents(api_client), metrics, jobs=DatabricksJobs(), edges=RemoteClusters()
     )
-    await reload_keys_and_signals(memo)
-    memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(reload_forever(memo))]
+    keys = KeyReloader(config, cache, cluster, memo.controller.readmit_all)
+    await keys.reload()
+    memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(keys.run())]
 
 
 @kopf.on.cleanup()
@@ -62,34 +64,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def reload_keys_and_signals(memo: kopf.Memo) -> None:
-    """Trusted keys (Secret, or ConfigMap) and the signals ConfigMap, read by name: no cluster-wide watch."""
-    config, cache, cluster = memo.config, memo.cache, memo.cluster
-    if config.trusted_keys_configmap:
-        data = await asyncio.to_thread(cluster.read_configmap_data, config.namespace, config.trusted_keys_configmap)
-        encoded = False
-    else:
-        data = await asyncio.to_thread(cluster.read_secret_data, config.namespace, config.trusted_keys_secret)
-        encoded = True
-    before = set(cache.keyring.keys)
-    keyring = cache.on_trusted_keys(data, base64_encoded=encoded)
-    for problem in keyring.problems.values():
-        log.warning("trusted key ignored: %s", problem)
-    signals = await asyncio.to_thread(cluster.read_configmap_data, config.namespace, config.signals_configmap)
-    cache.on_signals({"data": signals} if signals is not None else None)
-    if set(keyring.keys) != before:
-        await memo.controller.readmit_all()
-
-
-async def reload_forever(memo: kopf.Memo) -> None:
-    while True:
-        await asyncio.sleep(memo.config.reload_seconds)
-        try:
-            await reload_keys_and_signals(memo)
-        except Exception:
-            log.exception("reloading trusted keys and signals failed")
 
 
 # MLWorkloads are only watched: no kopf change handlers, so kopf keeps no progress or diff-base for them

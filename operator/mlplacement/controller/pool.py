@@ -1,0 +1,63 @@
+"""The GPU-pool runtime: a Job, or a Deployment and its Service, in the workload's namespace, owned by it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from mlplacement.api.constants import REVISION_ANNOTATIONS
+from mlplacement.api.workload import MLWorkload, TargetKind
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.ports import Cluster
+from mlplacement.controller.state import FleetCache
+from mlplacement.core.ledger import child_commitment
+from mlplacement.core.manifests import build_children, revision_annotations
+from mlplacement.core.snapshot import Target
+
+Obj = Mapping[str, Any]
+
+
+class PoolRuntime:
+    """Children on this cluster's GPU pools; the child watch (FleetCache.children) says which revision exists."""
+
+    kind = TargetKind.GPU_POOL
+    remote_cleanup = False  # children go with their owner (owner references)
+
+    def __init__(self, config: OperatorConfig, cache: FleetCache, cluster: Cluster, writes: asyncio.Semaphore) -> None:
+        self.config = config
+        self.cache = cache
+        self.cluster = cluster
+        self.writes = writes
+
+    async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
+        generation = (obj.get("metadata") or {}).get("generation")
+        children = build_children(
+            obj,
+            workload.spec,
+            target,
+            pool_label_key=self.pool_label_key(target.name),
+            extra_annotations=revision_annotations(generation, target),
+        )
+        async with self.writes:
+            for child in children:
+                await asyncio.to_thread(self.cluster.apply_child, child)
+        # Held from now until the child's pods are bound, it finishes or it is gone (core.ledger).
+        self.cache.ledger.commit(workload.metadata.uid or "", child_commitment(children[0]))
+
+    def is_current(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> bool:
+        wanted = revision_annotations((obj.get("metadata") or {}).get("generation"), target)
+        seen = self.cache.children.get(workload.metadata.uid or "")
+        return seen == tuple(wanted[name] for name in REVISION_ANNOTATIONS)
+
+    async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
+        return True
+
+    def pool_label_key(self, pool: str) -> str:
+        """The node label that names ``pool`` on this cluster's nodes (the first configured key that does)."""
+        for node in self.cache.nodes.values():
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            for key in self.config.pool_label_keys:
+                if labels.get(key) == pool:
+                    return key
+        return self.config.pool_label_keys[0]
