@@ -4,8 +4,42 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
+
+
+@functools.cache
+def _status_validator(kind: str) -> Any:
+    import jsonschema
+
+    from mlplacement.api.constants import Kind
+    from mlplacement.api.crds import KIND_INFO, render_crd
+
+    crd = render_crd(KIND_INFO[Kind(kind)])
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return jsonschema.Draft4Validator(_strict(schema))
+
+
+def _strict(node: Any) -> Any:
+    """Unknown fields are errors here: the apiserver would prune them, and the operator would lose them."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _strict(value) for key, value in node.items()}
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def status_schema_errors(kind: str, status: Mapping[str, Any]) -> list[str]:
+    """What the CRD's status schema says of ``status`` (as the apiserver validates a status write)."""
+    return [
+        ".".join(str(p) for p in error.absolute_path) + ": " + error.message
+        for error in _status_validator(kind).iter_errors(json.loads(json.dumps(status)))
+    ]
 
 
 class FakeCluster:
@@ -30,6 +64,9 @@ class FakeCluster:
         writers' fields and conditions (by type, a list-map) plus everything this apply names."""
         if self.fail_status_writes:
             raise ConnectionError("apiserver unreachable (the operator is going down)")
+        problems = status_schema_errors("MLWorkload", status)
+        if problems:  # the apiserver answers 422 to a status its CRD schema does not admit
+            raise AssertionError(f"422 MLWorkload {namespace}/{name} status is invalid: {problems}")
         key = f"{namespace}/{name}"
         self.status_patches.append((key, copy.deepcopy(dict(status))))
         stored = self.statuses.setdefault(key, {})
@@ -51,12 +88,21 @@ class FakeCluster:
             self.finalizer_calls.append((f"remove {finalizer}", f"{namespace}/{name}"))
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        problems = status_schema_errors("PlacementPolicy", status)
+        if problems:
+            raise AssertionError(f"422 PlacementPolicy {name} status is invalid: {problems}")
         self.policy_patches.append((name, copy.deepcopy(dict(status))))
 
     def patch_workspace_status(self, name: str, status: Mapping[str, Any]) -> None:
+        problems = status_schema_errors("DatabricksWorkspace", status)
+        if problems:
+            raise AssertionError(f"422 DatabricksWorkspace {name} status is invalid: {problems}")
         self.workspace_patches.append((name, copy.deepcopy(dict(status))))
 
     def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None:
+        problems = status_schema_errors("EdgeCluster", status)
+        if problems:
+            raise AssertionError(f"422 EdgeCluster {name} status is invalid: {problems}")
         self.edge_patches.append((name, copy.deepcopy(dict(status))))
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
