@@ -16,22 +16,11 @@ def _status_validator(kind: str) -> Any:
 
     from mlplacement.api.constants import Kind
     from mlplacement.api.crds import KIND_INFO, render_crd
+    from tests.schema import strict_fields
 
     crd = render_crd(KIND_INFO[Kind(kind)])
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-    return jsonschema.Draft4Validator(_strict(schema))
-
-
-def _strict(node: Any) -> Any:
-    """Unknown fields are errors here: the apiserver would prune them, and the operator would lose them."""
-    if isinstance(node, list):
-        return [_strict(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _strict(value) for key, value in node.items()}
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    return out
+    return jsonschema.Draft4Validator(strict_fields(schema))
 
 
 def status_schema_errors(kind: str, status: Mapping[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ from mlplacement.api.signals import SIGNALS_DATA_KEY, parse_signals
 from mlplacement.api.trace import Trace
 from mlplacement.api.workload import MLWorkload
 from tests.conftest import REPO
+from tests.schema import strict_fields
 
 MODELS: dict[str, type[BaseModel]] = {
     "MLWorkload": MLWorkload,
@@ -30,18 +31,6 @@ MODELS: dict[str, type[BaseModel]] = {
 def crd_schema(kind: str) -> dict[str, Any]:
     crd = render_all()[f"mlplacement.io_{KIND_INFO[Kind(kind)].plural}.yaml"]
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-
-
-def strict_fields(node: Any) -> Any:
-    """Mimic the apiserver's strict field validation (kubectl's default): unknown fields are errors."""
-    if isinstance(node, list):
-        return [strict_fields(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: strict_fields(value) for key, value in node.items()}
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    return out
 
 
 def crd_errors(obj: dict[str, Any]) -> list[str]:
