@@ -286,21 +286,37 @@ class WorkloadController:
         try:
             runtime = self._runtime(str(target.get("kind") or ""))
             for attempt in range(CLEANUP_ATTEMPTS + 1):
-                if runtime is None or await runtime.clean_up(key, meta.get("uid", ""), status):
+                if runtime is None or await self._cleaned(runtime, key, meta.get("uid", ""), status):
                     break
                 if attempt == CLEANUP_ATTEMPTS:
                     self.events(obj, "Warning", "RemoteCleanupAbandoned", CLEANUP_ABANDONED[runtime.kind])
                     break
                 await asyncio.sleep(self.cleanup_poll_seconds)  # the remote side needs time; nothing to wait on
-            for finalizer in (FINALIZER, *LEGACY_FINALIZERS):
-                seen = self.finalizers.get(key, ())
-                if finalizer in seen:
-                    await asyncio.to_thread(self.cluster.remove_workload_finalizer, namespace, name, seen, finalizer)
-                    self.finalizers[key] = tuple(f for f in seen if f != finalizer)
-        except Exception:
-            log.exception("cleanup of %s failed; retried on its next event", key)
+            for attempt in range(CLEANUP_ATTEMPTS + 1):
+                try:
+                    await self._release(key, namespace, name)
+                    break
+                except Exception as exc:  # e.g. the list moved under the patch's test: the next event has it
+                    log.warning("could not release %s (attempt %d): %s", key, attempt + 1, exc)
+                    await asyncio.sleep(self.cleanup_poll_seconds)
         finally:
             self.cleanups.pop(key, None)
+
+    @staticmethod
+    async def _cleaned(runtime: Runtime, key: str, uid: str, status: Obj) -> bool:
+        try:
+            return await runtime.clean_up(key, uid, status)
+        except Exception as exc:  # the workspace or edge failed to answer: tried again after the poll period
+            log.warning("remote cleanup of %s not done yet: %s", key, exc)
+            return False
+
+    async def _release(self, key: str, namespace: str, name: str) -> None:
+        """Remove the operator's finalizer, and one an older release left, from a deleted workload."""
+        for finalizer in (FINALIZER, *LEGACY_FINALIZERS):
+            seen = self.finalizers.get(key, ())
+            if finalizer in seen:
+                await asyncio.to_thread(self.cluster.remove_workload_finalizer, namespace, name, seen, finalizer)
+                self.finalizers[key] = tuple(f for f in seen if f != finalizer)
 
     async def readmit_all(self) -> None:
         """Policies or trusted keys changed: every known workload goes through admission again."""
