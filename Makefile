@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo bench clean \
+.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo bench bench-controller bench-operator clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -59,6 +59,9 @@ demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a 
 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
+
+bench-controller: $(STAMP) ## The controller at the cluster port: calls per placement, idle calls, rate, memory per workload
+	$(BIN)/python bench/controller.py
 
 bench-operator: $(STAMP) ## Operator drain, memory and latency vs a one-handler kopf operator (needs a control plane: KUBEBUILDER_ASSETS or setup-envtest)
 	$(BIN)/python bench/drain.py
