@@ -35,7 +35,7 @@ def one(size: int) -> dict[str, float]:
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tracemalloc.start()
     started = time.perf_counter()
-    result, controller = drain(size, rounds=20, idle_rounds=20)
+    result, controller = drain(size, rounds=20, idle_rounds=20, validate_statuses=False)
     seconds = time.perf_counter() - started
     fake = controller.cluster  # what the apiserver would hold is not the operator's memory
     fake.children.clear(), fake.status_patches.clear(), fake.statuses.clear(), fake.owned.clear()

@@ -63,7 +63,9 @@ class Drain:
         return sum(self.calls_while_placing.values()) / max(1, self.placed)
 
 
-def drain(workloads: int = 5000, rounds: int = 20, idle_rounds: int = 20) -> tuple[Drain, WorkloadController]:
+def drain(
+    workloads: int = 5000, rounds: int = 20, idle_rounds: int = 20, validate_statuses: bool = True
+) -> tuple[Drain, WorkloadController]:
     """``workloads`` signed 1-GPU workloads arriving over ``rounds`` rounds, then ``idle_rounds`` with no news.
 
     Between rounds everything the watches would deliver is delivered: each child the operator created comes
@@ -78,6 +80,7 @@ def drain(workloads: int = 5000, rounds: int = 20, idle_rounds: int = 20) -> tup
     for index in range(workloads // 64 + 1):
         cache.on_node(gpu_node(f"n{index}", f"pool-{index % 20}", gpus=80), deleted=False)
     cluster = CountingCluster()
+    cluster.validate_statuses = validate_statuses
     controller = WorkloadController(
         config, cache, cluster, CountingEvents(cluster.calls), clock=lambda: NOW, monotonic=Clock()
     )

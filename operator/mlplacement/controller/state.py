@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from mlplacement.api.constants import GPU_RESOURCE, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS
+from mlplacement.api.workload import MLWorkload
 from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
 from mlplacement.core.ledger import CapacityLedger, bound_gpus_by_workload, workload_uid
@@ -204,3 +208,51 @@ class FleetCache:
             store.pop(key, None)
         else:
             store[key] = slim(obj)
+
+
+class WorkloadIndex(Mapping[str, MLWorkload]):
+    """Workload uid -> its validated model, rebuilt on demand from the admission view the controller keeps.
+
+    A pydantic model per workload costs about 4 KB; child events and edge inventories need a few at a time,
+    so only the most recently used are kept.
+    """
+
+    def __init__(self, views: Mapping[str, Obj], keep: int = 512) -> None:
+        self._views = views
+        self._keep = keep
+        self._keys: dict[str, str] = {}  # uid -> namespace/name
+        self._recent: OrderedDict[str, MLWorkload] = OrderedDict()
+
+    def remember(self, uid: str, key: str, workload: MLWorkload) -> None:
+        self._keys[uid] = key
+        self._hold(uid, workload)
+
+    def forget(self, uid: str) -> None:
+        self._keys.pop(uid, None)
+        self._recent.pop(uid, None)
+
+    def __getitem__(self, uid: str) -> MLWorkload:
+        if uid in self._recent:
+            self._recent.move_to_end(uid)
+            return self._recent[uid]
+        view = self._views.get(self._keys[uid])
+        if view is None:
+            raise KeyError(uid)
+        try:
+            workload = MLWorkload.model_validate(view)
+        except ValidationError:  # replaced by an invalid spec since: refused, so no longer ours to follow
+            raise KeyError(uid) from None
+        self._hold(uid, workload)
+        return workload
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _hold(self, uid: str, workload: MLWorkload) -> None:
+        self._recent[uid] = workload
+        self._recent.move_to_end(uid)
+        while len(self._recent) > self._keep:
+            self._recent.popitem(last=False)

@@ -28,7 +28,7 @@ from mlplacement.api.constants import (
     Reason,
 )
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.api.workload import MLWorkload, TargetKind
+from mlplacement.api.workload import TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
@@ -44,7 +44,7 @@ from mlplacement.controller.ports import (
     NoMetrics,
 )
 from mlplacement.controller.runtimes import Runtime
-from mlplacement.controller.state import FleetCache, object_key
+from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck
@@ -121,8 +121,8 @@ class WorkloadController:
         self.monotonic = monotonic
         self.pending: dict[str, Pending] = {}
         self.statuses: dict[str, Obj] = {}  # last status we know of, per workload, to write only changes
-        self.workloads: dict[str, MLWorkload] = {}  # uid -> workload, to map child events back
-        self.objects: dict[str, Obj] = {}  # key -> last seen object, to re-admit when policies or keys change
+        self.objects: dict[str, Obj] = {}  # key -> what admission reads of it, to re-admit on policy or key news
+        self.workloads = WorkloadIndex(self.objects)  # uid -> workload, to map child events back
         self.fleet_version = 0
         self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
         self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
@@ -235,7 +235,7 @@ class WorkloadController:
                 event=("Warning" if outcome.is_warning else "Normal", outcome.reason.value, outcome.message),
             )
             return outcome
-        self.workloads[meta.get("uid", "")] = outcome.workload
+        self.workloads.remember(meta.get("uid", ""), key, outcome.workload)
         self.policy_of[key] = outcome.policy_name
         status = self.statuses[key]
         if status.get("observedGeneration") == meta.get("generation"):
@@ -330,7 +330,7 @@ class WorkloadController:
         self.statuses.pop(key, None)
         self.policy_of.pop(key, None)
         uid = (obj.get("metadata") or {}).get("uid", "")
-        self.workloads.pop(uid, None)
+        self.workloads.forget(uid)
         self.unschedulable_since.pop(uid, None)
         if self.cache.ledger.release(uid):  # its children go with it (owner references)
             self.fleet_changed()
