@@ -30,12 +30,13 @@ def _deleted(event_type: str | None) -> bool:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorConfig.from_env()
-    # kopf's bookkeeping lives in status: Argo CD compares annotations and would see drift there.
+    # No change handlers are registered, so kopf stores nothing on objects; should one ever be added, its
+    # bookkeeping goes in status: Argo CD compares annotations and would see drift there.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
     settings.posting.level = logging.WARNING  # the controller posts its own, well-formed Events
-    # Per-object workers only parse, verify and enqueue; a bounded pool with a short idle timeout keeps
-    # memory flat with thousands of objects (README, "How it works").
+    # Per-object workers only hand events to the controller; a bounded pool keeps memory flat with thousands of
+    # objects, and a short idle timeout keeps a worker slot from being held long after its object's event.
     settings.queueing.worker_limit = config.worker_limit
     settings.queueing.idle_timeout = config.idle_timeout_seconds
     settings.batching.idle_timeout = config.idle_timeout_seconds
