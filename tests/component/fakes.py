@@ -140,6 +140,7 @@ class FakeEdges:
         self.gpus: dict[str, int] = {}
         self.credentials_seen: dict[str, Any] = {}
         self.probes: list[str] = []
+        self.bound: dict[str, dict[str, int]] = {}  # edge -> workload uid -> GPUs of its bound pods there
 
     def _reach(self, name: str, credentials: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
         if name in self.down:
@@ -155,7 +156,7 @@ class FakeEdges:
             return ProbeResult(reachable=False, error="MaxRetryError (NewConnectionError)")
         self._reach(name, credentials)
         gpus = self.gpus.get(name, 4)
-        return ProbeResult(True, True, 12.0, 1, gpus, gpus)
+        return ProbeResult(True, True, 12.0, 1, gpus, gpus, bound_by_workload=self.bound.get(name, {}))
 
     def apply(self, name: str, credentials: Any, objects: Any) -> None:
         store = self._reach(name, credentials)

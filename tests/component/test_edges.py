@@ -293,3 +293,42 @@ def test_deletion_with_the_edge_gone_for_good_gives_up_with_a_warning_and_lets_t
     run(scenario())
     assert [e[:2] for e in world.events if e[1] == "RemoteCleanupAbandoned"] == [("Warning", "RemoteCleanupAbandoned")]
     assert world.cluster.finalizer_calls[-1] == ("remove mlplacement.io/remote-cleanup", "team-a/scorer")
+
+
+def sized(name: str, gpus: int) -> dict[str, Any]:
+    obj = realtime(name)
+    obj["spec"]["resources"]["gpus"] = gpus
+    return signed({**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "annotations"}})
+
+
+def test_an_edge_copy_holds_its_gpus_until_the_edges_probe_sees_its_pods_bound() -> None:
+    world = World(edges_named=("edge-a",))  # 4 free GPUs, as its probe keeps saying: no pod is bound yet
+
+    async def scenario() -> None:
+        await world.tick()
+        await world.controller.on_workload(sized("first", 3))
+        await world.tick()
+        await world.controller.on_workload(sized("second", 3))
+        await world.tick(10)  # the next probe still reports 4 free: the first copy's pods are not bound
+
+    run(scenario())
+    assert target_of(world.status("team-a/first")) == "edge-a"
+    assert world.status("team-a/second")["phase"] == "Waiting"
+    assert world.status("team-a/second")["placement"]["message"] == "0/1 targets fit: 1 lack free GPUs (need 3)"
+
+
+def test_once_the_edges_probe_counts_the_copy_the_claim_is_not_counted_twice() -> None:
+    world = World(edges_named=("edge-a",))
+
+    async def scenario() -> None:
+        await world.tick()
+        await world.controller.on_workload(sized("first", 3))
+        await world.tick()
+        uid = world.controller.objects["team-a/first"]["metadata"]["uid"]
+        world.edges.gpus["edge-a"] = 1  # its pods are bound: the edge's free GPUs drop by 3 ...
+        world.edges.bound = {"edge-a": {uid: 3}}  # ... and the probe says whose they are
+
+    run(scenario())
+    run(world.controller.edges.probe("edge-a"))  # type: ignore[union-attr]
+    snapshot = world.cache.snapshot(world.now + timedelta(seconds=1))
+    assert next(t.capacity for t in snapshot.targets if t.name == "edge-a") == 1

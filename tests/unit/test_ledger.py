@@ -55,7 +55,12 @@ CHILDREN = [
     pytest.param(
         {**job("u", 2), "status": {"conditions": [{"type": "Complete", "status": "True"}]}}, None, id="finished"
     ),
-    pytest.param(job("u", 2, target="Edge/store-1"), None, id="an edge child: the edge's probe counts it"),
+    pytest.param(
+        job("u", 2, target="Edge/store-1"),
+        Commitment(("Edge", "store-1"), 2),
+        id="an edge copy holds GPUs on its edge until the edge's probe sees its pods bound",
+    ),
+    pytest.param(job("u", 2, target="Databricks/dbx"), None, id="a Databricks run is counted in run slots"),
     pytest.param(job("u", 0), None, id="no GPUs, nothing held"),
 ]
 

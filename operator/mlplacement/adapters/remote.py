@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from mlplacement.adapters.kube import KubeCluster
 from mlplacement.core.edge import ProbeResult, capacity_of
 from mlplacement.core.kubeconfig import RemoteCredentials
+from mlplacement.core.ledger import bound_gpus_by_workload
 
 # Kinds the edge runtime creates, with the API that lists and deletes each.
 CHILD_KINDS = ("Job", "Deployment", "Service")
@@ -147,7 +148,9 @@ class RemoteClusters:
         except Exception as exc:  # connection refused, TLS, timeouts: the probe failed, say how
             return ProbeResult(reachable=False, error=describe(exc))
         ready, allocatable, free = capacity_of(nodes, pods)
-        return ProbeResult(True, api_ready, rtt_ms, ready, allocatable, free)
+        return ProbeResult(
+            True, api_ready, rtt_ms, ready, allocatable, free, bound_by_workload=bound_gpus_by_workload(pods)
+        )
 
     def apply(self, name: str, credentials: RemoteCredentials, objects: Sequence[Mapping[str, Any]]) -> None:
         remote = self._client(name, credentials)

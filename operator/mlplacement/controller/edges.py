@@ -38,6 +38,7 @@ from mlplacement.controller.ports import Cluster, EdgeClusters, EventSink
 from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.edge import ProbeResult, edge_status, worth_writing
 from mlplacement.core.kubeconfig import KubeconfigError, RemoteCredentials, parse_kubeconfig
+from mlplacement.core.ledger import child_commitment
 from mlplacement.core.manifests import build_children, revision_annotations
 from mlplacement.core.snapshot import Target
 from mlplacement.core.status import get_condition, status_patch
@@ -141,6 +142,7 @@ class EdgeRuntime:
             del self.state[name]
             self.written.pop(name, None)
             self.cache.edge_live.pop(name, None)
+            self.cache.edge_bound.pop(name, None)
             await asyncio.to_thread(self.remote.forget, name)
         due = [name for name in self.cache.edge_clusters if now >= self.state.setdefault(name, EdgeState()).next_probe]
         await asyncio.gather(*(self.probe(name) for name in due))
@@ -164,6 +166,8 @@ class EdgeRuntime:
         generation = (obj.get("metadata") or {}).get("generation")
         desired = edge_status(current, result, state.failures, self.clock(), generation, problem)
         self.cache.edge_live[name] = desired
+        if result is not None and result.reachable:
+            self.cache.edge_bound[name] = dict(result.bound_by_workload)
         placeable = result is not None and result.placeable
         if placeable != state.placeable:
             state.placeable = placeable
@@ -220,6 +224,8 @@ class EdgeRuntime:
         credentials = await asyncio.to_thread(self.credentials, target.name)
         children = self.children_for(obj, workload, target, spec)
         await asyncio.to_thread(self.remote.apply, target.name, credentials, children)
+        # Held until the edge's probe sees the pods bound, the copy finishes, or the workload moves (core.ledger).
+        self.cache.ledger.commit(workload.metadata.uid or "", child_commitment(children[0]))
 
     # --- the Runtime interface (controller.runtimes) ---
 
@@ -291,6 +297,7 @@ class EdgeRuntime:
                 target = placed_on(status)
                 if target == (TargetKind.EDGE.value, name):
                     if child["kind"] in RUN_KINDS and (status or {}).get("phase") in ACTIVE_PHASES:
+                        self.cache.ledger.observe_child(child, deleted=False)  # a finished copy holds nothing
                         await self.on_child(child)
                     continue
                 if target is None:

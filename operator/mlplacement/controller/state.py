@@ -105,6 +105,8 @@ class FleetCache:
     edge_live: dict[str, Obj] = field(default_factory=dict)
     # GPUs committed to children whose pods are not bound yet (core.ledger); read by every snapshot.
     ledger: CapacityLedger = field(default_factory=CapacityLedger)
+    # EdgeCluster name -> GPUs of bound pods per workload uid on it, from its latest good probe.
+    edge_bound: dict[str, dict[str, int]] = field(default_factory=dict)
     # Workload uid -> revision (generation, target) of its child on this cluster, as the child watch saw it.
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -198,8 +200,16 @@ class FleetCache:
             databricks_workspaces=self.workspaces.values(),
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,
-            reserved=self.ledger.outstanding(bound_gpus_by_workload(self.gpu_pods.values())),
+            reserved=self.ledger.outstanding(self._bound_by_workload()),
         )
+
+    def _bound_by_workload(self) -> dict[str, int]:
+        """GPUs that bound pods hold per workload uid, here and on every edge (a uid runs in one place)."""
+        bound = bound_gpus_by_workload(self.gpu_pods.values())
+        for on_edge in self.edge_bound.values():
+            for uid, gpus in on_edge.items():
+                bound[uid] = bound.get(uid, 0) + gpus
+        return bound
 
     @staticmethod
     def _store(store: dict[str, Any], obj: Obj, deleted: bool, slim: Any) -> None:

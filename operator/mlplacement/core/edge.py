@@ -9,7 +9,7 @@ reads the live result from memory, so placement never waits for a status write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ class ProbeResult:
     gpus_allocatable: int = 0
     gpus_free: int = 0
     error: str = ""
+    # GPUs of bound, running pods per workload uid (our children's): the part of a commitment they now hold.
+    bound_by_workload: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def placeable(self) -> bool:

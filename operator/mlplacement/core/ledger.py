@@ -41,13 +41,11 @@ def job_finished(job: Mapping[str, Any]) -> bool:
 
 
 def child_commitment(child: Mapping[str, Any]) -> Commitment | None:
-    """What a live child on a GPU pool holds: its pod template's GPUs times its pods; None if it holds nothing.
-
-    Edge children are not counted here: the edge's probe already counts the pods on the remote cluster.
-    """
+    """What a live child holds on its target (a GPU pool, or an edge cluster): its pod template's GPUs times its
+    pods; None if it holds nothing (finished, no GPUs, or a target whose capacity is not counted in GPUs)."""
     annotations = (child.get("metadata") or {}).get("annotations") or {}
     kind, _, name = str(annotations.get(ANNOTATION_TARGET) or "").partition("/")
-    if kind != TargetKind.GPU_POOL.value or not name:
+    if kind not in (TargetKind.GPU_POOL.value, TargetKind.EDGE.value) or not name:
         return None
     spec = child.get("spec") or {}
     if child.get("kind") == "Job":

@@ -7,7 +7,7 @@ either from raw Kubernetes object dicts (the operator) or from a fleet file (exp
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -267,10 +267,8 @@ def gpu_pools_from_nodes(
     pods: Iterable[Mapping[str, Any]],
     signals: Signals | None,
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
-    reserved: Mapping[tuple[str, str], int] | None = None,
 ) -> list[Target]:
-    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods, minus
-    ``reserved`` (GPUs the operator committed to children whose pods are not bound yet, core.ledger)."""
+    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods."""
     keys = tuple(pool_label_keys)
     used_by_node = gpus_used_by_node(pods)
     pools: dict[str, dict[str, Any]] = {}
@@ -317,7 +315,7 @@ def gpu_pools_from_nodes(
                 region=entry["region"],
                 healthy=healthy,
                 health_detail="" if healthy else f"no ready nodes ({', '.join(sorted(entry['problems']))})",
-                capacity=max(0, entry["free"] - (reserved or {}).get((TargetKind.GPU_POOL.value, name), 0)),
+                capacity=entry["free"],
                 gpu_products=frozenset(entry["products"]),
                 gpu_hour_usd=price,
                 spot=entry["spot"],
@@ -428,11 +426,19 @@ def build_snapshot(
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
     reserved: Mapping[tuple[str, str], int] | None = None,
 ) -> Snapshot:
-    """The snapshot the operator decides on, from raw object dicts held in its indexes."""
+    """The snapshot the operator decides on, from raw object dicts held in its indexes.
+
+    ``reserved`` is what the operator has committed per target to children whose pods are not bound yet
+    (core.ledger): it is not free, whatever the Nodes or an edge's probe say."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
-        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys, reserved),
+        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
         *edge_targets(edge_clusters, now),
         *workspace_targets(databricks_workspaces),
+    ]
+    held = reserved or {}
+    targets = [
+        replace(target, capacity=max(0, target.capacity - held[target.key])) if target.key in held else target
+        for target in targets
     ]
     return Snapshot(now=now, targets=tuple(targets), signals=signals)
