@@ -230,7 +230,7 @@ class KubeEvents:
     def __init__(self, api_client: client.ApiClient, component: str = "mlplacement") -> None:
         self.core = client.CoreV1Api(api_client)
         self.component = component
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
 
     def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata") or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -44,6 +45,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         from mlplacement.handlers import webhook
 
         webhook.configure(settings, config)
+    # Blocking clients run in the default executor; its size (cores + 4) would cap the writes below
+    # MLPLACEMENT_WRITE_CONCURRENCY on small nodes, with probes and polls queued behind them.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=config.write_concurrency + 8, thread_name_prefix="blocking")
+    )
     api_client = await asyncio.to_thread(load_client)
     metrics = PrometheusMetrics()
     if config.metrics_port:
