@@ -204,3 +204,52 @@ def test_unchanged_user_object_after_reconcile(cluster: ControlPlane) -> None:
     assert seen["spec"] == original["spec"]
     assert seen["metadata"]["labels"] == original["metadata"]["labels"]
     assert seen["metadata"]["annotations"] == original["metadata"]["annotations"]
+
+
+def test_a_childs_status_flowing_back_keeps_every_condition(cluster: ControlPlane) -> None:
+    import json
+
+    cluster.apply(signed(workload("flowback")))
+    wait_until(lambda: condition(cluster, "flowback", "Placed") == ("True", "Dispatched"), 60, "Placed=True")
+    # Another controller owns a condition of its own on the same object (server-side apply, its own manager).
+    quota = {
+        "apiVersion": "mlplacement.io/v1alpha1",
+        "kind": "MLWorkload",
+        "metadata": {"name": "flowback", "namespace": NAMESPACE},
+        "status": {
+            "conditions": [
+                {
+                    "type": "QuotaReserved",
+                    "status": "True",
+                    "reason": "Admitted",
+                    "message": "admitted by the quota controller",
+                    "lastTransitionTime": "2026-11-22T12:00:00Z",
+                }
+            ]
+        },
+    }
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=quota-controller",
+        "--subresource=status",
+        "-f",
+        "-",
+        stdin=json.dumps(quota),
+    )
+    # No job controller runs here: report a running pod in the Job's status as it would.
+    running = {"status": {"active": 1, "ready": 1, "startTime": "2026-11-22T12:00:00Z"}}
+    cluster.kubectl(
+        "patch",
+        "job",
+        "mlw-flowback",
+        "-n",
+        NAMESPACE,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(running),
+    )
+    wait_until(lambda: condition(cluster, "flowback", "Ready") == ("True", "Running"), 60, "Ready=True Running")
+    for type_, expected in (("Verified", "True"), ("Placed", "True"), ("QuotaReserved", "True")):
+        assert (condition(cluster, "flowback", type_) or ("missing",))[0] == expected, type_
