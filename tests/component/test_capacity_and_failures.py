@@ -253,6 +253,35 @@ def test_a_namespace_being_deleted_does_not_starve_the_others() -> None:
     assert list(world.cluster.children) == [("Job", "team-a", "mlw-modest")]
 
 
+def test_once_a_namespace_says_it_is_being_deleted_its_other_workloads_are_not_tried() -> None:
+    world = World()
+    tried: list[str] = []
+
+    def refuse(obj: Mapping[str, Any]) -> str:
+        tried.append(obj["metadata"]["name"])
+        return terminating(obj)
+
+    world.cluster.apply_child = refuse
+    doomed = []
+    for index in range(8):  # all decided in one round: 1 GPU each
+        obj = workload(f"doomed-{index}", gpus=1)
+        obj["metadata"]["namespace"] = "team-dying"
+        doomed.append(signed(obj))
+    config = world.config
+    world.controller._writes = asyncio.Semaphore(1)  # one write at a time: the first refusal is seen by the rest
+    world.controller.pool.writes = world.controller._writes
+
+    async def scenario() -> None:
+        await world.place(*doomed)
+        world.clock.now += config.retry_backoff_seconds / 2
+        await world.controller.place_round()
+
+    run(scenario())
+    assert tried == ["mlw-doomed-0"]
+    statuses = [world.controller.statuses[f"team-dying/doomed-{i}"] for i in range(8)]
+    assert {conditions(s)["Placed"] for s in statuses} == {("False", "ApplyFailed")}
+
+
 def test_a_same_named_child_of_someone_else_is_an_apply_failure() -> None:
     world = World()
 

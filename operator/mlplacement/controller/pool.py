@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlplacement.api.constants import REVISION_ANNOTATIONS
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.ports import Cluster
+from mlplacement.controller.ports import ApplyError, Cluster
 from mlplacement.controller.state import FleetCache
 from mlplacement.core.ledger import child_commitment
 from mlplacement.core.manifests import build_children, revision_annotations
@@ -24,11 +24,20 @@ class PoolRuntime:
     kind = TargetKind.GPU_POOL
     remote_cleanup = False  # children go with their owner (owner references)
 
-    def __init__(self, config: OperatorConfig, cache: FleetCache, cluster: Cluster, writes: asyncio.Semaphore) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        cache: FleetCache,
+        cluster: Cluster,
+        writes: asyncio.Semaphore,
+        held_back: Callable[[str], ApplyError | None] = lambda namespace: None,
+    ) -> None:
         self.config = config
         self.cache = cache
         self.cluster = cluster
         self.writes = writes
+        # Asked once a write slot is ours: a namespace that refused a child a moment ago refuses this one too.
+        self.held_back = held_back
 
     async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
         generation = (obj.get("metadata") or {}).get("generation")
@@ -40,6 +49,9 @@ class PoolRuntime:
             extra_annotations=revision_annotations(generation, target),
         )
         async with self.writes:
+            refusal = self.held_back(str((obj.get("metadata") or {}).get("namespace") or ""))
+            if refusal is not None:
+                raise refusal
             for child in children:
                 await asyncio.to_thread(self.cluster.apply_child, child)
         # Held from now until the child's pods are bound, it finishes or it is gone (core.ledger).

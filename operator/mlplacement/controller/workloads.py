@@ -169,7 +169,7 @@ class WorkloadController:
             if jobs is not None
             else None
         )
-        self.pool = PoolRuntime(config, cache, cluster, self._writes)
+        self.pool = PoolRuntime(config, cache, cluster, self._writes, held_back=self._held_back)
         self.policies = PolicyStatuses(config, cache, cluster, events, self._writes, clock, monotonic)
         # The kinds this operator can run, each behind the one Runtime interface; Edge and Databricks join
         # when their adapter is given.
@@ -602,7 +602,9 @@ class WorkloadController:
 
     def _namespace_failure(self, item: Pending) -> ApplyError | None:
         """The failure a workload's namespace is known to give every child (being deleted, gone), if any."""
-        namespace = (item.obj.get("metadata") or {}).get("namespace", "")
+        return self._held_back((item.obj.get("metadata") or {}).get("namespace", ""))
+
+    def _held_back(self, namespace: str) -> ApplyError | None:
         blocked = self.blocked_namespaces.get(namespace)
         if blocked is None:
             return None
@@ -617,7 +619,11 @@ class WorkloadController:
         child (being deleted) holds its other workloads back for as long, untried, so it cannot starve others."""
         failure = exc if isinstance(exc, ApplyError) else ApplyError(type(exc).__name__, "unexpected error")
         key = object_key(item.obj)
+        namespace = key.split("/", 1)[0]
+        tried = tried and failure is not (self.blocked_namespaces.get(namespace) or (0.0, None))[1]
         text = f"{failure.reason}: {failure.message}"
+        if not tried:
+            text = f"{failure.reason}: not tried, namespace {namespace} refused another child: {failure.message}"
         if tried:
             log.warning("could not create children of %s on %s: %s", key, where, text)
             self.metrics.apply_failure(failure.reason)
@@ -630,7 +636,7 @@ class WorkloadController:
         item.failure = text
         self._back_off(item)
         if tried and failure.reason in NAMESPACE_FAILURES:
-            self.blocked_namespaces[key.split("/", 1)[0]] = (item.not_before, failure)
+            self.blocked_namespaces[namespace] = (item.not_before, failure)
         status = apply_failed_status(item.admitted, where, text, self.statuses.get(key), self.clock())
         event = (
             None
