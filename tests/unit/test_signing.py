@@ -379,3 +379,48 @@ def test_property_json_round_trip_with_number_renormalisation_still_verifies(spe
     round_tripped = json.loads(json.dumps(obj))
     round_tripped["spec"] = renormalise_numbers(round_tripped["spec"])
     assert verify(round_tripped, KEYRING, NOW).ok
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [
+        pytest.param("9999-12-31T23:59:59-23:59", id="past the last instant in UTC"),
+        pytest.param("0001-01-01T00:00:00+23:59", id="before the first instant in UTC"),
+    ],
+)
+def test_an_out_of_range_expiry_is_a_verdict_not_an_exception(expires: str) -> None:
+    obj = with_annotations(make_workload(), {**sign(make_workload(), PLATFORM, "platform")})
+    obj["metadata"]["annotations"]["mlplacement.io/signature-expires"] = expires
+    assert verify(obj, KEYRING, NOW).reason.value == "SignatureMalformed"
+
+
+def test_a_signature_valid_to_the_calendars_end_verifies_and_is_reused() -> None:
+    from mlplacement.core.reconcile import Admitted, PolicyCheck, admit
+
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    policy = with_annotations(make_policy("default"), sign(make_policy("default"), PLATFORM, "platform", last))
+    workload = with_annotations(make_workload(), sign(make_workload(), PLATFORM, "platform"))
+    assert verify(policy, KEYRING, NOW).ok
+    outcome = admit(workload, policies={"default": policy}, keyring=KEYRING, now=NOW, policy_check=PolicyCheck())
+    assert isinstance(outcome, Admitted)
+
+
+@given(text=st.text(max_size=40))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_expiry_text_gives_a_verdict(text: str) -> None:
+    obj = with_annotations(make_workload(), {**sign(make_workload(), PLATFORM, "platform")})
+    obj["metadata"]["annotations"]["mlplacement.io/signature-expires"] = text
+    assert verify(obj, KEYRING, NOW).reason is not None
+
+
+@given(text=st.one_of(st.text(max_size=40), st.just("9999-12-31T23:59:59-23:59")))
+@settings(max_examples=200)
+def test_a_bad_validity_bound_refuses_that_key_and_keeps_the_others(text: str) -> None:
+    data = {
+        "platform.pem": keyring_core.public_pem(PLATFORM),
+        "rotated.pem": keyring_core.public_pem(ROTATED),
+        "rotated.notAfter": text,
+    }
+    ring = keyring_core.parse_keyring(data)
+    assert "platform" in ring.keys
+    assert ("rotated" in ring.keys) != ("rotated" in ring.problems)

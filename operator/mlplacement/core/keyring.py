@@ -120,7 +120,10 @@ def _parse_time(text: str, key_id: str, what: str) -> datetime:
         raise KeyringError(f"key {key_id!r}: {what} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
         raise KeyringError(f"key {key_id!r}: {what} needs a UTC offset (Z)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # past the last representable instant in UTC: refuse this key, keep the others
+        raise KeyringError(f"key {key_id!r}: {what} is out of range") from None
 
 
 def parse_keyring(data: Mapping[str, str | bytes]) -> Keyring:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -150,20 +150,28 @@ class PolicyCheck:
         return verdict, spec
 
 
+def _shifted(moment: datetime, by: timedelta) -> datetime | None:
+    """``moment + by``, or None (never) when that is past the calendar's end."""
+    try:
+        return moment + by
+    except OverflowError:
+        return None
+
+
 def _verdict_horizon(obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> datetime | None:
     """The next moment after ``now`` at which verifying ``obj`` could give another answer (None: never)."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    moments: list[datetime] = []
+    moments: list[datetime | None] = []
     expires = annotations.get(ANNOTATION_SIGNATURE_EXPIRES)
     if expires:
         with contextlib.suppress(ValueError):  # a malformed expiry fails verification for good
-            moments.append(parse_expires(str(expires)) + DEFAULT_CLOCK_SKEW)
+            moments.append(_shifted(parse_expires(str(expires)), DEFAULT_CLOCK_SKEW))
     key = keyring.keys.get(str(annotations.get(ANNOTATION_KEY_ID) or ""))
     if key is not None and key.not_before is not None:
-        moments.append(key.not_before - DEFAULT_CLOCK_SKEW)
+        moments.append(_shifted(key.not_before, -DEFAULT_CLOCK_SKEW))
     if key is not None and key.not_after is not None:
-        moments.append(key.not_after + DEFAULT_CLOCK_SKEW)
-    later = [moment for moment in moments if moment > now]
+        moments.append(_shifted(key.not_after, DEFAULT_CLOCK_SKEW))
+    later = [moment for moment in moments if moment is not None and moment > now]
     return min(later) if later else None
 
 

@@ -59,11 +59,14 @@ def format_expires(moment: datetime) -> str:
 
 
 def parse_expires(text: str) -> datetime:
-    """RFC 3339 in UTC, e.g. 2026-12-31T00:00:00Z."""
+    """RFC 3339 in UTC, e.g. 2026-12-31T00:00:00Z; ValueError for anything else, out-of-range times included."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError("timestamp needs a UTC offset (Z)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is past the last representable instant in UTC
+        raise ValueError("timestamp is out of range") from None
 
 
 def signed_payload(obj: Mapping[str, Any], key_id: str, expires: str | None) -> bytes:
