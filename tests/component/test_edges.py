@@ -8,10 +8,12 @@ API servers is tests/integration/test_edges.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache
@@ -332,3 +334,35 @@ def test_once_the_edges_probe_counts_the_copy_the_claim_is_not_counted_twice() -
     run(world.controller.edges.probe("edge-a"))  # type: ignore[union-attr]
     snapshot = world.cache.snapshot(world.now + timedelta(seconds=1))
     assert next(t.capacity for t in snapshot.targets if t.name == "edge-a") == 1
+
+
+def test_a_broken_edge_kubeconfig_makes_that_edge_unplaceable_and_nothing_else() -> None:
+    world = World()
+    config = world.controller.config
+    # A list where the current-context name belongs: no kubeconfig has this shape.
+    broken_config = json.loads(json.dumps(YAML(typ="safe", pure=True).load(kubeconfig("https://edge-a:6443"))))
+    broken_config["current-context"] = [broken_config.get("current-context") or "edge"]
+    world.cluster.put_secret(config.namespace, "edge-a-kubeconfig", {"kubeconfig": json.dumps(broken_config)})
+    world.cache.on_node(
+        {
+            "metadata": {
+                "name": "n1",
+                "labels": {"mlplacement.io/pool": "pool-a", "topology.kubernetes.io/region": "eu-west-1"},
+            },
+            "status": {"allocatable": {"nvidia.com/gpu": "4"}, "conditions": [{"type": "Ready", "status": "True"}]},
+        },
+        deleted=False,
+    )
+    batch = signed(workload("batch", gpus=1))
+
+    async def scenario() -> None:
+        await world.controller.on_workload(batch)
+        await world.controller.on_workload(realtime())
+        await world.tick()  # the run loop's steps, as run() calls them
+        await world.tick(10)
+
+    run(scenario())
+    assert world.status("team-a/batch")["phase"] == "Placed"
+    assert target_of(world.status("team-a/scorer")) == "edge-b"
+    broken = world.edge_status("edge-a")
+    assert {c["type"]: c["reason"] for c in broken["conditions"]}["Ready"] == "CredentialsInvalid"

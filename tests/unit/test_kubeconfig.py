@@ -140,6 +140,36 @@ REFUSED = [
     ("not YAML", "clusters: [unclosed", "not valid YAML"),
     ("not a mapping", "- just\n- a list\n", "must be a mapping"),
     ("oversized", "#" * (MAX_KUBECONFIG_BYTES + 1), "bytes; at most"),
+    (
+        "a list where the current-context name belongs",
+        edit(lambda d: d.update({"current-context": ["edge"]})),
+        "current-context",
+    ),
+    (
+        "a list where a context names its cluster",
+        edit(lambda d: d["contexts"][0]["context"].update(cluster=["fra"])),
+        "names a cluster",
+    ),
+    (
+        "lists nested 600 deep",
+        "clusters: " + "[" * 600 + "]" * 600 + "\n",
+        "kubeconfig",
+    ),
+    (
+        "credentials in the server URL",
+        edit(lambda d: cluster(d).update(server="https://admin:hunter2@edge-fra.example:6443")),
+        "must not carry credentials",
+    ),
+    (
+        "a token with CR/LF in it",
+        edit(lambda d: None, token="abc\r\nX-Injected: 1"),
+        "one line",
+    ),
+    (
+        "a token pasted as a bare YAML key",
+        edit(lambda d: user(d).update({TOKEN: None})),
+        "a field of user",
+    ),
 ]
 
 
@@ -166,3 +196,33 @@ def test_no_error_echoes_the_token(token: str) -> None:
         parse_kubeconfig(dump(broken))
     assert token not in str(raised.value)
     assert parse_kubeconfig(dump(doc)).token == token.strip()
+
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3),
+    max_leaves=12,
+)
+FIELDS = ("current-context", "clusters", "users", "contexts", "server", "token", "cluster", "user", "name")
+
+
+@given(
+    shape=st.dictionaries(st.sampled_from(FIELDS), YAML_VALUES, max_size=5),
+    where=st.sampled_from(["top", "cluster", "user", "context"]),
+)
+@settings(max_examples=300)
+def test_any_shape_is_credentials_or_a_kubeconfig_error(shape: dict[str, Any], where: str) -> None:
+    doc = kubeconfig()
+    section = {
+        "top": doc,
+        "cluster": cluster(doc),
+        "user": user(doc),
+        "context": doc["contexts"][0]["context"],
+    }[where]
+    section.update(shape)
+    problem = ""
+    try:
+        parse_kubeconfig(dump(doc))
+    except KubeconfigError as exc:  # anything else fails the test
+        problem = str(exc)
+    assert TOKEN not in problem

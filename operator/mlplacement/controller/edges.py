@@ -145,7 +145,18 @@ class EdgeRuntime:
             self.cache.edge_bound.pop(name, None)
             await asyncio.to_thread(self.remote.forget, name)
         due = [name for name in self.cache.edge_clusters if now >= self.state.setdefault(name, EdgeState()).next_probe]
-        await asyncio.gather(*(self.probe(name) for name in due))
+        outcomes = await asyncio.gather(*(self.probe(name) for name in due), return_exceptions=True)
+        for name, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):  # contained: that edge is unplaceable until a probe succeeds
+                log.warning("probing EdgeCluster %s failed: %s", name, type(outcome).__name__)
+                state = self.state[name]
+                state.failures += 1
+                obj = self.cache.edge_clusters.get(name) or {}
+                current = self.written.get(name) or obj.get("status") or {}
+                failed = ProbeResult(reachable=False, error=f"probe failed: {type(outcome).__name__}")
+                generation = (obj.get("metadata") or {}).get("generation")
+                self.cache.edge_live[name] = edge_status(current, failed, state.failures, self.clock(), generation)
+                self.fleet_changed()
 
     async def probe(self, name: str) -> ProbeResult | None:
         obj = self.cache.edge_clusters[name]

@@ -356,15 +356,17 @@ class WorkloadController:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
             self.wakeup.clear()
-            try:
-                if self.edges is not None:  # before placing: the round sees the freshest edge health
-                    await self.edges.probe_due()
-                await self.place_round()
-                if self.databricks is not None:
-                    await self.databricks.poll_due()
-                    await self.databricks.probe_due()
-            except Exception:  # one bad round must not stop placement for good
-                log.exception("placement round failed")
+            # Each step fails on its own: a broken edge or workspace must never stop placement everywhere.
+            steps = [
+                *([self.edges.probe_due] if self.edges is not None else []),  # first: rounds see fresh health
+                self.place_round,
+                *([self.databricks.poll_due, self.databricks.probe_due] if self.databricks is not None else []),
+            ]
+            for step in steps:
+                try:
+                    await step()
+                except Exception:
+                    log.exception("%s failed; the next round tries again", step.__name__)
 
     def _snapshot(self, now: datetime) -> Snapshot:
         full = self.cache.snapshot(now)

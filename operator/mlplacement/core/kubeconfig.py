@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -59,6 +61,9 @@ class RemoteCredentials:
         return "token" if self.token else "client-certificate"
 
 
+_FIELD_NAME = re.compile(r"[a-z][a-z-]{0,39}")
+
+
 def _named(entries: Any, kind: str) -> dict[str, Mapping[str, Any]]:
     if not isinstance(entries, list):
         raise KubeconfigError(f"{kind} must be a list")
@@ -78,7 +83,9 @@ def _check_fields(section: Mapping[str, Any], allowed: frozenset[str], where: st
         if key in REFUSED_FIELDS:
             raise KubeconfigError(f"{where}.{key} is not allowed ({REFUSED_FIELDS[key]})")
         if key not in allowed:
-            raise KubeconfigError(f"{where}.{key} is not allowed (allowed: {', '.join(sorted(allowed))})")
+            # Named only if it looks like a field: a token pasted as a bare YAML key must not be echoed.
+            shown = f"{where}.{key}" if isinstance(key, str) and _FIELD_NAME.fullmatch(key) else f"a field of {where}"
+            raise KubeconfigError(f"{shown} is not allowed (allowed: {', '.join(sorted(allowed))})")
 
 
 def _decode(section: Mapping[str, Any], key: str, where: str) -> bytes:
@@ -95,7 +102,19 @@ def _decode(section: Mapping[str, Any], key: str, where: str) -> bytes:
 
 
 def parse_kubeconfig(raw: bytes | str) -> RemoteCredentials:
-    """The credentials of the kubeconfig's current context, if every field is on the allow-list."""
+    """The credentials of the kubeconfig's current context, if every field is on the allow-list.
+
+    Any input gives credentials or a KubeconfigError naming the field, never another exception and never a
+    credential in the message."""
+    try:
+        return _parse(raw)
+    except KubeconfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, RecursionError):  # shapes no kubeconfig has
+        raise KubeconfigError("kubeconfig has a value of the wrong type where a name or a section belongs") from None
+
+
+def _parse(raw: bytes | str) -> RemoteCredentials:
     data = raw.encode() if isinstance(raw, str) else raw
     if len(data) > MAX_KUBECONFIG_BYTES:
         raise KubeconfigError(f"kubeconfig is {len(data)} bytes; at most {MAX_KUBECONFIG_BYTES} are accepted")
@@ -103,6 +122,8 @@ def parse_kubeconfig(raw: bytes | str) -> RemoteCredentials:
         doc = YAML(typ="safe", pure=True).load(data.decode("utf-8"))
     except (YAMLError, UnicodeDecodeError):
         raise KubeconfigError("kubeconfig is not valid YAML") from None
+    except RecursionError:
+        raise KubeconfigError("kubeconfig is nested too deep") from None
     if not isinstance(doc, Mapping):
         raise KubeconfigError("kubeconfig must be a mapping")
     clusters = _named(doc.get("clusters"), "clusters")
@@ -111,13 +132,13 @@ def parse_kubeconfig(raw: bytes | str) -> RemoteCredentials:
     current = doc.get("current-context")
     if current is None and len(contexts) == 1:
         current = next(iter(contexts))
-    if current not in contexts:
+    if not isinstance(current, str) or current not in contexts:
         raise KubeconfigError("current-context must name one of contexts")
     context = contexts[current]
     cluster_name, user_name = context.get("cluster"), context.get("user")
-    if cluster_name not in clusters:
+    if not isinstance(cluster_name, str) or cluster_name not in clusters:
         raise KubeconfigError(f"context {current!r} names a cluster that is not in clusters")
-    if user_name not in users:
+    if not isinstance(user_name, str) or user_name not in users:
         raise KubeconfigError(f"context {current!r} names a user that is not in users")
     cluster, user = clusters[cluster_name], users[user_name]
     _check_fields(cluster, CLUSTER_FIELDS, "cluster")
@@ -125,6 +146,10 @@ def parse_kubeconfig(raw: bytes | str) -> RemoteCredentials:
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith("https://"):
         raise KubeconfigError("cluster.server must be an https:// URL")
+    if "@" in urlsplit(server).netloc:  # user:password@host smuggles basic auth past the allow-list
+        raise KubeconfigError("cluster.server must not carry credentials (user@ or user:password@)")
+    if any(ord(c) < 33 or ord(c) == 127 for c in server):
+        raise KubeconfigError("cluster.server must not contain spaces or control characters")
     ca_data = _decode(cluster, "certificate-authority-data", "cluster")
     tls_server_name = cluster.get("tls-server-name")
     token = user.get("token")
@@ -134,6 +159,8 @@ def parse_kubeconfig(raw: bytes | str) -> RemoteCredentials:
     if token is not None:
         if not isinstance(token, str) or not token.strip():
             raise KubeconfigError("user.token must be a non-empty string")
+        if any(ord(c) < 32 or ord(c) == 127 for c in token.strip()):  # CR/LF would split the HTTP header
+            raise KubeconfigError("user.token must be one line without control characters")
         return RemoteCredentials(server=server, ca_data=ca_data, token=token.strip(), tls_server_name=tls_server_name)
     if not has_cert:
         raise KubeconfigError("user needs token, or client-certificate-data and client-key-data")
