@@ -28,7 +28,7 @@ from mlplacement.api.constants import (
     Reason,
 )
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.api.workload import TargetKind
+from mlplacement.api.workload import MLWorkloadStatus, TargetKind, VerifiedStatus
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
@@ -59,7 +59,7 @@ from mlplacement.core.reconcile import (
     decision_status,
 )
 from mlplacement.core.snapshot import Snapshot
-from mlplacement.core.status import owned_status, set_condition, status_patch, undecided
+from mlplacement.core.status import api_status, owned_status, set_condition, status_patch, undecided
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
@@ -549,16 +549,11 @@ class WorkloadController:
                     await self._apply_failed(item, f"{snapshot_target.kind.value} {snapshot_target.name}", exc)
                     return
             await self._hold_for_cleanup(key, item.obj, snapshot_target.kind.value)
+        verified = VerifiedStatus(
+            key_id=item.admitted.key_id, digest=item.admitted.digest, policy_key_id=item.admitted.policy_key_id
+        )
         await self._write_status(
-            item.obj,
-            {
-                "observedGeneration": generation,
-                "verified": {
-                    "keyId": item.admitted.key_id,
-                    "digest": item.admitted.digest,
-                    "policyKeyId": item.admitted.policy_key_id,
-                },
-            },
+            item.obj, api_status(MLWorkloadStatus(observed_generation=generation, verified=verified))
         )
 
     async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:

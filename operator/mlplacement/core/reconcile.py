@@ -25,12 +25,20 @@ from mlplacement.api.constants import (
     Reason,
 )
 from mlplacement.api.errors import describe_validation_error
-from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
-from mlplacement.api.workload import MLWorkload, WorkloadType
+from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec, PlacementPolicyStatus
+from mlplacement.api.workload import (
+    CandidateSummary,
+    MLWorkload,
+    MLWorkloadStatus,
+    PlacementStatus,
+    TargetRef,
+    VerifiedStatus,
+    WorkloadType,
+)
 from mlplacement.core.keyring import Keyring
 from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
 from mlplacement.core.signing import DEFAULT_CLOCK_SKEW, Verdict, parse_expires, verify
-from mlplacement.core.status import refused_status, set_condition, timestamp
+from mlplacement.core.status import api_status, refused_status, set_condition
 
 CANDIDATES_IN_STATUS = 5
 
@@ -299,7 +307,7 @@ def policy_status(
         ok, reason = verdict.ok, verdict.reason
         message = f"signed by {verdict.key_id!r}" if verdict.ok else verdict.message
     conditions = set_condition(conditions, ConditionType.VERIFIED, ok, reason, message, generation, now)
-    return {"observedGeneration": generation, "conditions": conditions, "workloads": workloads}
+    return api_status(PlacementPolicyStatus(observed_generation=generation, conditions=conditions, workloads=workloads))
 
 
 def verified_condition(
@@ -317,61 +325,55 @@ def verified_condition(
     )
 
 
+def _verified(admitted: Admitted) -> VerifiedStatus:
+    return VerifiedStatus(key_id=admitted.key_id, digest=admitted.digest, policy_key_id=admitted.policy_key_id)
+
+
 def decision_status(
     admitted: Admitted, decision: Decision, current: Mapping[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
     """Status recording a decision: Verified=True, Placed True/False with the explanation, the candidates."""
     generation = admitted.workload.metadata.generation
-    conditions = (current or {}).get("conditions") or []
-    conditions = verified_condition(conditions, admitted, now)
-    candidates: list[dict[str, Any]] = [
-        {"kind": c.target.kind.value, "name": c.target.name, "score": c.score} for c in decision.top
-    ]
+    conditions = verified_condition((current or {}).get("conditions") or [], admitted, now)
+    candidates = [CandidateSummary(kind=c.target.kind, name=c.target.name, score=c.score) for c in decision.top]
     rejected = [
-        {"kind": t.kind.value, "name": t.name, "reasons": [r.reason]} for r in decision.rejections for t in r.targets
+        CandidateSummary(kind=t.kind, name=t.name, reasons=[r.reason]) for r in decision.rejections for t in r.targets
     ]
     candidates += rejected[: max(0, CANDIDATES_IN_STATUS * 2 - len(candidates))]
     placement: dict[str, Any] = {
-        "decidedAt": timestamp(now),
+        "decided_at": now.replace(microsecond=0),
         "message": decision.message[:4096],
         "candidates": candidates,
     }
     if decision.signals_age_seconds is not None:
-        placement["signalsAgeSeconds"] = round(decision.signals_age_seconds, 1)
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "verified": {"keyId": admitted.key_id, "digest": admitted.digest, "policyKeyId": admitted.policy_key_id},
-    }
-    if decision.chosen is not None:
-        target = decision.chosen.target
-        placement.update(
-            target={"kind": target.kind.value, "name": target.name, "region": target.region},
-            score=decision.chosen.score,
-        )
+        placement["signals_age_seconds"] = round(decision.signals_age_seconds, 1)
+    chosen = decision.chosen
+    extra: dict[str, Any] = {}
+    if chosen is not None:
+        target = chosen.target
+        placement.update(target=TargetRef(kind=target.kind, name=target.name, region=target.region), score=chosen.score)
         conditions = set_condition(
             conditions, ConditionType.PLACED, True, Reason.DISPATCHED, decision.message, generation, now
         )
+        dispatched = f"dispatched to {target.kind.value} {target.name}"
         conditions = set_condition(
-            conditions,
-            ConditionType.READY,
-            False,
-            Reason.DISPATCHED,
-            f"dispatched to {target.kind.value} {target.name}",
-            generation,
-            now,
+            conditions, ConditionType.READY, False, Reason.DISPATCHED, dispatched, generation, now
         )
-        status.update(phase=Phase.PLACED.value, estimatedHourlyCostUSD=decision.chosen.hourly_cost_usd)
+        phase = Phase.PLACED
+        extra["estimated_hourly_cost_usd"] = chosen.hourly_cost_usd
     else:
-        conditions = set_condition(
-            conditions, ConditionType.PLACED, False, decision.reason, decision.message, generation, now
-        )
-        conditions = set_condition(
-            conditions, ConditionType.READY, False, decision.reason, decision.message, generation, now
-        )
-        status["phase"] = Phase.WAITING.value
-    status["placement"] = placement
-    status["conditions"] = conditions
-    return status
+        for condition in (ConditionType.PLACED, ConditionType.READY):
+            conditions = set_condition(conditions, condition, False, decision.reason, decision.message, generation, now)
+        phase = Phase.WAITING
+    status = MLWorkloadStatus(
+        observed_generation=generation,
+        phase=phase,
+        conditions=conditions,
+        placement=PlacementStatus(**placement),
+        verified=_verified(admitted),
+        **extra,
+    )
+    return api_status(status)
 
 
 def child_status(
@@ -390,7 +392,7 @@ def child_status(
             conditions = set_condition(
                 conditions, ConditionType.READY, True, Reason.SUCCEEDED, "Job completed", generation, now
             )
-            return {"phase": Phase.SUCCEEDED.value, "conditions": conditions}
+            return api_status(MLWorkloadStatus(phase=Phase.SUCCEEDED, conditions=conditions))
         if "Failed" in job_conditions or "FailureTarget" in job_conditions:
             failed = job_conditions.get("Failed") or job_conditions.get("FailureTarget") or {}
             message = f"Job failed: {failed.get('reason', '')} {failed.get('message', '')}".strip()
@@ -401,13 +403,13 @@ def child_status(
             conditions = set_condition(
                 conditions, ConditionType.DEGRADED, True, Reason.FAILED, message, generation, now
             )
-            return {"phase": Phase.FAILED.value, "conditions": conditions}
+            return api_status(MLWorkloadStatus(phase=Phase.FAILED, conditions=conditions))
         # Pods that run, not pods that exist: Job `active` counts pending pods the scheduler never bound.
         if int(child_state.get("ready") or 0) > 0:
             conditions = set_condition(
                 conditions, ConditionType.READY, True, Reason.RUNNING, "Job is running", generation, now
             )
-            return {"phase": Phase.RUNNING.value, "conditions": conditions}
+            return api_status(MLWorkloadStatus(phase=Phase.RUNNING, conditions=conditions))
         return None
     if child.get("kind") == "Deployment" and workload.spec.type is WorkloadType.INFERENCE:
         wanted = workload.spec.effective_replicas
@@ -415,7 +417,7 @@ def child_status(
         if available >= wanted:
             message = f"{available}/{wanted} replicas available"
             conditions = set_condition(conditions, ConditionType.READY, True, Reason.RUNNING, message, generation, now)
-            return {"phase": Phase.RUNNING.value, "conditions": conditions}
+            return api_status(MLWorkloadStatus(phase=Phase.RUNNING, conditions=conditions))
         return None
     return None
 
@@ -430,9 +432,7 @@ def apply_failed_status(
     conditions = verified_condition(conditions, admitted, now)
     for condition in (ConditionType.PLACED, ConditionType.READY):
         conditions = set_condition(conditions, condition, False, Reason.APPLY_FAILED, message, generation, now)
-    return {
-        "observedGeneration": generation,
-        "phase": Phase.WAITING.value,
-        "verified": {"keyId": admitted.key_id, "digest": admitted.digest, "policyKeyId": admitted.policy_key_id},
-        "conditions": conditions,
-    }
+    status = MLWorkloadStatus(
+        observed_generation=generation, phase=Phase.WAITING, verified=_verified(admitted), conditions=conditions
+    )
+    return api_status(status)

@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from mlplacement.api.constants import ConditionType, Phase, Reason
+from mlplacement.api.workload import MLWorkloadStatus
 
 MESSAGE_MAX = 32_768
 _OWNED_FIELDS = frozenset(
@@ -31,6 +34,11 @@ _OWNED_CONDITIONS = frozenset(
         ConditionType.FINISHED,
     )
 )
+
+
+def api_status(status: BaseModel) -> dict[str, Any]:
+    """A status model as the API carries it: camelCase, JSON types, only the fields it sets."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def timestamp(moment: datetime) -> str:
@@ -129,4 +137,4 @@ def refused_status(
     conditions = set_condition(conditions, condition, False, reason, message, generation, now)
     if condition is not ConditionType.READY:
         conditions = set_condition(conditions, ConditionType.READY, False, reason, message, generation, now)
-    return {"observedGeneration": generation, "phase": phase.value, "conditions": conditions}
+    return api_status(MLWorkloadStatus(observed_generation=generation, phase=phase, conditions=conditions))
