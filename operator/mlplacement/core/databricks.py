@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from mlplacement.api.constants import LABEL_WORKLOAD_UID, ConditionType, Phase, Reason
-from mlplacement.api.workload import MLWorkload
-from mlplacement.core.status import set_condition
+from mlplacement.api.workload import DatabricksRunStatus, MLWorkload, MLWorkloadStatus
+from mlplacement.core.status import api_status, set_condition
 
 TOKEN_MAX = 64  # the Jobs API's limit on idempotency_token
 DEFAULT_TASK_KEY = "main"
@@ -99,13 +99,13 @@ def run_status(
     """The workload status for a run's state: Running/Ready while it runs, Finished with the result after."""
     conditions = (current or {}).get("conditions") or []
     message = state.state_message or state.life_cycle_state
-    databricks = {
-        "runId": state.run_id,
-        "runPageUrl": state.run_page_url,
-        "state": state.life_cycle_state if state.active else f"{state.life_cycle_state}/{state.result_state}",
-        "workspace": workspace,
-        "attempt": attempt,
-    }
+    databricks = DatabricksRunStatus(
+        run_id=state.run_id,
+        run_page_url=state.run_page_url,
+        state=state.life_cycle_state if state.active else f"{state.life_cycle_state}/{state.result_state}",
+        workspace=workspace,
+        attempt=attempt,
+    )
     if state.active:
         started = state.life_cycle_state in STARTED_STATES
         phase = Phase.RUNNING if started else Phase.PLACED
@@ -113,14 +113,14 @@ def run_status(
         conditions = set_condition(
             conditions, ConditionType.READY, started, reason, f"Databricks run {message}", generation, now
         )
-        return {"phase": phase.value, "conditions": conditions, "databricks": databricks}
+        return api_status(MLWorkloadStatus(phase=phase, conditions=conditions, databricks=databricks))
     ok = state.succeeded
     reason = Reason.SUCCEEDED if ok else Reason.FAILED
     text = f"Databricks run {state.result_state or state.life_cycle_state}: {message}"
     conditions = set_condition(conditions, ConditionType.FINISHED, True, reason, text, generation, now)
     conditions = set_condition(conditions, ConditionType.READY, False, reason, text, generation, now)
     phase = Phase.SUCCEEDED if ok else Phase.FAILED
-    return {"phase": phase.value, "conditions": conditions, "databricks": databricks}
+    return api_status(MLWorkloadStatus(phase=phase, conditions=conditions, databricks=databricks))
 
 
 def lost_run_status(
@@ -131,7 +131,7 @@ def lost_run_status(
     conditions = (current or {}).get("conditions") or []
     conditions = set_condition(conditions, ConditionType.FINISHED, True, Reason.RUN_LOST, message, generation, now)
     conditions = set_condition(conditions, ConditionType.READY, False, Reason.RUN_LOST, message, generation, now)
-    return {"phase": Phase.FAILED.value, "conditions": conditions}
+    return api_status(MLWorkloadStatus(phase=Phase.FAILED, conditions=conditions))
 
 
 def poll_delay(base_seconds: float, consecutive_errors: int, retry_after: float | None, cap: float = 300.0) -> float:
