@@ -20,8 +20,10 @@ from mlplacement.adapters.files import (
     load_fleet,
     read_key_directory,
     read_manifests,
+    referenced_elsewhere,
     to_plain,
     write_private_file,
+    yaml11_ambiguities,
 )
 from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS
 from mlplacement.api.crds import render_all
@@ -175,14 +177,18 @@ def sign_command(
             plain = to_plain(document)
             if plain.get("kind") not in SIGNED_KINDS:
                 continue
+            ambiguous = yaml11_ambiguities(document.get("spec"), "spec")
+            if ambiguous:  # what kubectl would apply is not what would be signed
+                raise click.ClickException(f"{manifest.path}: {describe(plain)}: " + "; ".join(ambiguous))
             try:
                 annotations = sign(plain, private_key, key_id, expiry)
             except SigningError as exc:
                 raise click.ClickException(f"{manifest.path}: {describe(plain)}: {exc}") from None
             metadata = document.setdefault("metadata", CommentedMap())
             existing = metadata.get("annotations")
-            if existing is None:
-                existing = CommentedMap()
+            if existing is None or referenced_elsewhere(document, existing):
+                # A fresh map: writing into one a YAML alias shares would write the signature into spec too.
+                existing = CommentedMap(existing or {})
                 metadata["annotations"] = existing
             existing.pop(ANNOTATION_SIGNATURE_EXPIRES, None)  # a re-sign without --expires must not keep it
             existing.update(annotations)

@@ -106,3 +106,75 @@ def test_clear_errors(signed_examples: Path, args: list[str], message: str) -> N
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+WORKLOAD_WITH = """apiVersion: mlplacement.io/v1alpha1
+kind: MLWorkload
+metadata:
+  name: scorer
+  namespace: team-a
+spec:
+  type: Batch
+  image: registry.example.com/team-a/job:1
+  resources: {{gpus: 1}}
+  env:
+  - name: FLAG
+    value: {value}
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        pytest.param("on", "'on' reads as a boolean under YAML 1.1", id="on"),
+        pytest.param("yes", "'yes' reads as a boolean under YAML 1.1", id="yes"),
+        pytest.param("0755", "0755 reads as octal under YAML 1.1", id="a leading zero"),
+        pytest.param("0o17", "reads as a string under YAML 1.1", id="0o-octal"),
+        pytest.param("1.0e16", "arrives as an integer beyond 2^53", id="a whole float past 2^53"),
+    ],
+)
+def test_scalars_the_cluster_reads_otherwise_are_refused_with_their_path(
+    tmp_path: Path, value: str, complaint: str
+) -> None:
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    manifest = tmp_path / "w.yaml"
+    manifest.write_text(WORKLOAD_WITH.format(value=value))
+    result = mlplacement("sign", manifest, "--key", tmp_path / "ci.key")
+    assert result.returncode != 0
+    assert "spec.env[0].value" in result.stderr
+    assert complaint in result.stderr
+
+
+@pytest.mark.parametrize("value", ['"on"', "'0755'", '"1e16"'])
+def test_the_same_scalars_quoted_sign(tmp_path: Path, value: str) -> None:
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    manifest = tmp_path / "w.yaml"
+    manifest.write_text(WORKLOAD_WITH.format(value=value))
+    assert mlplacement("sign", manifest, "--key", tmp_path / "ci.key").returncode == 0
+
+
+def test_signing_never_writes_through_a_yaml_alias_into_spec(tmp_path: Path) -> None:
+    from ruamel.yaml import YAML
+
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    manifest = tmp_path / "w.yaml"
+    manifest.write_text(  # the anchor comes first: spec's cost tags double as the annotations
+        "apiVersion: mlplacement.io/v1alpha1\n"
+        "kind: MLWorkload\n"
+        "spec:\n"
+        "  type: Batch\n"
+        "  image: registry.example.com/team-a/job:1\n"
+        "  resources: {gpus: 1}\n"
+        "  costTags: &tags {team: a}\n"
+        "metadata:\n"
+        "  name: scorer\n"
+        "  namespace: team-a\n"
+        "  annotations: *tags\n"
+    )
+    result = mlplacement("sign", manifest, "--key", tmp_path / "ci.key", "--in-place")
+    assert result.returncode == 0, result.stderr
+    signed = YAML(typ="safe", pure=True).load(manifest.read_text())
+    assert signed["spec"]["costTags"] == {"team": "a"}
+    assert "mlplacement.io/signature" in signed["metadata"]["annotations"]
+    verified = mlplacement("verify", manifest, "--keys", tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

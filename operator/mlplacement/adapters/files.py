@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarint import OctalInt, ScalarInt
 
 from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.fleet import Fleet
@@ -89,6 +90,63 @@ def iter_objects(paths: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]
         for file in files:
             for index, doc in enumerate(read_manifests(file).documents):
                 yield file, index, to_plain(doc)
+
+
+# Plain scalars YAML 1.1 (what kubectl, Helm and Argo CD parse with) reads as booleans; YAML 1.2 as strings.
+_YAML11_BOOLEANS = frozenset(
+    ["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"]
+)
+# JSON numbers the apiserver turns from a whole float into an integer outside the safe range of signed bytes.
+_SAFE_INTEGER = 2**53
+
+
+def yaml11_ambiguities(node: Any, path: str) -> list[str]:
+    """Plain scalars under ``node`` that this tool (YAML 1.2) and the cluster's tools (YAML 1.1) read apart.
+
+    Signing them would sign a value the cluster never holds, and the operator would refuse the object as
+    tampered: each is named with its field path and what YAML 1.1 makes of it.
+    """
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if type(key) is str and key in _YAML11_BOOLEANS:
+                found.append(f"{where}: the key {key!r} reads as a boolean under YAML 1.1; quote it")
+            found += yaml11_ambiguities(value, where)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += yaml11_ambiguities(value, f"{path}[{index}]")
+    elif type(node) is str and node in _YAML11_BOOLEANS:
+        found.append(f"{path}: {node!r} reads as a boolean under YAML 1.1; quote it")
+    elif isinstance(node, OctalInt):
+        found.append(f"{path}: 0o-octal {int(node)} reads as a string under YAML 1.1; write it in decimal")
+    elif isinstance(node, ScalarInt) and int(getattr(node, "_width", 0) or 0) > len(str(abs(int(node)))):
+        written = str(int(node)).zfill(int(getattr(node, "_width", 0)))
+        found.append(f"{path}: {written} reads as octal under YAML 1.1; drop the leading zero or quote it")
+    elif isinstance(node, float) and node.is_integer() and abs(node) >= _SAFE_INTEGER:
+        found.append(f"{path}: {node!r} arrives as an integer beyond 2^53 once applied; use a string")
+    return found
+
+
+def referenced_elsewhere(root: Any, target: Any) -> bool:
+    """Whether ``target`` (a mapping or list) appears more than once under ``root``: a YAML alias shares it."""
+    seen = 0
+    stack = [root]
+    visited: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is target:
+            seen += 1
+            if seen > 1:
+                return True
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def to_plain(node: Any) -> Any:
