@@ -424,3 +424,15 @@ def test_a_bad_validity_bound_refuses_that_key_and_keeps_the_others(text: str) -
     ring = keyring_core.parse_keyring(data)
     assert "platform" in ring.keys
     assert ("rotated" in ring.keys) != ("rotated" in ring.problems)
+
+
+@given(blob=st.binary(max_size=300), armored=st.text(max_size=200))
+@settings(max_examples=150)
+def test_a_malformed_pem_beside_a_good_one_leaves_the_good_one_trusted(blob: bytes, armored: str) -> None:
+    data: dict[str, str | bytes] = {
+        "platform.pem": keyring_core.public_pem(PLATFORM),
+        "garbage.pem": blob,
+        "armored.pem": f"-----BEGIN PUBLIC KEY-----\n{armored}\n-----END PUBLIC KEY-----\n",
+    }
+    ring = keyring_core.parse_keyring(data)
+    assert "platform" in ring.keys

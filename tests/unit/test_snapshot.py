@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlplacement.adapters.files import ManifestFileError, load_fleet
 from mlplacement.api.workload import TargetKind
@@ -187,3 +189,12 @@ def test_demo_places_the_examples_and_a_generated_batch(repo: Path) -> None:
     assert "team-payments/fraud-scorer" in result.stdout
     assert "decision: Databricks dbx-eu-analytics" in result.stdout
     assert "decision: GPUPool a10g-spot-use1" in result.stdout
+
+
+@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+@settings(max_examples=150)
+def test_a_signals_configmap_with_garbage_means_no_signals_and_says_why(text: str) -> None:
+    from mlplacement.core.snapshot import signals_from_configmap
+
+    signals, problem = signals_from_configmap({"data": {"signals.yaml": text}})
+    assert signals is not None or problem
