@@ -143,3 +143,42 @@ def test_the_policys_own_status_write_does_not_readmit_the_fleet() -> None:
     _, controller = drain(workloads=10, rounds=1, idle_rounds=0)
     policy = controller.cache.policies["default"]
     assert not controller.cache.on_policy({**policy, "status": {"workloads": 10}}, deleted=False)
+
+
+def test_a_restart_costs_nothing_for_settled_workloads_and_restores_a_child_lost_meanwhile() -> None:
+    first, controller = drain(workloads=100, rounds=2, idle_rounds=0)
+    cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
+    lost = ("Job", "team-a", "mlw-w-00007")
+    del cluster.children[lost]  # deleted while the operator was down
+    clock = Clock()
+    cache = FleetCache(config=controller.config)  # a new process: nothing in memory
+    cache.keyring, cache.nodes = controller.cache.keyring, controller.cache.nodes
+    written: dict[str, Any] = {}
+    for _, patch in cluster.policy_patches:  # the policy comes back from the watch with the status written
+        written.update(patch)
+    cache.on_policy({**signed(make_policy("default")), "status": written}, deleted=False)
+    restarted = WorkloadController(
+        controller.config, cache, cluster, CountingEvents(cluster.calls), clock=lambda: NOW, monotonic=clock
+    )
+    before = Counter(cluster.calls)
+
+    async def scenario() -> None:
+        for index in range(100):  # the watches list what exists, workloads first
+            obj = signed(workload(f"w-{index:05d}", gpus=1))
+            await restarted.on_workload_event(None, {**obj, "status": cluster.statuses[f"team-a/w-{index:05d}"]})
+        await restarted.place_round()
+        for child in cluster.children.values():
+            if child["kind"] == "Job":
+                restarted.on_home_child(child, deleted=False)
+        await restarted.place_round()
+        # Warming up: nothing re-applied, no workload status rewritten (the policy's count catches up once).
+        assert Counter(cluster.calls) - before <= Counter({"PATCH placementpolicies/status": 1})
+        clock.now += 60
+        await restarted.place_round()
+
+    asyncio.run(scenario())
+    assert first.placed == 100
+    calls = Counter(cluster.calls) - before
+    assert calls["POST jobs"] == 1
+    assert set(calls) <= {"POST jobs", "PATCH placementpolicies/status"}
+    assert lost in cluster.children

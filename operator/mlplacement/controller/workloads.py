@@ -70,6 +70,7 @@ FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 CLEANUP_ATTEMPTS = 24  # x cleanup_poll_seconds: how long deletion waits for a Databricks run or an edge
 CLEANUP_POLL_SECONDS = 5.0
+WARM_UP_SECONDS = 15.0  # after a start, time for the watches to list the children that exist
 CLEANUP_ABANDONED = {
     TargetKind.DATABRICKS: "Databricks run not confirmed cancelled; it may still be running",
     TargetKind.EDGE: "edge cluster unreachable; its copy is removed on return",
@@ -132,6 +133,8 @@ class WorkloadController:
         self.finalizers: dict[str, tuple[str, ...]] = {}  # workload key -> metadata.finalizers last seen
         self.cleanups: dict[str, asyncio.Task[None]] = {}  # workload key -> its deletion's remote cleanup
         self.cleanup_poll_seconds = cleanup_poll_seconds
+        # Until then the child watch may still be listing what exists (see _reapply).
+        self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         self.wakeup = asyncio.Event()
@@ -543,6 +546,13 @@ class WorkloadController:
         # and status is written only if it changed.
         if snapshot_target is not None and runtime is not None:
             if not runtime.is_current(key, item.obj, workload, snapshot_target, status):
+                if status.get("observedGeneration") == generation and self._warming_up():
+                    # Settled before a restart, and the child watch may not have listed its child yet: look
+                    # again once it has, rather than re-apply every settled workload at start.
+                    self.pending[key] = dataclasses.replace(
+                        item, attempts=1, not_before=self._warm_at, fleet_version=self.fleet_version
+                    )
+                    return
                 try:
                     await runtime.run(key, item.obj, workload, snapshot_target, status)
                 except Exception as exc:
@@ -658,6 +668,9 @@ class WorkloadController:
             if phase in counts:
                 counts[phase] += 1
         return counts
+
+    def _warming_up(self) -> bool:
+        return self.monotonic() < self._warm_at
 
     def _runtime(self, kind: str) -> Runtime | None:
         return next((runtime for runtime in self.runtimes.values() if runtime.kind.value == kind), None)
