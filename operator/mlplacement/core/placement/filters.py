@@ -135,7 +135,14 @@ def latency_feasible(request: PlacementRequest, kind: TargetKind, region: str, c
 
 
 def healthy(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
-    return None if target.healthy else "unhealthy"
+    """Healthy, and not a target this workload's pods could not be scheduled on a moment ago.
+
+    One filter for both: it runs for every workload and target, and ``avoid`` is almost always empty."""
+    if not target.healthy:
+        return "unhealthy"
+    if request.avoid and target.key in request.avoid:
+        return "left after pods stayed unschedulable there"
+    return None
 
 
 def gpu_product(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
@@ -164,10 +171,6 @@ def spot_rules(request: PlacementRequest, target: Target, free: int, context: Co
     if target.preemption_probability > context.policy.spot.max_preemption_probability:
         return f"preemption risk > {context.policy.spot.max_preemption_probability:.0%}"
     return None
-
-
-def not_avoided(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
-    return "left after pods stayed unschedulable there" if target.key in request.avoid else None
 
 
 def capacity(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
@@ -211,7 +214,6 @@ REGION_FILTERS: tuple[RegionFilter, ...] = (residency, edge_needs_local_data, la
 # Capacity comes late: a target rejected for capacity alone is worth waiting for, others are not.
 TARGET_FILTERS: tuple[TargetFilter, ...] = (
     healthy,
-    not_avoided,
     gpu_product,
     model_fits_edge,
     spot_rules,
