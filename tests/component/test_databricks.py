@@ -380,3 +380,24 @@ def test_a_workload_on_databricks_holds_a_finalizer_until_its_run_is_cancelled(
     (cancelled,) = jobs.runs.values()
     assert (cancelled.life_cycle, cancelled.result) == ("TERMINATED", "CANCELED")
     assert world.cluster.finalizer_calls[-1] == ("remove mlplacement.io/remote-cleanup", "team-recsys/recsys")
+
+
+def test_a_run_submitted_since_the_last_probe_holds_its_slot(servers: dict[str, JobsStandIn]) -> None:
+    world = World(servers)
+    obj = workspace_obj("dbx-a", servers["dbx-a"].host)
+    obj["spec"]["maxConcurrentRuns"] = 1
+    world.cache.on_workspace(obj, deleted=False)
+    servers["dbx-a"].state.steps_per_state = 100  # the run goes on
+
+    async def scenario() -> None:
+        await world.probe()  # Ready, 0 active runs, and no probe again before the next round
+        await world.controller.on_workload(training("first", "dbx-a"))
+        await world.controller.place_round()
+        await world.controller.on_workload(training("second", "dbx-a"))
+        await world.controller.place_round()
+
+    run(scenario())
+    assert world.status("first")["phase"] == "Placed"
+    assert world.status("second")["phase"] == "Waiting"
+    assert "no free run slots" in world.status("second")["placement"]["message"]
+    assert len(servers["dbx-a"].state.runs) == 1

@@ -100,6 +100,13 @@ class DatabricksRuns:
 
     # --- submit ---
 
+    def active_runs(self) -> dict[str, int]:
+        """Runs this operator has going, per workspace: what holds its run slots right now."""
+        counts: dict[str, int] = {}
+        for run in self.runs.values():
+            counts[run.workspace] = counts.get(run.workspace, 0) + 1
+        return counts
+
     # --- the Runtime interface (controller.runtimes) ---
 
     kind = TargetKind.DATABRICKS

@@ -188,7 +188,7 @@ class FleetCache:
         """Phase by workload name in ``namespace`` (what dependsOn reads); no copy, admission runs per object."""
         return self.workload_phases.get(namespace) or {}
 
-    def snapshot(self, now: datetime) -> Snapshot:
+    def snapshot(self, now: datetime, active_runs: Mapping[str, int] | None = None) -> Snapshot:
         return build_snapshot(
             now=now,
             nodes=self.nodes.values(),
@@ -201,6 +201,7 @@ class FleetCache:
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,
             reserved=self.ledger.outstanding(self._bound_by_workload()),
+            active_runs=active_runs,
         )
 
     def _bound_by_workload(self) -> dict[str, int]:

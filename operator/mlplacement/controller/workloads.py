@@ -372,7 +372,7 @@ class WorkloadController:
                     log.exception("%s failed; the next round tries again", step.__name__)
 
     def _snapshot(self, now: datetime) -> Snapshot:
-        full = self.cache.snapshot(now)
+        full = self.cache.snapshot(now, self.databricks.active_runs() if self.databricks is not None else None)
         runnable = tuple(t for t in full.targets if t.kind in self.runtimes)
         return Snapshot(now=full.now, targets=runnable, signals=full.signals)
 

@@ -392,18 +392,25 @@ def edge_targets(edges: Iterable[Mapping[str, Any]], now: datetime) -> list[Targ
     return targets
 
 
-def workspace_targets(workspaces: Iterable[Mapping[str, Any]]) -> list[Target]:
+def workspace_targets(
+    workspaces: Iterable[Mapping[str, Any]], active_runs: Mapping[str, int] | None = None
+) -> list[Target]:
+    """Workspaces with their free run slots. ``active_runs`` is the operator's own live count; the count in
+    status is only as fresh as the last probe. The larger counts: a run submitted since the probe holds its
+    slot at once, and right after a restart, before every run is adopted again, the probe's count still holds."""
     targets = []
     for obj in workspaces:
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
         cost = spec.get("cost") or {}
         ready = _condition(obj, "Ready") == "True"
-        slots = int(spec.get("maxConcurrentRuns", 10)) - int(status.get("activeRuns") or 0)
+        name = (obj.get("metadata") or {}).get("name", "")
+        active = max((active_runs or {}).get(name, 0), int(status.get("activeRuns") or 0))
+        slots = int(spec.get("maxConcurrentRuns", 10)) - active
         targets.append(
             Target(
                 kind=TargetKind.DATABRICKS,
-                name=(obj.get("metadata") or {}).get("name", ""),
+                name=name,
                 region=spec.get("region", "unknown"),
                 healthy=ready,
                 health_detail="" if ready else str(status.get("message") or "not Ready")[:120],
@@ -425,6 +432,7 @@ def build_snapshot(
     signals_configmap: Mapping[str, Any] | None = None,
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
     reserved: Mapping[tuple[str, str], int] | None = None,
+    active_runs: Mapping[str, int] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
@@ -434,7 +442,7 @@ def build_snapshot(
     targets = [
         *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
         *edge_targets(edge_clusters, now),
-        *workspace_targets(databricks_workspaces),
+        *workspace_targets(databricks_workspaces, active_runs),
     ]
     held = reserved or {}
     targets = [
