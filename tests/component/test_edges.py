@@ -366,3 +366,20 @@ def test_a_broken_edge_kubeconfig_makes_that_edge_unplaceable_and_nothing_else()
     assert target_of(world.status("team-a/scorer")) == "edge-b"
     broken = world.edge_status("edge-a")
     assert {c["type"]: c["reason"] for c in broken["conditions"]}["Ready"] == "CredentialsInvalid"
+
+
+def test_a_copy_deleted_by_hand_on_the_edge_is_applied_again() -> None:
+    world = World(edges_named=("edge-a",))
+
+    async def scenario() -> None:
+        await world.tick()
+        await world.controller.on_workload(realtime())
+        await world.tick()
+        assert ("Deployment", "mlw-scorer") in world.edges.kinds("edge-a")
+        world.edges.objects["edge-a"].clear()  # someone deletes it on the edge
+        await world.tick(10)  # the probe's listing misses it
+        await world.tick(10)
+
+    run(scenario())
+    assert ("Deployment", "mlw-scorer") in world.edges.kinds("edge-a")
+    assert target_of(world.status("team-a/scorer")) == "edge-a"

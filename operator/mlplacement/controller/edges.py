@@ -84,6 +84,7 @@ class EdgeRuntime:
         workloads: Callable[[], Mapping[str, MLWorkload]],
         on_child: Callable[[Obj], Awaitable[bool]],
         fleet_changed: Callable[[], None],
+        copy_missing: Callable[[str], None] = lambda key: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -96,6 +97,8 @@ class EdgeRuntime:
         self.workloads = workloads
         self.on_child = on_child
         self.fleet_changed = fleet_changed
+        self.copy_missing = copy_missing
+        self.missing: set[str] = set()  # workload keys whose copy the last listing did not show
         self.clock = clock
         self.monotonic = monotonic
         self.state: dict[str, EdgeState] = {}
@@ -245,10 +248,12 @@ class EdgeRuntime:
 
     async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
         await self.apply(obj, workload, target)
+        self.missing.discard(key)
 
     def is_current(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> bool:
-        # The copy is read back on every good probe; a new generation is what needs another apply.
-        return bool(status.get("observedGeneration") == workload.metadata.generation)
+        # The copy is read back on every good probe: a new generation, or a copy gone from the listing, needs
+        # another apply.
+        return status.get("observedGeneration") == workload.metadata.generation and key not in self.missing
 
     async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
         return await self.delete_workload(key, uid, status)
@@ -293,6 +298,7 @@ class EdgeRuntime:
         statuses = self.statuses()
         now = self.monotonic()
         seen_unknown = set()
+        here: set[str] = set()  # keys of workloads whose copy runs on this edge
         for child in found:
             meta = child.get("metadata") or {}
             uid = (meta.get("labels") or {}).get(LABEL_WORKLOAD_UID, "")
@@ -307,6 +313,8 @@ class EdgeRuntime:
                 status = statuses.get(f"{workload.metadata.namespace}/{workload.metadata.name}")
                 target = placed_on(status)
                 if target == (TargetKind.EDGE.value, name):
+                    if child["kind"] in RUN_KINDS:
+                        here.add(f"{workload.metadata.namespace}/{workload.metadata.name}")
                     if child["kind"] in RUN_KINDS and (status or {}).get("phase") in ACTIVE_PHASES:
                         self.cache.ledger.observe_child(child, deleted=False)  # a finished copy holds nothing
                         await self.on_child(child)
@@ -321,6 +329,13 @@ class EdgeRuntime:
             self.events(obj, "Normal", "StaleCopyRemoved", f"{child['kind']} {meta.get('name')}: {why}")
         for uid in set(state.unknown_since) - seen_unknown:
             del state.unknown_since[uid]
+        # Drift seen in the listing: a workload placed here whose copy is gone (deleted by hand on the edge).
+        for key, status in statuses.items():
+            if key in here or placed_on(status) != (TargetKind.EDGE.value, name):
+                continue
+            if (status or {}).get("phase") in ACTIVE_PHASES and key not in self.missing:
+                self.missing.add(key)
+                self.copy_missing(key)
 
     def failover_grace(self, name: str) -> float:
         obj = self.cache.edge_clusters.get(name)

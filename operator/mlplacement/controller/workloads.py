@@ -150,6 +150,7 @@ class WorkloadController:
                 workloads=lambda: self.workloads,
                 on_child=self.on_child,
                 fleet_changed=self.fleet_changed,
+                copy_missing=self._copy_missing,
                 clock=clock,
                 monotonic=monotonic,
             )
@@ -702,6 +703,12 @@ class WorkloadController:
             self.fleet_changed()
         if deleted and child.get("kind") in ("Job", "Deployment"):
             self._child_gone(uid)
+
+    def _copy_missing(self, key: str) -> None:
+        """An edge's listing lacks the copy of a workload placed there: apply it again next round."""
+        if key in self.objects and key not in self.pending:
+            self._readmit_later.add(key)
+            self.wakeup.set()
 
     def _child_gone(self, uid: str) -> None:
         """Drift seen on the watch: an active workload lost its child (not a finished Job) -> apply it again."""
