@@ -167,3 +167,16 @@ def test_jsonl_trace_is_one_event_per_line(tmp_path: Path, repo: Path) -> None:
     result = run_cli("simulate", "--trace", str(path))
     assert result.returncode == 0, result.stderr
     assert "2/2" in result.stdout
+
+
+@pytest.mark.parametrize("strategy", ["cheapest-first", "round-robin"])
+def test_no_baseline_puts_a_workload_without_a_task_on_databricks(strategy: str) -> None:
+    from mlplacement.api.workload import TargetKind
+    from tests.builders import make_request
+
+    snapshot = snapshot_from_fleet(FLEET, START)
+    baseline = dict(strategies_for(PlacementPolicySpec()))[strategy]()
+    requests = [make_request(key=f"team-a/job-{i}", databricks_task=False) for i in range(20)]
+    placed = [target for _, target in baseline(requests, snapshot) if target is not None]
+    assert placed
+    assert all(target.kind is not TargetKind.DATABRICKS for target in placed)

@@ -48,6 +48,8 @@ def engine_strategy(policy: PlacementPolicySpec) -> Strategy:
 def _naive_fits(request: PlacementRequest, target: Target, free: int) -> bool:
     if not target.healthy or target.kind not in request.allowed:
         return False
+    if target.kind is TargetKind.DATABRICKS and not request.databricks_task:
+        return False  # nothing to submit: not naive, impossible
     if request.gpu_product and target.gpu_products and request.gpu_product not in target.gpu_products:
         return False
     return claim_amount(request, target) <= free
