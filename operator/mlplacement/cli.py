@@ -518,7 +518,9 @@ def whatif(
     show_default=True,
 )
 def run(namespace: str | None, log_format: str) -> None:
-    """Run the operator (standalone, one replica). Settings: MLPLACEMENT_* environment variables."""
+    """Run the operator. Settings: MLPLACEMENT_* environment variables (README, "Operator settings").
+
+    With leader election (the default) any number of replicas may run: one leads, the others stand by."""
     import os
 
     import kopf
@@ -532,13 +534,11 @@ def run(namespace: str | None, log_format: str) -> None:
         config = OperatorConfig.from_env()  # fail fast, before any client is built
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    import mlplacement.handlers.operator
-
-    if config.webhook_port:
-        import mlplacement.handlers.webhook  # noqa: F401  (admission handlers; kopf needs a server for them)
+    import mlplacement.handlers.operator  # noqa: F401  (registers the kopf handlers)
+    from mlplacement.handlers.runner import main as run_main
 
     kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN)
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz")
+    run_main(config)
 
 
 def main() -> None:

@@ -42,7 +42,21 @@ class OperatorConfig:
     databricks_poll_seconds: float = 15.0  # MLPLACEMENT_DATABRICKS_POLL_SECONDS: run status poll period
     webhook_port: int = 0  # MLPLACEMENT_WEBHOOK_PORT: validating admission webhook (0 = off)
     webhook_cert_dir: str = ""  # MLPLACEMENT_WEBHOOK_CERT_DIR: holds tls.crt and tls.key for the webhook
+    # MLPLACEMENT_WEBHOOK_CERT_SECRET: a Secret the operator keeps a CA and serving certificate in (instead of
+    # files); the leader issues and rotates it, every replica serves from it
+    webhook_cert_secret: str = ""
+    webhook_service: str = ""  # MLPLACEMENT_WEBHOOK_SERVICE: the Service in front of the webhook (its DNS names)
+    # MLPLACEMENT_WEBHOOK_CONFIGURATION: the ValidatingWebhookConfiguration whose caBundle the leader keeps current
+    webhook_configuration: str = ""
     log_format: str = "json"  # MLPLACEMENT_LOG_FORMAT: json or plain
+    leader_election: bool = True  # MLPLACEMENT_LEADER_ELECTION: only the Lease holder watches and writes
+    lease_name: str = "mlplacement-leader"  # MLPLACEMENT_LEASE_NAME: the Lease in MLPLACEMENT_NAMESPACE
+    lease_duration_seconds: float = 15.0  # MLPLACEMENT_LEASE_DURATION_SECONDS: a standby takes over after this
+    renew_deadline_seconds: float = 10.0  # MLPLACEMENT_RENEW_DEADLINE_SECONDS: the leader stops after this
+    retry_period_seconds: float = 2.0  # MLPLACEMENT_RETRY_PERIOD_SECONDS: between lease reads and renewals
+    pod_name: str = ""  # MLPLACEMENT_POD_NAME: the Lease holder's name (the hostname when empty)
+    # MLPLACEMENT_SHUTDOWN_GRACE_SECONDS: on SIGTERM, how long the current round may finish its writes
+    shutdown_grace_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -59,7 +73,9 @@ class OperatorConfig:
             raw = environ[variable].strip()
             kind = type(getattr(cls(), spec.name))
             try:
-                if kind is tuple:
+                if kind is bool:
+                    values[spec.name] = _boolean(raw)
+                elif kind is tuple:
                     values[spec.name] = tuple(part.strip() for part in raw.split(",") if part.strip())
                 elif kind is int:
                     values[spec.name] = int(raw)
@@ -90,7 +106,31 @@ class OperatorConfig:
             raise ConfigError("MLPLACEMENT_EDGE_CLEANUP_GRACE_SECONDS must be >= 0")
         if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", self.cluster_name):
             raise ConfigError("MLPLACEMENT_CLUSTER_NAME must be a label value (<= 63 letters, digits, -_.)")
-        if self.webhook_port and not self.webhook_cert_dir:
-            raise ConfigError("MLPLACEMENT_WEBHOOK_PORT needs MLPLACEMENT_WEBHOOK_CERT_DIR (tls.crt, tls.key)")
+        if self.webhook_port and not (self.webhook_cert_dir or self.webhook_cert_secret):
+            raise ConfigError(
+                "MLPLACEMENT_WEBHOOK_PORT needs MLPLACEMENT_WEBHOOK_CERT_DIR (tls.crt, tls.key) "
+                "or MLPLACEMENT_WEBHOOK_CERT_SECRET (certificates the operator issues)"
+            )
+        if self.webhook_cert_secret and not (self.webhook_service and self.webhook_configuration):
+            raise ConfigError(
+                "MLPLACEMENT_WEBHOOK_CERT_SECRET needs MLPLACEMENT_WEBHOOK_SERVICE (the certificate's DNS names) "
+                "and MLPLACEMENT_WEBHOOK_CONFIGURATION (where its CA goes)"
+            )
+        if not 0 < self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ConfigError(
+                "leader election needs 0 < MLPLACEMENT_RETRY_PERIOD_SECONDS < MLPLACEMENT_RENEW_DEADLINE_SECONDS "
+                "< MLPLACEMENT_LEASE_DURATION_SECONDS (the leader must stop before a standby may take over)"
+            )
+        if self.shutdown_grace_seconds < 0:
+            raise ConfigError("MLPLACEMENT_SHUTDOWN_GRACE_SECONDS must be >= 0")
         if not self.pool_label_keys:
             raise ConfigError("MLPLACEMENT_POOL_LABEL_KEYS must name at least one label")
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -196,6 +196,29 @@ class KubeCluster:
             raise
         return dict(secret.data or {})
 
+    def write_secret_data(self, namespace: str, name: str, data: dict[str, str], exists: bool) -> None:
+        if exists:
+            self.core.patch_namespaced_secret(name, namespace, {"data": data}, field_manager=FIELD_MANAGER)
+            return
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque", "data": data}
+        self.core.create_namespaced_secret(namespace, body, field_manager=FIELD_MANAGER)
+
+    def patch_webhook_ca_bundle(self, configuration: str, ca_bundle: str) -> None:
+        api = client.AdmissionregistrationV1Api(self.api_client)
+        current = api.read_validating_webhook_configuration(configuration)
+        # A JSON patch per webhook, each guarded by a test of its name: never a caBundle on someone else's entry.
+        patch: list[dict[str, Any]] = []
+        for index, webhook in enumerate(current.webhooks or []):
+            patch.append({"op": "test", "path": f"/webhooks/{index}/name", "value": webhook.name})
+            patch.append({"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": ca_bundle})
+        if patch:
+            self._patch(
+                f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{configuration}",
+                patch,
+                "application/json-patch+json",
+                [("fieldManager", FIELD_MANAGER)],
+            )
+
     def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             configmap = self.core.read_namespaced_config_map(name, namespace)
@@ -272,3 +295,53 @@ class KubeEvents:
             self.core.create_namespaced_event(namespace, body)
         except ApiException as exc:  # an Event is best effort: never fail a reconcile over it
             log.warning("could not post event %s: %s", reason, exc.reason)
+
+
+# A lease call must come back well within the renew deadline, or the leader cannot know it still leads.
+LEASE_TIMEOUT_SECONDS = 5
+_LEASE_CALL: dict[str, Any] = {"_preload_content": False, "_request_timeout": LEASE_TIMEOUT_SECONDS}
+
+
+class LeaseConflictError(Exception):
+    """Someone else wrote the Lease since it was read (409): read it again and decide again."""
+
+
+class KubeLeases:
+    """coordination.k8s.io/v1 Leases as plain dicts, the server's own strings (MicroTime kept verbatim)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api = client.CoordinationV1Api(api_client)
+
+    def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            response = self.api.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=LEASE_TIMEOUT_SECONDS
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(json.loads(response.data))
+
+    def create(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}, "spec": spec}
+        return self._write(lambda: self.api.create_namespaced_lease(namespace, body, **_LEASE_CALL))
+
+    def replace(self, namespace: str, name: str, spec: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "resourceVersion": resource_version},
+            "spec": spec,
+        }
+        return self._write(lambda: self.api.replace_namespaced_lease(name, namespace, body, **_LEASE_CALL))
+
+    @staticmethod
+    def _write(call: Any) -> dict[str, Any]:
+        try:
+            response = call()
+        except ApiException as exc:
+            if exc.status == 409:  # create lost the race, or replace's resourceVersion is stale
+                raise LeaseConflictError(str(exc.reason)) from None
+            raise
+        return dict(json.loads(response.data))

@@ -43,8 +43,15 @@ class PrometheusMetrics:
             registry=r,
         )
 
+        self.leader = Gauge(
+            "mlplacement_leader", "1 while this replica holds the leader Lease (and places and writes)", registry=r
+        )
+
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
+
+    def leading(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
 
     def decision(self, target_kind: str, result: str, seconds: float) -> None:
         self.decisions.labels(target_kind, result).inc()

@@ -7,7 +7,16 @@ from typing import Any, Protocol
 
 from mlplacement.api.errors import ApplyError
 
-__all__ = ["ApplyError", "Cluster", "DatabricksJobs", "EdgeClusters", "EventSink", "Metrics", "NoMetrics"]
+__all__ = [
+    "ApplyError",
+    "Cluster",
+    "DatabricksJobs",
+    "EdgeClusters",
+    "EventSink",
+    "Leases",
+    "Metrics",
+    "NoMetrics",
+]
 
 
 class Cluster(Protocol):
@@ -47,6 +56,17 @@ class Cluster(Protocol):
         ...
 
     def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None: ...
+
+
+class Leases(Protocol):
+    """coordination.k8s.io Leases as plain objects. Blocking. A write whose resourceVersion is stale, or a create
+    that finds one, raises the adapter's conflict error (any exception means: not written)."""
+
+    def read(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def create(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def replace(self, namespace: str, name: str, spec: Mapping[str, Any], resource_version: str) -> dict[str, Any]: ...
 
 
 class EdgeClusters(Protocol):

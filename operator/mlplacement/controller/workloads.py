@@ -138,6 +138,9 @@ class WorkloadController:
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         self.wakeup = asyncio.Event()
+        self.last_round_at: float | None = None  # monotonic end of the last round: liveness reads it
+        self._stopping = False
+        self._round_done = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
         self.edges = (
             EdgeRuntime(
@@ -355,11 +358,13 @@ class WorkloadController:
     # --- the batch loop ---
 
     async def run(self) -> None:
-        """Place pending workloads every interval, or sooner when woken; until cancelled."""
-        while True:
+        """Place pending workloads every interval, or sooner when woken; until cancelled or stopped."""
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
             self.wakeup.clear()
+            if self._stopping:
+                break
             # Each step fails on its own: a broken edge or workspace must never stop placement everywhere.
             steps = [
                 *([self.edges.probe_due] if self.edges is not None else []),  # first: rounds see fresh health
@@ -371,6 +376,23 @@ class WorkloadController:
                     await step()
                 except Exception:
                     log.exception("%s failed; the next round tries again", step.__name__)
+            self.last_round_at = self.monotonic()
+        self._round_done.set()
+
+    async def stop(self, grace_seconds: float) -> bool:
+        """No new round starts; the one in progress may finish its writes for up to ``grace_seconds``.
+
+        True when it did. Otherwise the caller cancels it: every write is idempotent (server-side apply,
+        deterministic child names, Databricks idempotency tokens), so the next leader redoes what was cut.
+        """
+        self._stopping = True
+        self.wakeup.set()
+        try:
+            await asyncio.wait_for(self._round_done.wait(), timeout=grace_seconds)
+        except TimeoutError:
+            log.warning("the placement round did not finish within %.0fs of the stop", grace_seconds)
+            return False
+        return True
 
     def _snapshot(self, now: datetime) -> Snapshot:
         full = self.cache.snapshot(now, self.databricks.active_runs() if self.databricks is not None else None)

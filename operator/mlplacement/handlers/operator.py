@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from mlplacement.adapters.databricks import DatabricksJobs
-from mlplacement.adapters.kube import KubeCluster, KubeEvents, load_client
-from mlplacement.adapters.metrics import PrometheusMetrics
+from mlplacement.adapters.kube import KubeEvents
 from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.keys import KeyReloader
-from mlplacement.controller.state import FleetCache, tracked_pod
+from mlplacement.controller.state import tracked_pod
 from mlplacement.controller.workloads import WorkloadController
 
 log = logging.getLogger("mlplacement")
@@ -30,7 +27,8 @@ def _deleted(event_type: str | None) -> bool:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config = OperatorConfig.from_env()
+    shared = memo.shared  # handlers.runner: what outlives this (leader-only) part of the process
+    config: OperatorConfig = shared.config
     # No change handlers are registered, so kopf stores nothing on objects; should one ever be added, its
     # bookkeeping goes in status: Argo CD compares annotations and would see drift there.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -41,32 +39,29 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.queueing.worker_limit = config.worker_limit
     settings.queueing.idle_timeout = config.idle_timeout_seconds
     settings.batching.idle_timeout = config.idle_timeout_seconds
-    if config.webhook_port:
-        from mlplacement.handlers import webhook
-
-        webhook.configure(settings, config)
-    # Blocking clients run in the default executor; its size (cores + 4) would cap the writes below
-    # MLPLACEMENT_WRITE_CONCURRENCY on small nodes, with probes and polls queued behind them.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=config.write_concurrency + 8, thread_name_prefix="blocking")
-    )
-    api_client = await asyncio.to_thread(load_client)
-    metrics = PrometheusMetrics()
-    if config.metrics_port:
-        metrics.serve(config.metrics_port)
-    cache = FleetCache(config=config)
-    cluster = KubeCluster(api_client)
-    memo.config, memo.cache, memo.cluster = config, cache, cluster
+    # The runner lets the current round finish on SIGTERM; kopf must not kill the process meanwhile.
+    settings.process.ultimate_exiting_timeout = config.shutdown_grace_seconds + 10
+    memo.config, memo.cache, memo.cluster = config, shared.cache, shared.cluster
     memo.controller = WorkloadController(
-        config, cache, cluster, KubeEvents(api_client), metrics, jobs=DatabricksJobs(), edges=RemoteClusters()
+        config,
+        shared.cache,
+        shared.cluster,
+        KubeEvents(shared.api_client),
+        shared.metrics,
+        jobs=DatabricksJobs(),
+        edges=RemoteClusters(),
     )
-    keys = KeyReloader(config, cache, cluster, memo.controller.readmit_all)
-    await keys.reload()
-    memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(keys.run())]
+    shared.controller = memo.controller
+    shared.keys.readmit = memo.controller.readmit_all
+    memo.tasks = [asyncio.create_task(memo.controller.run())]
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """SIGTERM: the round in progress finishes (bounded by MLPLACEMENT_SHUTDOWN_GRACE_SECONDS), none starts."""
+    controller = getattr(memo, "controller", None)
+    if controller is not None:
+        await controller.stop(memo.config.shutdown_grace_seconds)
     for task in getattr(memo, "tasks", []):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,41 +1,85 @@
 """Optional validating admission webhook: moves a refusal from the operator's status to `kubectl apply`.
 
-Imported only when MLPLACEMENT_WEBHOOK_PORT is set, because kopf refuses to start with admission handlers
-and no server. The chart renders the ValidatingWebhookConfiguration; kopf only serves it.
+Served by every replica, the standby too (a verdict reads only the object and the cached trusted keys), so
+one pod's restart or a rollout never leaves the API server without an answer. The chart renders the
+ValidatingWebhookConfiguration; the operator only serves it (and, with operator-kept certificates, keeps
+its caBundle current).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import kopf
+from aiohttp import web
 
-from mlplacement.api.constants import GROUP, VERSION
-from mlplacement.config import OperatorConfig
+from mlplacement.controller.webhook_tls import ServingCertificate
+from mlplacement.core.keyring import Keyring
 from mlplacement.core.reconcile import admission_problem
 
-# kopf serves each handler at /<id>; the chart's webhook paths use these ids.
+log = logging.getLogger("mlplacement.webhook")
+
+# The chart's webhook paths are /<id>.
 WEBHOOK_HANDLER_IDS = ("validate-mlworkloads", "validate-placementpolicies")
+# The API server sends at most its request size limit (3 MiB) plus the old object; anything larger is not a
+# review from it.
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
 
 
-def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
-    cert_dir = Path(config.webhook_cert_dir)
-    settings.admission.server = kopf.WebhookServer(
-        addr="0.0.0.0",
-        port=config.webhook_port,
-        certfile=str(cert_dir / "tls.crt"),
-        pkeyfile=str(cert_dir / "tls.key"),
-    )
-    settings.admission.managed = None  # the Helm chart owns the ValidatingWebhookConfiguration
+def review_response(review: Any, keyring: Keyring, now: datetime) -> dict[str, Any]:
+    """The AdmissionReview answer to ``review``. Never raises: what cannot be judged is refused with a reason."""
+    request = review.get("request") if isinstance(review, Mapping) else None
+    uid = request.get("uid") if isinstance(request, Mapping) else None
+    if not isinstance(uid, str) or not isinstance(request, Mapping):
+        return _answer("", False, "not an AdmissionReview request", 400)
+    obj, old = request.get("object"), request.get("oldObject")
+    if request.get("operation") == "DELETE" or not isinstance(obj, Mapping):
+        return _answer(uid, True)
+    try:
+        problem = admission_problem(obj, old if isinstance(old, Mapping) else None, keyring, now)
+    except Exception as exc:  # a verdict must come back for any input; the operator's own gate still holds
+        log.exception("admission check failed")
+        problem = f"the object could not be checked ({type(exc).__name__})"
+    return _answer(uid, problem is None, problem or "", 403)
 
 
-@kopf.on.validate(GROUP, VERSION, "mlworkloads", id=WEBHOOK_HANDLER_IDS[0])
-@kopf.on.validate(GROUP, VERSION, "placementpolicies", id=WEBHOOK_HANDLER_IDS[1])
-def validate_signature(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    # Pure check against the cached keyring: no writes, so dry-run requests are answered the same way.
-    old = kwargs.get("old")  # the stored object on UPDATE (kopf passes it; its typing does not declare it)
-    problem = admission_problem(dict(body), dict(old) if old else None, memo.cache.keyring, datetime.now(UTC))
-    if problem:
-        raise kopf.AdmissionError(problem, code=403)
+def _answer(uid: str, allowed: bool, message: str = "", code: int = 200) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": code, "message": message}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+class WebhookServer:
+    """HTTPS on ``port`` with the (swappable) serving certificate; one route per WEBHOOK_HANDLER_IDS."""
+
+    def __init__(self, port: int, serving: ServingCertificate, keyring: Callable[[], Keyring]) -> None:
+        self.port = port
+        self.serving = serving
+        self.keyring = keyring
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REVIEW_BYTES)
+        for handler_id in WEBHOOK_HANDLER_IDS:
+            app.router.add_post(f"/{handler_id}", self._review)
+        return app
+
+    async def _review(self, request: web.Request) -> web.Response:
+        try:
+            review = json.loads(await request.read())
+        except ValueError:
+            review = None
+        return web.json_response(review_response(review, self.keyring(), datetime.now(UTC)))
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "0.0.0.0", self.port, ssl_context=self.serving.context).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
