@@ -9,6 +9,7 @@ for the renew deadline, which is shorter than the lease duration: it stops befor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,7 +111,7 @@ class LeaderElection:
         mine = action is LeaseAction.RENEW
         return LeaseRecord(
             holder=self.identity,
-            duration_seconds=max(1, round(self.lease_duration_seconds)),
+            duration_seconds=max(1, math.ceil(self.lease_duration_seconds)),  # whole seconds; up, never shorter
             transitions=previous.transitions if mine or action is LeaseAction.CREATE else previous.transitions + 1,
             acquire_time=previous.acquire_time if mine and previous.acquire_time else stamp,
             renew_time=stamp,
