@@ -113,9 +113,11 @@ async def test_a_released_lease_is_taken_within_a_retry_period_or_two(store: Lea
     await first.release()
     assert not first.leading()
     took = await until(waiting.done, 2, "the standby to take over")
-    assert waiting.result() is True and second.leading()
+    assert waiting.result() is True
+    assert second.leading()
     assert took < CONFIG.lease_duration_seconds  # not a whole lease duration: the release said it is free
-    assert store.obj is not None and store.obj["spec"]["leaseTransitions"] == 1
+    assert store.obj is not None
+    assert store.obj["spec"]["leaseTransitions"] == 1
 
 
 @in_loop

@@ -91,12 +91,12 @@ def client_context(ca_bundle_b64: str) -> ssl.SSLContext:
 
 
 async def post(port: int, context: ssl.SSLContext, body: Any, path: str = "/validate-mlworkloads") -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"https://127.0.0.1:{port}{path}", json=body, ssl=context, server_hostname=HOST
-        ) as response:
-            assert response.status == 200
-            return dict(await response.json())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"https://127.0.0.1:{port}{path}", json=body, ssl=context, server_hostname=HOST) as response,
+    ):
+        assert response.status == 200
+        return dict(await response.json())
 
 
 @in_loop
@@ -105,7 +105,8 @@ async def test_the_api_server_gets_verdicts_over_tls_it_can_verify() -> None:
     certs = WebhookCertificates(config(port), store, serving)  # the real clock: TLS checks against it
     await certs.ensure()
     await certs.load()
-    assert serving.ready and store.ca_bundle is not None
+    assert serving.ready
+    assert store.ca_bundle is not None
     server = WebhookServer(port, serving, lambda: KEYRING)
     await server.start()
     try:
@@ -143,8 +144,10 @@ async def test_a_rotated_certificate_is_served_without_a_restart() -> None:
         assert store.writes == 2
         await certs.load()
         second = WebhookTLS.from_secret_data({k: base64.b64decode(v).decode() for k, v in (store.secret or {}).items()})
-        assert first is not None and second is not None
-        assert second.cert != first.cert and second.ca_bundle == first.ca_bundle  # same CA: caBundle unchanged
+        assert first is not None
+        assert second is not None
+        assert second.cert != first.cert
+        assert second.ca_bundle == first.ca_bundle
         assert store.ca_bundle is not None
         answer = await post(port, client_context(store.ca_bundle), review(signed_workload()))
         assert answer["response"]["allowed"] is True
@@ -207,7 +210,8 @@ def test_a_new_ca_keeps_the_old_one_in_the_bundle_until_it_expires() -> None:
     assert renewal_reason(old, names, later) == "the CA expires soon"
     new = issue(names, later, previous=old)
     assert new.ca_bundle.startswith(new.ca_bundle.split("-----END CERTIFICATE-----")[0])
-    assert old.ca_bundle in new.ca_bundle and new.ca_bundle != old.ca_bundle
+    assert old.ca_bundle in new.ca_bundle
+    assert new.ca_bundle != old.ca_bundle
     assert renewal_reason(new, names, later) is None
 
 

@@ -166,6 +166,7 @@ def test_two_candidates_never_lead_at_the_same_moment(steps: list[tuple[int, str
     candidates = [LeaderElection(name, DURATION, DEADLINE) for name in "ab"]
     crashed: set[int] = set()
     now = 0.0
+
     def one_leader_at_most() -> None:
         leaders = [c.identity for i, c in enumerate(candidates) if i not in crashed and c.leading(now)]
         assert len(leaders) <= 1, f"two leaders at t={now}: {leaders}"
@@ -196,9 +197,12 @@ def test_a_stalled_leader_stops_before_the_standby_takes_over() -> None:
     leader, standby = candidate("a"), candidate("b")
     attempt(leader, store, 0.0, NOW)
     attempt(standby, store, 0.0, NOW)
-    assert leader.leading(9.9) and not standby.leading(9.9)
+    assert leader.leading(9.9)
+    assert not standby.leading(9.9)
     assert not leader.leading(10.0)
     attempt(standby, store, 14.9, NOW)
     assert not standby.leading(14.9)
     attempt(standby, store, 15.0, NOW)
-    assert standby.leading(15.0) and store.record is not None and store.record.holder == "b"
+    assert standby.leading(15.0)
+    assert store.record is not None
+    assert store.record.holder == "b"
