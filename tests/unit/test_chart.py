@@ -74,6 +74,7 @@ def test_default_install_has_exactly_the_expected_objects(default: list[dict[str
     kinds = sorted(o["kind"] for o in default)
     assert kinds == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"]
+        + ["PodDisruptionBudget"]
         + ["CustomResourceDefinition"] * 4
     )
 
@@ -89,8 +90,6 @@ def test_pod_runs_non_root_read_only_without_capabilities(everything: list[dict[
     deployment = one(everything, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     security = container["securityContext"]
@@ -99,8 +98,8 @@ def test_pod_runs_non_root_read_only_without_capabilities(everything: list[dict[
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]["memory"]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9090, "webhook": 9443}
 
@@ -131,12 +130,22 @@ def test_secrets_and_configmaps_are_only_readable_by_name_in_the_release_namespa
     assert not cluster_resources & {"secrets", "configmaps"}
     role = one(everything, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    by_resource = {rule["resources"][0]: rule for rule in role["rules"]}
-    assert by_resource["secrets"]["verbs"] == ["get"]
+    by_resource = {rule["resources"][0]: rule for rule in role["rules"] if rule.get("verbs") == ["get"]}
     assert by_resource["secrets"]["resourceNames"] == [
         "mlplacement-trusted-keys",
         "edge-fra-kubeconfig",
         "dbx-prod-token",
+    ]
+    # Besides reading those, only the webhook certificate: patched by name, created once (create has no name).
+    other = [rule for rule in role["rules"] if "secrets" in rule["resources"] and rule["verbs"] != ["get"]]
+    assert other == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["mlplacement-webhook-tls"],
+            "verbs": ["get", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
     ]
     assert by_resource["configmaps"] == {
         "apiGroups": [""],
@@ -199,7 +208,8 @@ def test_crd_switches(flags: list[str], crds: int, kept: int) -> None:
     [
         (["--set", "operator.workerLimit=0"], "/operator/workerLimit"),
         (["--set", "operator.logFormat=xml"], "/operator/logFormat"),
-        (["--set", "replicaCount=2"], "additional properties 'replicaCount' not allowed"),
+        (["--set", "leaderElection.enabled=false"], "replicaCount > 1 needs leaderElection.enabled"),
+        (["--set", "replicaCount=0"], "/replicaCount"),
         (["--set", "image.digest=latest"], "/image/digest"),
         (["--set", "webhook.failurePolicy=Maybe"], "/webhook/failurePolicy"),
         (["--set", "trustedKeys.keys.k1=-----BEGIN PRIVATE KEY-----"], "/trustedKeys/keys/k1"),
@@ -208,7 +218,8 @@ def test_crd_switches(flags: list[str], crds: int, kept: int) -> None:
     ids=[
         "zero workers",
         "unknown log format",
-        "replicas are not a setting: the operator is a singleton",
+        "two replicas without a Lease would both place",
+        "zero replicas",
         "digest that is not a sha256",
         "unknown webhook failure policy",
         "a private key where a public key belongs",
@@ -264,12 +275,76 @@ def test_webhook_is_side_effect_free_and_served_by_the_operators_handlers(everyt
     paths = set()
     for webhook in config["webhooks"]:
         assert webhook["sideEffects"] == "None"
-        assert webhook["clientConfig"]["caBundle"]
         assert webhook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
         paths.add(webhook["clientConfig"]["service"]["path"])
     assert paths == {f"/{handler_id}" for handler_id in WEBHOOK_HANDLER_IDS}
-    secret = next(s for s in of_kind(everything, "Secret") if s["type"] == "kubernetes.io/tls")
-    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+
+
+def test_webhook_certificate_is_the_operators_and_rendering_is_stable(everything: list[dict[str, Any]]) -> None:
+    """No Helm `lookup`, no generated certificate: two renders are identical (Argo CD sees no drift); the
+    operator is told where to keep the certificate, and RBAC lets it do exactly that."""
+    assert render("-f", ALL_FEATURES) == everything
+    config = one(everything, "ValidatingWebhookConfiguration")
+    assert all("caBundle" not in webhook["clientConfig"] for webhook in config["webhooks"])
+    assert not [s for s in of_kind(everything, "Secret") if s["type"] == "kubernetes.io/tls"]
+    (container,) = one(everything, "Deployment")["spec"]["template"]["spec"]["containers"]
+    environ = {e["name"]: e.get("value") for e in container["env"]}
+    assert environ["MLPLACEMENT_WEBHOOK_CERT_SECRET"] == "mlplacement-webhook-tls"
+    assert environ["MLPLACEMENT_WEBHOOK_CONFIGURATION"] == config["metadata"]["name"]
+    assert "MLPLACEMENT_WEBHOOK_CERT_DIR" not in environ
+    cluster_rules = _rules(everything, "ClusterRole")
+    assert {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingwebhookconfigurations"],
+        "resourceNames": [config["metadata"]["name"]],
+        "verbs": ["get", "patch"],
+    } in cluster_rules
+    role_rules = _rules(everything, "Role")
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["mlplacement-webhook-tls"],
+        "verbs": ["get", "patch"],
+    } in role_rules
+
+
+def test_two_replicas_one_leader_and_rollouts_that_keep_one_ready(default: list[dict[str, Any]]) -> None:
+    deployment = one(default, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    environ = {e["name"]: e.get("value") for e in container["env"]}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert environ["MLPLACEMENT_LEADER_ELECTION"] == "true"
+    assert environ["MLPLACEMENT_LEASE_NAME"] == "mlplacement-leader"
+    pod_name = next(e for e in container["env"] if e["name"] == "MLPLACEMENT_POD_NAME")
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The kubelet must not kill the leader before it has finished its round and handed over the Lease.
+    assert pod["terminationGracePeriodSeconds"] > int(environ["MLPLACEMENT_SHUTDOWN_GRACE_SECONDS"])
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    budget = one(default, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    lease_rules = [r for r in _rules(default, "Role") if r["apiGroups"] == ["coordination.k8s.io"]]
+    assert lease_rules == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["mlplacement-leader"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+
+
+def test_one_replica_without_election_is_recreated_and_has_no_budget() -> None:
+    objects = render("--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not of_kind(objects, "PodDisruptionBudget")  # a budget over one pod would block every drain
+    assert not [r for r in _rules(objects, "Role") if r["apiGroups"] == ["coordination.k8s.io"]]
 
 
 def test_webhook_with_cert_manager_uses_a_certificate_and_ca_injection() -> None:
