@@ -27,6 +27,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 TOKEN = "integration-admin-token"
+# Users besides admin, each with every right, so that what each operator replica writes can be told apart in
+# the audit log (the API server's own account of every write).
+REPLICA_USERS = ("replica-a", "replica-b", "replica-c")
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
 # Where setup-envtest keeps its downloads (Linux, then macOS), one directory per version and platform.
 ENVTEST_STORES = (
     Path.home() / ".local/share/kubebuilder-envtest/k8s",
@@ -117,6 +128,36 @@ class ControlPlane:
         """The apiserver's self-signed serving certificate: what an edge kubeconfig trusts."""
         return (self.directory / "certs" / "apiserver.crt").read_bytes()
 
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig that authenticates as ``user`` (one of REPLICA_USERS)."""
+        config = json.loads(self.kubeconfig.read_text())
+        config["users"] = [{"name": "admin", "user": {"token": f"{user}-token"}}]
+        path = self.directory / f"kubeconfig-{user}"
+        path.write_text(json.dumps(config))
+        return path
+
+    def writes_by_user(self, since: int = 0) -> dict[str, list[str]]:
+        """Completed writes per user from the audit log, from byte ``since`` on: "verb resource/name" each."""
+        writes: dict[str, list[str]] = {}
+        with (self.directory / "audit.log").open("rb") as log:
+            log.seek(since)
+            for line in log:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # a line being written
+                if event.get("stage") != "ResponseComplete":
+                    continue
+                ref = event.get("objectRef") or {}
+                user = (event.get("user") or {}).get("username", "")
+                what = f"{event.get('verb')} {ref.get('resource')}/{ref.get('name', '')}"
+                writes.setdefault(user, []).append(what)
+        return writes
+
+    def audit_offset(self) -> int:
+        path = self.directory / "audit.log"
+        return path.stat().st_size if path.exists() else 0
+
     def edge_kubeconfig(self) -> str:
         """An allow-list kubeconfig for this control plane: https, inline CA data, inline token."""
         from tests.builders import edge_kubeconfig
@@ -197,7 +238,9 @@ def start_control_plane(directory: Path) -> ControlPlane:
     (directory / "sa.pub").write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    (directory / "tokens.csv").write_text(f'{TOKEN},admin,admin,"system:masters"\n')
+    users = [f'{TOKEN},admin,admin,"system:masters"'] + [f'{u}-token,{u},{u},"system:masters"' for u in REPLICA_USERS]
+    (directory / "tokens.csv").write_text("\n".join(users) + "\n")
+    (directory / "audit-policy.yaml").write_text(AUDIT_POLICY)
     logs = (directory / "etcd.log").open("wb")
     etcd = subprocess.Popen(
         [
@@ -226,6 +269,9 @@ def start_control_plane(directory: Path) -> ControlPlane:
         f"--service-account-signing-key-file={directory / 'sa.key'}",
         f"--service-account-issuer=https://127.0.0.1:{api_port}",
         "--disable-admission-plugins=ServiceAccount",
+        f"--audit-policy-file={directory / 'audit-policy.yaml'}",
+        f"--audit-log-path={directory / 'audit.log'}",
+        "--audit-log-mode=blocking",  # every write is in the log when its response is
     )
     apiserver = subprocess.Popen(list(command), stdout=api_logs, stderr=api_logs)
     kubeconfig = directory / "kubeconfig"

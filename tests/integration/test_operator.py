@@ -69,31 +69,55 @@ def gpu_status(gpus: int) -> str:
 
 
 class Operator:
-    def __init__(self, plane: ControlPlane, extra_env: dict[str, str] | None = None) -> None:
+    """One operator replica, a process of its own. ``user`` picks its identity at the API server (audit log)."""
+
+    def __init__(self, plane: ControlPlane, extra_env: dict[str, str] | None = None, user: str | None = None) -> None:
         self.plane = plane
         self.extra_env = extra_env or {}
+        self.user = user
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        kubeconfig = self.plane.kubeconfig_for(self.user) if self.user else self.plane.kubeconfig
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.plane.kubeconfig),
+            "KUBECONFIG": str(kubeconfig),
             "MLPLACEMENT_METRICS_PORT": "0",
             "MLPLACEMENT_HEALTH_PORT": str(free_port()),
             "MLPLACEMENT_RELOAD_SECONDS": "1",
             "MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS": "0.5",
             "MLPLACEMENT_LOG_FORMAT": "plain",
+            # Short leases: a replica killed by a test is replaced within seconds, not the default 15.
+            "MLPLACEMENT_LEASE_DURATION_SECONDS": "4",
+            "MLPLACEMENT_RENEW_DEADLINE_SECONDS": "3",
+            "MLPLACEMENT_RETRY_PERIOD_SECONDS": "0.5",
+            "MLPLACEMENT_SHUTDOWN_GRACE_SECONDS": "5",
+            "MLPLACEMENT_POD_NAME": self.user or "operator",
             **self.extra_env,
         }
-        log = (self.plane.directory / "operator.log").open("ab")
+        log = (self.plane.directory / f"operator-{self.user or 'admin'}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlplacement", "run"], env=env, stdout=log, stderr=log, cwd=REPO
         )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure_running(self) -> None:
+        """What the kubelet does for a container that exited: start it again."""
+        if not self.alive():
+            self.start()
 
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait(timeout=20)
+
+    def terminate(self) -> int:
+        """SIGTERM, as the kubelet sends on a rollout or drain; the exit code."""
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
