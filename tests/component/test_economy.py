@@ -182,3 +182,27 @@ def test_a_restart_costs_nothing_for_settled_workloads_and_restores_a_child_lost
     assert calls["POST jobs"] == 1
     assert set(calls) <= {"POST jobs", "PATCH placementpolicies/status"}
     assert lost in cluster.children
+
+
+def test_a_watch_resumed_after_expiry_lists_everything_again_and_costs_nothing() -> None:
+    """A watch whose resourceVersion expired (410 Gone) starts over with a full list: kopf delivers every object
+    again. Nothing was changed meanwhile, so nothing is placed again, applied again or written again."""
+    result, controller = drain(workloads=300, rounds=3, idle_rounds=0)
+    cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
+    before = Counter(cluster.calls)
+
+    async def relist() -> None:
+        for index in range(300):
+            obj = signed(workload(f"w-{index:05d}", gpus=1))
+            await controller.on_workload_event(None, {**obj, "status": cluster.statuses[f"team-a/w-{index:05d}"]})
+        for child in list(cluster.children.values()):
+            if child["kind"] == "Job":
+                controller.on_home_child(child, deleted=False)
+                await controller.on_child(child)
+        for _ in range(3):
+            await controller.place_round()
+
+    asyncio.run(relist())
+    assert result.placed == 300
+    assert controller.pending == {}
+    assert Counter(cluster.calls) - before == Counter()
