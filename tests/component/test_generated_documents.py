@@ -90,7 +90,7 @@ def judged(spec: Any, signed: bool, world: tuple[WorkloadController, FakeCluster
         return
     (written_key, status) = cluster.status_patches[-1]
     assert written_key == key
-    assert status["phase"] in ("Refused", "Pending")
+    assert status["phase"] in ("Refused", "Pending", "Waiting")  # not placed, and saying why below
     refusals = [c for c in status["conditions"] if c["status"] == "False"]
     assert refusals, status
     assert all(c["reason"] and c["message"] for c in refusals)
