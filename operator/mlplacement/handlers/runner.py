@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,7 +151,7 @@ async def run_operator(config: OperatorConfig) -> int:
             return 0  # stopped while standing by: nothing was ever written
         if elector is None:
             metrics.leading(True)
-        return await _lead(shared, elector, stop)
+        return await lead(shared, elector, stop)
     finally:
         for task in shared.tasks:
             task.cancel()
@@ -160,20 +161,35 @@ async def run_operator(config: OperatorConfig) -> int:
             shared.serving.close()
 
 
-async def _lead(shared: Shared, elector: LeaderElector | None, stop: asyncio.Event) -> int:
+def _kopf(shared: Shared, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+    return kopf.operator(clusterwide=True, standalone=True, memo=kopf.Memo(shared=shared), stop_flag=stop)
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()
+    os._exit(code)
+
+
+async def lead(
+    shared: Shared,
+    elector: LeaderElector | None,
+    stop: asyncio.Event,
+    operator_factory: Callable[[Shared, asyncio.Event], Coroutine[Any, Any, None]] = _kopf,
+    exit_now: Callable[[int], None] = _exit_now,
+) -> int:
+    """Run the operator while this replica leads. The exit code after a stop; a lost Lease exits at once."""
     config = shared.config
-    operator = asyncio.create_task(
-        kopf.operator(clusterwide=True, standalone=True, memo=kopf.Memo(shared=shared), stop_flag=stop)
-    )
+    operator = asyncio.create_task(operator_factory(shared, stop))
     holding = asyncio.create_task(elector.hold()) if elector is not None else asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
     if elector is not None and holding in done:
-        # Another replica may take over once the lease duration has passed: no write of ours may come after.
-        logging.shutdown()
-        os._exit(1)
-    if holding in done:  # no election: a signal
-        await operator
-        return 0
+        # Another replica may take over once the lease duration has passed: no write of ours may come after,
+        # so no graceful stop either (it would write). Threads and all, the process ends here.
+        log.error("leadership lost: exiting so that the kubelet restarts this replica as a standby")
+        exit_now(1)
+        return 1
+    if holding in done:  # no election, and stopped: kopf sees the same flag and winds down
+        await asyncio.wait({operator})
     holding.cancel()
     failed = operator.exception() is not None
     if failed:
@@ -195,4 +211,4 @@ def main(config: OperatorConfig) -> None:
     os._exit(code)
 
 
-__all__ = ["Shared", "main", "run_operator"]
+__all__ = ["Shared", "lead", "main", "run_operator"]
