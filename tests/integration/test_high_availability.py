@@ -50,14 +50,14 @@ def replicas(plane: ControlPlane) -> list[Operator]:
     return plane.replicas  # type: ignore[attr-defined,no-any-return]
 
 
+def holder(plane: ControlPlane) -> str:
+    lease = plane.get(*LEASE) or {}
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
 def leader(plane: ControlPlane) -> Operator:
     """The replica named on the Lease (waiting for one to hold it)."""
-
-    def holder() -> str:
-        lease = plane.get(*LEASE) or {}
-        return str((lease.get("spec") or {}).get("holderIdentity") or "")
-
-    name = wait_until(holder, 60, "a replica to hold the lease")
+    name = wait_until(lambda: holder(plane), 60, "a replica to hold the lease")
     return next(r for r in replicas(plane) if name.startswith(f"{r.user}_"))
 
 
@@ -121,21 +121,21 @@ def test_killing_the_leader_at_random_points_loses_and_doubles_nothing(plane: Co
     names = apply_workloads(plane, "storm", 200)
     for _ in range(3):
         time.sleep(shuffle.uniform(0.0, 3.0))  # the kill point itself, not a wait for a condition
-        victim = leader(plane)
+        victim, identity = leader(plane), holder(plane)
         victim.kill()  # SIGKILL: no release, no cleanup; the standby waits out the lease
         victim.start()  # the kubelet restarts it; it comes back as the standby
+        # The next kill must hit the new leader, not the Lease's dead holder.
+        wait_until(lambda: holder(plane) not in ("", identity), 60, "a standby to take over")
     wait_until(lambda: placed(plane, names), 180, "all 200 workloads placed after three leader kills")
     assert_one_job_each(plane, names)
     assert sum(r.alive() for r in replicas(plane)) == 2
 
 
 def test_a_graceful_stop_hands_over_within_seconds(plane: ControlPlane) -> None:
-    chief = leader(plane)
+    chief, identity = leader(plane), holder(plane)
     assert chief.terminate() == 0
     started = time.monotonic()
-    successor = leader(plane)
-    while successor is chief:  # the Lease still names the stopped one until the other takes it
-        successor = leader(plane)
+    wait_until(lambda: holder(plane) not in ("", identity), 30, "the standby to take the released lease")
     took = time.monotonic() - started
     chief.start()
     assert took < 4  # under the lease duration: the Lease was released, not left to expire
