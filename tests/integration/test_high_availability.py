@@ -125,7 +125,7 @@ def test_killing_the_leader_at_random_points_loses_and_doubles_nothing(plane: Co
         victim.kill()  # SIGKILL: no release, no cleanup; the standby waits out the lease
         victim.start()  # the kubelet restarts it; it comes back as the standby
         # The next kill must hit the new leader, not the Lease's dead holder.
-        wait_until(lambda: holder(plane) not in ("", identity), 60, "a standby to take over")
+        wait_until(lambda dead=identity: holder(plane) not in ("", dead), 60, "a standby to take over")
     wait_until(lambda: placed(plane, names), 180, "all 200 workloads placed after three leader kills")
     assert_one_job_each(plane, names)
     assert sum(r.alive() for r in replicas(plane)) == 2
