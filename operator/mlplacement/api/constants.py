@@ -100,6 +100,9 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     RUN_LOST = "RunLost"
+    # Scarcity.
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    PREEMPTED = "Preempted"
 
 
 class Phase(StrEnum):

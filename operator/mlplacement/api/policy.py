@@ -74,6 +74,61 @@ class SigningRules(WireModel):
     )
 
 
+KindSet = Annotated[list[TargetKind], Field(max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"})]
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")]
+
+
+class Preemption(WireModel):
+    """When a workload fits nowhere, stop strictly lower-priority work on one target to make room."""
+
+    enabled: bool = Field(default=False, description="Off unless the platform team turns it on.")
+    min_priority_gap: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=1, description="A victim's priority is at least this much below its preemptor's."
+    )
+    grace_period_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
+        default=30, description="Seconds a victim's children keep running after it is preempted."
+    )
+    max_victims_per_round: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=10, description="At most this many workloads are preempted in one placement round."
+    )
+    target_kinds: KindSet = Field(
+        default=[TargetKind.GPU_POOL, TargetKind.EDGE],
+        description="Kinds whose workloads may be stopped; Databricks only if listed (a cancelled run loses its work).",
+    )
+
+
+class QuotaAmounts(WireModel):
+    """GPUs (in total and per GPU product) and dollars per hour; a missing amount is not limited."""
+
+    gpus: Annotated[int | None, Field(ge=0, le=1_000_000)] = None
+    gpus_by_product: Annotated[
+        dict[Annotated[str, Field(max_length=128)], Annotated[int, Field(ge=0)]], Field(max_length=32)
+    ] = Field(default={}, description="Per GPU product (as nvidia.com/gpu.product names it).")
+    hourly_cost_usd: Annotated[float | None, Field(ge=0, le=100_000_000)] = None
+
+
+class NamespaceSelector(WireModel):
+    match_labels: Annotated[dict[Annotated[str, Field(max_length=317)], LabelValue], Field(max_length=16)] = Field(
+        default={}, description="Namespaces with all of these labels belong to the team."
+    )
+
+
+class TeamQuota(WireModel):
+    """A team's nominal share of the fleet (Kueue's ClusterQueue nominal quota, all teams one cohort)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    namespaces: Annotated[
+        list[Annotated[str, Field(max_length=63)]],
+        Field(max_length=256, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = Field(default=[], description="The team's namespaces.")
+    namespace_selector: NamespaceSelector | None = Field(default=None, description="Or: namespaces by label.")
+    nominal: QuotaAmounts = Field(default=QuotaAmounts(), description="Guaranteed: reclaimed from borrowers.")
+    borrowing_limit: QuotaAmounts | None = Field(
+        default=None,
+        description="How far above nominal the team may go on quota other teams leave unused; none: no limit.",
+    )
+
+
 class PlacementPolicySpec(WireModel):
     """Signed platform rules. The CRD sets no defaults here, the model does."""
 
@@ -89,6 +144,18 @@ class PlacementPolicySpec(WireModel):
     signing: SigningRules = SigningRules()
     max_signal_age_seconds: Annotated[int | None, Field(ge=1, le=86_400)] = Field(
         default=None, description="Distrust signals older than this even if their own TTL allows them."
+    )
+    preemption: Preemption = Preemption()
+    quotas: Annotated[
+        list[TeamQuota],
+        Field(
+            max_length=256,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+    ] = Field(default=[], description="Teams' nominal quotas; a namespace no team claims is not limited.")
+    fair_sharing: bool = Field(
+        default=True,
+        description="Among equal priorities, the team with the smallest dominant share of its quota goes first.",
     )
 
 
@@ -108,11 +175,15 @@ __all__ = [
     "Budget",
     "Heuristics",
     "Name",
+    "NamespaceSelector",
     "PlacementPolicy",
     "PlacementPolicySpec",
     "PlacementPolicyStatus",
+    "Preemption",
+    "QuotaAmounts",
     "Residency",
     "SigningRules",
     "SpotRules",
+    "TeamQuota",
     "Weights",
 ]

@@ -138,6 +138,10 @@ class Intent(WireModel):
     spot: SpotPreference = SpotPreference.ALLOWED
     training_frequency: TrainingFrequency = TrainingFrequency.ONCE
     priority: Annotated[int, Field(ge=0, le=1_000_000, description="Higher is placed first.")] = 0
+    preemptible: bool = Field(
+        default=True,
+        description="May be stopped to make room for higher-priority work when the policy enables preemption.",
+    )
 
 
 class PinnedTarget(WireModel):

@@ -9,8 +9,8 @@ placed workloads between targets where the batch as a whole does better (priorit
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from mlplacement.api.constants import Reason
@@ -30,6 +30,15 @@ from mlplacement.core.placement.filters import (
 from mlplacement.core.placement.filters import capacity as capacity_filter
 from mlplacement.core.placement.request import PlacementRequest
 from mlplacement.core.placement.scores import SCORERS, weights
+from mlplacement.core.scarcity import (
+    Need,
+    QuotaBook,
+    Running,
+    choose_victims,
+    choose_victims_reclaiming,
+    eligible_victims,
+    victim_rank,
+)
 from mlplacement.core.snapshot import Snapshot, Target
 
 TOP_CANDIDATES = 5
@@ -69,6 +78,8 @@ class Decision:
     total_targets: int
     signals_age_seconds: float | None
     message: str
+    preempts: tuple[Running, ...] = ()  # what is stopped to make room for it, on the chosen target
+    quota_exceeded: bool = False  # it would fit, but not within its team's quota
 
     @property
     def placed(self) -> bool:
@@ -78,6 +89,8 @@ class Decision:
     def reason(self) -> Reason:
         if self.chosen is not None:
             return Reason.DISPATCHED
+        if self.quota_exceeded:
+            return Reason.QUOTA_EXCEEDED
         if any(rejection.transient for rejection in self.rejections):
             return Reason.WAITING_FOR_CAPACITY
         return Reason.NO_FEASIBLE_TARGET
@@ -280,39 +293,233 @@ def claim_amount(request: PlacementRequest, target: Target) -> int:
     return 1 if target.kind is TargetKind.DATABRICKS else request.gpus_needed
 
 
+def target_product(target: Target) -> str | None:
+    """The GPU product a per-product quota counts on ``target`` (one product, or none to count)."""
+    return min(target.gpu_products) if len(target.gpu_products) == 1 else None
+
+
+def _namespace(request: PlacementRequest) -> str:
+    return request.key.partition("/")[0]
+
+
+class _Scarcity:
+    """Quota books (one per policy that declares quotas), the workloads running now and the victims chosen."""
+
+    def __init__(
+        self,
+        running: Sequence[Running],
+        namespace_labels: Mapping[str, Mapping[str, str]] | None,
+        snapshot: Snapshot,
+    ) -> None:
+        self.running = list(running)
+        self.namespace_labels = namespace_labels
+        self.total_gpus = sum(
+            t.gpus_total or t.capacity for t in snapshot.targets if t.kind is not TargetKind.DATABRICKS
+        )
+        self.books: dict[int, QuotaBook] = {}
+        self.placed: list[tuple[str, Need]] = []  # (namespace, need) placed in this batch, replayed into new books
+        self.stopped: list[Running] = []
+        self.by_target: dict[tuple[str, str], list[Running]] = {}
+        for workload in self.running:
+            self.by_target.setdefault(workload.target, []).append(workload)
+
+    def book(self, policy: PlacementPolicySpec) -> QuotaBook:
+        book = self.books.get(id(policy))
+        if book is None:
+            book = QuotaBook(policy.quotas, self.namespace_labels, self.running, self.total_gpus)
+            for namespace, need in self.placed:
+                book.add(namespace, need)
+            for victim in self.stopped:
+                book.add(victim.namespace, Need(victim.gpus, victim.product, victim.hourly_usd), -1)
+            self.books[id(policy)] = book
+        return book
+
+    def place(self, namespace: str, need: Need) -> None:
+        self.placed.append((namespace, need))
+        for book in self.books.values():
+            book.add(namespace, need)
+
+    def stop(self, victim: Running) -> None:
+        self.stopped.append(victim)
+        self.by_target[victim.target].remove(victim)
+        for book in self.books.values():
+            book.add(victim.namespace, Need(victim.gpus, victim.product, victim.hourly_usd), -1)
+
+    def order(
+        self,
+        requests: Iterable[PlacementRequest],
+        policy_of: Callable[[PlacementRequest], PlacementPolicySpec],
+    ) -> Iterator[PlacementRequest]:
+        """Priority first; within a priority, the team with the smallest dominant share next (its oldest
+        request first), re-judged after every placement; without fair sharing, oldest first."""
+        levels: dict[int, list[PlacementRequest]] = {}
+        for request in sorted(requests, key=placement_order):
+            levels.setdefault(request.priority, []).append(request)
+        for priority in sorted(levels, reverse=True):
+            queues: dict[tuple[int, str], list[PlacementRequest]] = {}
+            for request in levels[priority]:
+                policy = policy_of(request)
+                team = self.book(policy).team(_namespace(request)) if policy.fair_sharing else ""
+                queues.setdefault((id(policy), team), []).append(request)
+            heads = dict.fromkeys(queues, 0)
+            while heads:
+                key = min(heads, key=lambda k, q=queues, h=heads: self._rank(q[k][h[k]], policy_of))  # type: ignore[misc]
+                request = queues[key][heads[key]]
+                heads[key] += 1
+                if heads[key] == len(queues[key]):
+                    del heads[key]
+                yield request
+
+    def _rank(
+        self, head: PlacementRequest, policy_of: Callable[[PlacementRequest], PlacementPolicySpec]
+    ) -> tuple[float, tuple[int, float, str]]:
+        policy = policy_of(head)
+        share = self.book(policy).dominant_share(_namespace(head)) if policy.fair_sharing else 0.0
+        return share, placement_order(head)
+
+
+def _within_quota(
+    request: PlacementRequest, decision: Decision, book: QuotaBook
+) -> tuple[ScoredCandidate | None, str | None]:
+    """The best candidate whose GPUs and cost fit the team's quota, or None and why the first one did not."""
+    first_problem = None
+    for candidate in decision.candidates:
+        need = Need(request.gpus_needed, target_product(candidate.target), candidate.hourly_cost_usd)
+        problem = book.exceeded(_namespace(request), need)
+        if problem is None:
+            return candidate, None
+        first_problem = first_problem or problem
+    return None, first_problem
+
+
+def _preempt(
+    request: PlacementRequest,
+    policy: PlacementPolicySpec,
+    snapshot: Snapshot,
+    claims: Mapping[tuple[str, str], int],
+    full: Sequence[Target],
+    scarcity: _Scarcity,
+    budget: int,
+) -> tuple[ScoredCandidate, tuple[Running, ...]] | None:
+    """The target where the cheapest set of victims makes ``request`` fit, and that set; None if none does."""
+    book = scarcity.book(policy)
+    namespace = _namespace(request)
+    context = make_context(request, policy, snapshot)
+    weight = weights(request, context)
+    best: tuple[tuple[object, ...], ScoredCandidate, tuple[Running, ...]] | None = None
+    for target in full:
+        need = Need(request.gpus_needed, target_product(target), hourly_cost_usd(request, target))
+        if book.exceeded(namespace, need) is not None:
+            continue
+        deficit = claim_amount(request, target) - (target.capacity - claims.get(target.key, 0))
+        candidates = eligible_victims(scarcity.by_target.get(target.key, ()), request.priority, policy.preemption, ())
+        if book.within_nominal(namespace, need):
+            borrowers = [c for c in candidates if book.borrowing(c.namespace)]
+            others = [c for c in candidates if not book.borrowing(c.namespace)]
+            victims = choose_victims_reclaiming(deficit, borrowers, others, budget)
+        else:
+            victims = choose_victims(deficit, candidates, budget)
+        if not victims:
+            continue
+        scored = score_target(request, target, context, need.usd, weight)
+        rank = (*victim_rank(victims), -scored.score, target.name)
+        if best is None or rank < best[0]:
+            best = (rank, scored, victims)
+    return (best[1], best[2]) if best is not None else None
+
+
+def _displacing(victims: Sequence[Running]) -> str:
+    names = ", ".join(f"{v.key} (priority {v.priority})" for v in victims)
+    return f"preempting {names}"
+
+
 def decide_many(
     requests: Iterable[PlacementRequest],
     policy_by_name: Mapping[str | None, PlacementPolicySpec],
     snapshot: Snapshot,
     *,
     rebalance_batch: bool = True,
+    running: Sequence[Running] = (),
+    namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Decision]:
-    """Decide every request against one snapshot, in placement order, claiming capacity as it goes.
+    """Decide every request against one snapshot, claiming capacity as it goes.
 
-    Priority (then age, then name) decides who is placed; batch.rebalance() then moves placed workloads
-    between targets when the batch as a whole does better (``rebalance_batch=False`` skips that step, for
-    comparisons). ``policy_by_name[None]`` is the default policy for requests without a policyRef; a request
-    whose policy is missing from the mapping is decided under the built-in defaults (callers refuse those).
+    Priority decides who is placed first; among equal priorities the team furthest below its quota (fair
+    sharing), then the oldest. A placement must fit its team's quota (``QuotaExceeded`` otherwise). A request
+    that fits nowhere may preempt ``running`` workloads its policy lets it (core.scarcity): the capacity they
+    free is claimed by it at once. batch.rebalance() then moves placed workloads between targets when the
+    batch as a whole does better (``rebalance_batch=False`` skips that; preemptors and quota-bound workloads
+    stay where they were put). ``policy_by_name[None]`` is the default policy; a request whose policy is
+    missing is decided under the built-in defaults (callers refuse those).
     """
     claims: dict[tuple[str, str], int] = {}
     decisions = []
     options: dict[str, dict[tuple[str, str], Option]] = {}
-    policies = {}
-    for request in sorted(requests, key=placement_order):
-        policy = policies[request.key] = policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
-        full: list[Target] | None = [] if rebalance_batch else None  # targets full now, options for the batch
+    policies: dict[str, PlacementPolicySpec] = {}
+    scarcity = _Scarcity(running, namespace_labels, snapshot)
+    freed: dict[tuple[str, str], int] = {}
+    victims_left = max((p.preemption.max_victims_per_round for p in policy_by_name.values()), default=0)
+
+    def policy_of(request: PlacementRequest) -> PlacementPolicySpec:
+        return policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
+
+    for request in scarcity.order(requests, policy_of):
+        policy = policies[request.key] = policy_of(request)
+        preempting = policy.preemption.enabled and bool(scarcity.running)
+        full: list[Target] | None = [] if (rebalance_batch or preempting) else None
         decision = _decide(request, policy, snapshot, claims, full)
+        book = scarcity.book(policy)
+        if decision.chosen is not None and policy.quotas:
+            allowed, problem = _within_quota(request, decision, book)
+            if allowed is None:
+                decision = replace(decision, chosen=None, message=problem or decision.message, quota_exceeded=True)
+            elif allowed is not decision.chosen:
+                decision = replace(
+                    decision,
+                    chosen=allowed,
+                    message=_explain(len(decision.candidates), decision.total_targets, decision.rejections, allowed)
+                    + f"; the better targets are over {book.team(_namespace(request))}'s quota",
+                )
+        pinned_here = False
+        if decision.chosen is None and not decision.quota_exceeded and preempting and full:
+            found = _preempt(
+                request,
+                policy,
+                snapshot,
+                claims,
+                full,
+                scarcity,
+                min(victims_left, policy.preemption.max_victims_per_round),
+            )
+            if found is not None:
+                chosen, victims = found
+                for victim in victims:
+                    scarcity.stop(victim)
+                    freed[victim.target] = freed.get(victim.target, 0) + victim.claim
+                    claims[victim.target] = claims.get(victim.target, 0) - victim.claim
+                victims_left -= len(victims)
+                message = _explain(1, len(snapshot.targets), decision.rejections, chosen) + "; " + _displacing(victims)
+                decision = replace(decision, chosen=chosen, candidates=(chosen,), preempts=victims, message=message)
+                pinned_here = True
         if decision.chosen is not None:
             target = decision.chosen.target
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
-        if decision.chosen is not None and full is not None:
-            options[request.key] = batch_options(request, policy, snapshot, decision.candidates, full)
+            scarcity.place(
+                _namespace(request),
+                Need(request.gpus_needed, target_product(target), decision.chosen.hourly_cost_usd),
+            )
+            if rebalance_batch and full is not None:
+                every = batch_options(request, policy, snapshot, decision.candidates, full)
+                stays = pinned_here or bool(policy.quotas)
+                options[request.key] = {target.key: every[target.key]} if stays and target.key in every else every
+                if target.key not in options[request.key]:
+                    options[request.key] = {target.key: Option(0.0, claim_amount(request, target))}
         decisions.append(decision)
     placed = [d for d in decisions if d.chosen is not None]
     if not rebalance_batch:
         return decisions
     start = {d.request.key: d.chosen.target.key for d in placed if d.chosen is not None}
-    capacity = {t.key: t.capacity for t in snapshot.targets}
+    capacity = {t.key: t.capacity + freed.get(t.key, 0) for t in snapshot.targets}
     final = rebalance([d.request.key for d in placed], options, capacity, start)
     if final == start:
         return decisions
