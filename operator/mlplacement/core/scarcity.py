@@ -220,28 +220,37 @@ def _preference(candidate: Running) -> tuple[int, float, str]:
     return (candidate.priority, -candidate.started, candidate.key)
 
 
+def _fewest(deficit: int, candidates: Sequence[Running]) -> int | None:
+    """How many of ``candidates`` it takes at the least to cover ``deficit`` (the largest claims first)."""
+    covered = 0
+    for size, claim in enumerate(sorted((c.claim for c in candidates), reverse=True), start=1):
+        covered += claim
+        if covered >= deficit:
+            return size
+    return None
+
+
 def choose_victims(
     deficit: int,
     candidates: Sequence[Running],
     limit: int,
     preference: Callable[[Running], tuple[Any, ...]] = _preference,
 ) -> tuple[Running, ...] | None:
-    """The fewest ``candidates`` whose claims cover ``deficit``; among sets that small, the lowest priorities,
-    then the newest. None when no set of at most ``limit`` covers it. Every victim is needed: the set is
-    minimal in size, so dropping any one leaves the deficit uncovered."""
+    """The fewest ``candidates`` whose claims cover ``deficit``; among sets that small, the one whose highest
+    priority is lowest (kube-scheduler's rule), then lower priorities and newer starts first. None when no set
+    of at most ``limit`` covers it. Every victim is needed: no smaller set covers, so none can be dropped."""
     if deficit <= 0:
         return ()
-    largest = sorted((c.claim for c in candidates), reverse=True)
-    covered, size = 0, 0
-    for claim in largest:
-        if covered >= deficit:
-            break
-        covered += claim
-        size += 1
-    if covered < deficit or size > limit:
+    size = _fewest(deficit, candidates)
+    if size is None or size > limit:
         return None
+    # The lowest priority ceiling under which a set of that size still covers.
+    for ceiling in sorted({c.priority for c in candidates}):
+        allowed = [c for c in candidates if c.priority <= ceiling]
+        if _fewest(deficit, allowed) == size:
+            break
     # Walk in preference order, taking a candidate whenever the set can still be completed at this size.
-    preferred = sorted(candidates, key=preference)
+    preferred = sorted(allowed, key=preference)
     chosen: list[Running] = []
     covered = 0
     for index, candidate in enumerate(preferred):
