@@ -42,6 +42,7 @@ class FakeCluster:
         self.fail_status_writes = False
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applies = 0
+        self.deletes: list[tuple[str, str, str]] = []
         self.finalizer_calls: list[tuple[str, str]] = []
         self.validate_statuses = True  # as the apiserver does; a benchmark of the controller alone turns it off
         # What the apiserver holds per workload after server-side apply, and what our field manager owns.
@@ -111,6 +112,10 @@ class FakeCluster:
         existed = key in self.children
         self.children[key] = copy.deepcopy(dict(obj))
         return "updated" if existed else "created"
+
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        if self.children.pop((kind, namespace, name), None) is not None:
+            self.deletes.append((kind, namespace, name))
 
 
 class Events(list[tuple[str, str, str]]):

@@ -34,6 +34,7 @@ _FAILURE_REASONS = {
     422: "Invalid",
     429: "TooManyRequests",
 }
+_CHILD_API_VERSIONS = {"Job": "batch/v1", "Deployment": "apps/v1", "Service": "v1"}
 # Fields of a child that the operator owns and brings back in line on every apply.
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 
@@ -186,6 +187,15 @@ class KubeCluster:
         patch: dict[str, Any] = {"metadata": {k: meta[k] for k in _OWNED_METADATA if k in meta}, "spec": obj["spec"]}
         resource.patch(body=patch, name=meta["name"], content_type="application/merge-patch+json", **where)
         return "updated"
+
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        api_version = _CHILD_API_VERSIONS[kind]
+        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        try:
+            resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         try:

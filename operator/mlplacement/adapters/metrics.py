@@ -43,12 +43,35 @@ class PrometheusMetrics:
             registry=r,
         )
 
+        self.preemptions = Counter(
+            "mlplacement_preemptions",
+            "Workloads preempted, by reason (Priority, or ReclaimQuota: a team taking back its nominal quota)",
+            ["reason"],
+            registry=r,
+        )
+        self.quota_used = Gauge(
+            "mlplacement_quota_used",
+            "What a quota team uses now, by resource (gpus, hourly_cost_usd)",
+            ["team", "resource"],
+            registry=r,
+        )
+        self.quota_nominal = Gauge(
+            "mlplacement_quota_nominal", "A quota team's nominal quota, by resource", ["team", "resource"], registry=r
+        )
         self.leader = Gauge(
             "mlplacement_leader", "1 while this replica holds the leader Lease (and places and writes)", registry=r
         )
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)
+
+    def preemption(self, reason: str) -> None:
+        self.preemptions.labels(reason).inc()
+
+    def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
+        self.quota_used.labels(team, resource).set(used)
+        if nominal is not None:
+            self.quota_nominal.labels(team, resource).set(nominal)
 
     def leading(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)

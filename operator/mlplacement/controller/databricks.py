@@ -124,6 +124,9 @@ class DatabricksRuns:
     async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
         return await self.cancel(key, status)
 
+    async def stop(self, key: str, uid: str, status: Obj) -> bool:
+        return await self.cancel(key, status)  # only when the policy lists Databricks: the run's work is lost
+
     async def start(self, key: str, obj: Obj, workload: MLWorkload, workspace: str) -> int:
         """Submit (or find again, by idempotency token) the run of this attempt; record its id at once."""
         current = self.statuses(key) or {}

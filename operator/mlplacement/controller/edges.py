@@ -258,6 +258,9 @@ class EdgeRuntime:
     async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
         return await self.delete_workload(key, uid, status)
 
+    async def stop(self, key: str, uid: str, status: Obj) -> bool:
+        return await self.delete_workload(key, uid, status)
+
     async def delete_workload(self, key: str, uid: str, status: Obj) -> bool:
         """Remove a deleted workload's children from its edge; True when done (or nothing is left to do)."""
         target = placed_on(status)

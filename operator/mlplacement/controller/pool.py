@@ -12,10 +12,11 @@ from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import ApplyError, Cluster
 from mlplacement.controller.state import FleetCache
 from mlplacement.core.ledger import child_commitment
-from mlplacement.core.manifests import build_children, revision_annotations
+from mlplacement.core.manifests import build_children, child_name, revision_annotations
 from mlplacement.core.snapshot import Target
 
 Obj = Mapping[str, Any]
+CHILD_KINDS = ("Job", "Deployment", "Service")  # whatever build_children may have made for a workload
 
 
 class PoolRuntime:
@@ -63,6 +64,13 @@ class PoolRuntime:
         return seen == tuple(wanted[name] for name in REVISION_ANNOTATIONS)
 
     async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
+        return True
+
+    async def stop(self, key: str, uid: str, status: Obj) -> bool:
+        namespace, name = key.split("/", 1)
+        async with self.writes:
+            for kind in CHILD_KINDS:
+                await asyncio.to_thread(self.cluster.delete_child, kind, namespace, child_name(name))
         return True
 
     def pool_label_key(self, pool: str) -> str:

@@ -45,6 +45,10 @@ class Cluster(Protocol):
         not this workload's, invalid, over quota, server error, timeout)."""
         ...
 
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child (Job, Deployment or Service) by name, its pods with it; gone already is fine."""
+        ...
+
     def patch_workspace_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
     def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -116,6 +120,10 @@ class Metrics(Protocol):
 
     def apply_failure(self, reason: str) -> None: ...
 
+    def preemption(self, reason: str) -> None: ...
+
+    def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None: ...
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
@@ -139,4 +147,10 @@ class NoMetrics:
         pass
 
     def apply_failure(self, reason: str) -> None:
+        pass
+
+    def preemption(self, reason: str) -> None:
+        pass
+
+    def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
         pass

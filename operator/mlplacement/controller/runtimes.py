@@ -33,3 +33,7 @@ class Runtime(Protocol):
     async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
         """The workload is deleted: remove what it left outside this cluster; True when nothing is left."""
         ...
+
+    async def stop(self, key: str, uid: str, status: Obj) -> bool:
+        """The workload was preempted: stop what runs for it on its target; True when nothing runs any more."""
+        ...

@@ -109,6 +109,20 @@ class FleetCache:
     edge_bound: dict[str, dict[str, int]] = field(default_factory=dict)
     # Workload uid -> revision (generation, target) of its child on this cluster, as the child watch saw it.
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Namespace -> its labels: team quotas may select namespaces by label.
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def on_namespace(self, namespace: Obj, deleted: bool) -> bool:
+        """True when the namespace's labels changed (quota teams may have changed with them)."""
+        meta = namespace.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        labels = dict(meta.get("labels") or {})
+        if deleted:
+            return self.namespace_labels.pop(name, None) is not None
+        if self.namespace_labels.get(name) == labels:
+            return False
+        self.namespace_labels[name] = labels
+        return True
 
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)

@@ -47,7 +47,7 @@ from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, decide_many
-from mlplacement.core.placement.engine import recheck
+from mlplacement.core.placement.engine import recheck, target_product
 from mlplacement.core.reconcile import (
     Admitted,
     PolicyCheck,
@@ -58,6 +58,7 @@ from mlplacement.core.reconcile import (
     child_status,
     decision_status,
 )
+from mlplacement.core.scarcity import QuotaBook, Running
 from mlplacement.core.snapshot import Snapshot
 from mlplacement.core.status import api_status, owned_status, set_condition, status_patch, undecided
 
@@ -99,6 +100,15 @@ class Pending:
     failure: str = ""
 
 
+@dataclass
+class Eviction:
+    """A preempted workload: its children stop at ``due`` (monotonic); then it waits to be placed again."""
+
+    due: float
+    uid: str
+    status: Obj  # its status while it ran: where its children are
+
+
 class WorkloadController:
     def __init__(
         self,
@@ -137,6 +147,8 @@ class WorkloadController:
         self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
+        self.preempted: dict[str, Eviction] = {}  # workload key -> when its children stop
+        self._running: dict[str, tuple[tuple[Any, ...], Running]] = {}  # key -> (what it was built from, it)
         self.wakeup = asyncio.Event()
         self.last_round_at: float | None = None  # monotonic end of the last round: liveness reads it
         self._stopping = False
@@ -244,6 +256,8 @@ class WorkloadController:
             return outcome
         self.workloads.remember(meta.get("uid", ""), key, outcome.workload)
         self.policy_of[key] = outcome.policy_name
+        if key in self.preempted:
+            return None  # queued again once its children have stopped (evict_due)
         status = self.statuses[key]
         if status.get("observedGeneration") == meta.get("generation"):
             if status.get("phase") in FINISHED_PHASES:
@@ -336,6 +350,8 @@ class WorkloadController:
         self.pending.pop(key, None)
         self.statuses.pop(key, None)
         self.policy_of.pop(key, None)
+        self.preempted.pop(key, None)
+        self._running.pop(key, None)
         uid = (obj.get("metadata") or {}).get("uid", "")
         self.workloads.forget(uid)
         self.unschedulable_since.pop(uid, None)
@@ -494,6 +510,7 @@ class WorkloadController:
             return []
         started = time.perf_counter()
         await self._requeue()  # 2
+        await self.evict_due()
         snapshot = self._snapshot(now)  # 3
         await self.fail_over(snapshot)
         due = self._due()  # 4
@@ -507,16 +524,141 @@ class WorkloadController:
         requests = [
             dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name, avoid=p.avoid) for p in deciding
         ]
-        decisions = decide_many(requests, policies, snapshot)  # 5
+        scarce = any(p.preemption.enabled or p.quotas for p in policies.values())
+        teams = {r.key.partition("/")[0] for r in requests}
+        running = self.running(snapshot) if scarce or len(teams) > 1 else []
+        decisions = decide_many(  # 5
+            requests, policies, snapshot, running=running, namespace_labels=self.cache.namespace_labels
+        )
         elapsed = (time.perf_counter() - started) / max(1, len(decisions))
         by_key = {p.admitted.request.key: p for p in deciding}
-        await asyncio.gather(  # 6
+        for decision in decisions:  # 6: victims first, so their status says who displaced them
+            for victim in decision.preempts:
+                await self._preempt(victim, decision, policies, now)
+        await asyncio.gather(
             *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
             *(self._reapply(item, snapshot) for item in staying),
             *(self._apply_failed(item, "its namespace", failure, tried=False) for item, failure in blocked),
         )
         self.metrics.workloads_by_phase(self.phase_counts())
+        if scarce:
+            self._quota_metrics(policies, snapshot)
         return decisions
+
+    # --- scarcity: what runs, preemption, quota metrics ---
+
+    def running(self, snapshot: Snapshot) -> list[Running]:
+        """Every workload that holds capacity now, as quotas count and preemption may stop it. Built from the
+        statuses the operator wrote and cached per (target, generation), so a round parses no model twice."""
+        products = {t.key: target_product(t) for t in snapshot.targets}
+        found: list[Running] = []
+        for key, status in self.statuses.items():
+            target = (status.get("placement") or {}).get("target")
+            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.preempted:
+                continue
+            target_key = (str(target.get("kind")), str(target.get("name")))
+            token = (target_key, status.get("observedGeneration"), status.get("estimatedHourlyCostUSD"))
+            cached = self._running.get(key)
+            if cached is not None and cached[0] == token:
+                found.append(cached[1])
+                continue
+            uid = ((self.objects.get(key) or {}).get("metadata") or {}).get("uid", "")
+            workload = self.workloads.get(uid)
+            if workload is None:
+                continue
+            spec = workload.spec
+            gpus = spec.resources.gpus * spec.effective_replicas
+            decided = str((status.get("placement") or {}).get("decidedAt") or "")
+            try:
+                started = datetime.fromisoformat(decided.replace("Z", "+00:00")).timestamp() if decided else 0.0
+            except ValueError:
+                started = 0.0
+            entry = Running(
+                key=key,
+                namespace=key.partition("/")[0],
+                priority=spec.intent.priority,
+                target=target_key,
+                claim=1 if target_key[0] == TargetKind.DATABRICKS.value else gpus,
+                gpus=gpus,
+                product=products.get(target_key),
+                hourly_usd=float(status.get("estimatedHourlyCostUSD") or 0.0),
+                started=started,
+                preemptible=spec.intent.preemptible,
+            )
+            self._running[key] = (token, entry)
+            found.append(entry)
+        return found
+
+    async def _preempt(
+        self,
+        victim: Running,
+        decision: Decision,
+        policies: Mapping[str | None, PlacementPolicySpec],
+        now: datetime,
+    ) -> None:
+        """Stop ``victim`` for the preemptor of ``decision``: Preempted now, its children after the grace period."""
+        obj = self.objects.get(victim.key)
+        current = self.statuses.get(victim.key) or {}
+        if obj is None or decision.chosen is None:
+            return
+        preemptor = decision.request
+        policy = policies.get(preemptor.policy) or next(iter(policies.values()))
+        grace = policy.preemption.grace_period_seconds
+        target = decision.chosen.target
+        why = "to take back its team's quota" if decision.preempt_reason == "ReclaimQuota" else ""
+        message = (
+            f"preempted by {preemptor.key} (priority {preemptor.priority}) on {target.kind.value} {target.name}"
+            f"{' ' + why if why else ''}; its children stop in {grace}s, then it waits to be placed again"
+        )
+        generation = (obj.get("metadata") or {}).get("generation")
+        conditions = list(current.get("conditions") or [])
+        for condition in (ConditionType.PLACED, ConditionType.READY):
+            conditions = set_condition(conditions, condition, False, Reason.PREEMPTED, message, generation, now)
+        status = {"observedGeneration": generation, "phase": Phase.WAITING.value, "conditions": conditions}
+        if current.get("verified"):
+            status["verified"] = current["verified"]
+        uid = (obj.get("metadata") or {}).get("uid", "")
+        self.preempted[victim.key] = Eviction(self.monotonic() + grace, uid, current)
+        self.pending.pop(victim.key, None)
+        self.metrics.preemption(decision.preempt_reason or "Priority")
+        await self._write_status(obj, status, event=("Warning", Reason.PREEMPTED.value, message))
+
+    async def evict_due(self) -> None:
+        """Preempted workloads whose grace period is over: stop their children, then queue them again."""
+        now = self.monotonic()
+        for key, eviction in list(self.preempted.items()):
+            if now < eviction.due:
+                continue
+            target = (eviction.status.get("placement") or {}).get("target") or {}
+            runtime = self._runtime(str(target.get("kind") or ""))
+            try:
+                stopped = runtime is None or await runtime.stop(key, eviction.uid, eviction.status)
+            except Exception as exc:  # tried again next round
+                log.warning("could not stop preempted %s yet: %s", key, exc)
+                continue
+            if not stopped:
+                continue
+            del self.preempted[key]
+            self._running.pop(key, None)
+            if self.cache.ledger.release(eviction.uid):
+                self.fleet_changed()
+            if key in self.objects:
+                await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
+                if key in self.pending:
+                    self._back_off(self.pending[key])
+
+    def _quota_metrics(self, policies: Mapping[str | None, PlacementPolicySpec], snapshot: Snapshot) -> None:
+        running = self.running(snapshot)
+        for policy in policies.values():
+            if not policy.quotas:
+                continue
+            book = QuotaBook(policy.quotas, self.cache.namespace_labels, running)
+            for team in policy.quotas:
+                usage = book.usage.get(team.name)
+                self.metrics.quota_usage(team.name, "gpus", usage.gpus if usage else 0, team.nominal.gpus)
+                self.metrics.quota_usage(
+                    team.name, "hourly_cost_usd", usage.usd if usage else 0.0, team.nominal.hourly_cost_usd
+                )
 
     async def _requeue(self) -> None:
         for key in sorted(self._readmit_later):

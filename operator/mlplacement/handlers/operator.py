@@ -88,6 +88,12 @@ async def node(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.fleet_changed()
 
 
+@kopf.on.event("", "v1", "namespaces")
+async def namespace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if memo.cache.on_namespace(dict(body), _deleted(type)):
+        memo.controller.fleet_changed()  # a label may move a namespace into or out of a quota team
+
+
 @kopf.on.event("", "v1", "pods", when=lambda body, **_: tracked_pod(body))
 async def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_pod(body, _deleted(type))

@@ -79,6 +79,7 @@ class Decision:
     signals_age_seconds: float | None
     message: str
     preempts: tuple[Running, ...] = ()  # what is stopped to make room for it, on the chosen target
+    preempt_reason: str = ""  # Priority, or ReclaimQuota (a team within its nominal quota stopping borrowers)
     quota_exceeded: bool = False  # it would fit, but not within its team's quota
 
     @property
@@ -400,23 +401,27 @@ def _preempt(
     full: Sequence[Target],
     scarcity: _Scarcity,
     budget: int,
-) -> tuple[ScoredCandidate, tuple[Running, ...]] | None:
-    """The target where the cheapest set of victims makes ``request`` fit, and that set; None if none does."""
+) -> tuple[ScoredCandidate, tuple[Running, ...], str] | None:
+    """The target where the cheapest set of victims makes ``request`` fit, that set and why (Priority or
+    ReclaimQuota); None if no target has one."""
     book = scarcity.book(policy)
     namespace = _namespace(request)
     context = make_context(request, policy, snapshot)
     weight = weights(request, context)
-    best: tuple[tuple[object, ...], ScoredCandidate, tuple[Running, ...]] | None = None
+    best: tuple[tuple[object, ...], ScoredCandidate, tuple[Running, ...], str] | None = None
     for target in full:
         need = Need(request.gpus_needed, target_product(target), hourly_cost_usd(request, target))
         if book.exceeded(namespace, need) is not None:
             continue
         deficit = claim_amount(request, target) - (target.capacity - claims.get(target.key, 0))
         candidates = eligible_victims(scarcity.by_target.get(target.key, ()), request.priority, policy.preemption, ())
+        why = "Priority"
         if book.within_nominal(namespace, need):
             borrowers = [c for c in candidates if book.borrowing(c.namespace)]
             others = [c for c in candidates if not book.borrowing(c.namespace)]
             victims = choose_victims_reclaiming(deficit, borrowers, others, budget)
+            if victims and any(v in borrowers for v in victims):
+                why = "ReclaimQuota"
         else:
             victims = choose_victims(deficit, candidates, budget)
         if not victims:
@@ -424,8 +429,8 @@ def _preempt(
         scored = score_target(request, target, context, need.usd, weight)
         rank = (*victim_rank(victims), -scored.score, target.name)
         if best is None or rank < best[0]:
-            best = (rank, scored, victims)
-    return (best[1], best[2]) if best is not None else None
+            best = (rank, scored, victims, why)
+    return (best[1], best[2], best[3]) if best is not None else None
 
 
 def _displacing(victims: Sequence[Running]) -> str:
@@ -492,14 +497,20 @@ def decide_many(
                 min(victims_left, policy.preemption.max_victims_per_round),
             )
             if found is not None:
-                chosen, victims = found
+                chosen, victims, why = found
                 for victim in victims:
                     scarcity.stop(victim)
                     freed[victim.target] = freed.get(victim.target, 0) + victim.claim
                     claims[victim.target] = claims.get(victim.target, 0) - victim.claim
                 victims_left -= len(victims)
-                message = _explain(1, len(snapshot.targets), decision.rejections, chosen) + "; " + _displacing(victims)
-                decision = replace(decision, chosen=chosen, candidates=(chosen,), preempts=victims, message=message)
+                target = chosen.target
+                message = (
+                    f"placed on {target.kind.value} {target.name} ({target.region}), score {chosen.score:.1f}, "
+                    f"${chosen.hourly_cost_usd:g}/h, {_displacing(victims)}; without that: {decision.message}"
+                )
+                decision = replace(
+                    decision, chosen=chosen, candidates=(chosen,), preempts=victims, preempt_reason=why, message=message
+                )
                 pinned_here = True
         if decision.chosen is not None:
             target = decision.chosen.target
