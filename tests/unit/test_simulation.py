@@ -177,6 +177,6 @@ def test_no_baseline_puts_a_workload_without_a_task_on_databricks(strategy: str)
     snapshot = snapshot_from_fleet(FLEET, START)
     baseline = dict(strategies_for(PlacementPolicySpec()))[strategy]()
     requests = [make_request(key=f"team-a/job-{i}", databricks_task=False) for i in range(20)]
-    placed = [target for _, target in baseline(requests, snapshot) if target is not None]
+    placed = [p.target for p in baseline(requests, snapshot, ()) if p.target is not None]
     assert placed
     assert all(target.kind is not TargetKind.DATABRICKS for target in placed)

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -23,24 +23,37 @@ from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import Trace, TraceEvent
 from mlplacement.api.workload import LatencyClass, MLWorkload, TargetKind, WorkloadType
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
-from mlplacement.core.placement.engine import claim_amount
+from mlplacement.core.placement.engine import claim_amount, target_product
 from mlplacement.core.placement.filters import SERVING_OVERHEAD_MS, hourly_cost_usd
 from mlplacement.core.samples import generate_workloads
+from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot, Target, snapshot_from_fleet
 
 # Share of the remaining run that is redone after a preemption or failover (work since the last checkpoint).
 RESTART_OVERHEAD = 0.1
-Assignment = list[tuple[PlacementRequest, Target | None]]
-Strategy = Callable[[list[PlacementRequest], Snapshot], Assignment]
+
+
+class Placement(NamedTuple):
+    request: PlacementRequest
+    target: Target | None
+    preempts: tuple[str, ...] = ()  # keys of running workloads stopped to make room
+
+
+Assignment = list[Placement]
+# Decides a queue on a snapshot, given what runs now (only the engine uses it: baselines never preempt).
+Strategy = Callable[[list[PlacementRequest], Snapshot, Sequence[Running]], Assignment]
 
 
 # --- strategies ---
 
 
 def engine_strategy(policy: PlacementPolicySpec) -> Strategy:
-    def place(requests: list[PlacementRequest], snapshot: Snapshot) -> Assignment:
-        decisions = decide_many(requests, {None: policy}, snapshot)
-        return [(d.request, d.chosen.target if d.chosen else None) for d in decisions]
+    def place(requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running]) -> Assignment:
+        decisions = decide_many(requests, {None: policy}, snapshot, running=running)
+        return [
+            Placement(d.request, d.chosen.target if d.chosen else None, tuple(v.key for v in d.preempts))
+            for d in decisions
+        ]
 
     return place
 
@@ -56,7 +69,7 @@ def _naive_fits(request: PlacementRequest, target: Target, free: int) -> bool:
 
 
 def _greedy_baseline(choose: Callable[[PlacementRequest, list[Target]], Target]) -> Strategy:
-    def place(requests: list[PlacementRequest], snapshot: Snapshot) -> Assignment:
+    def place(requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running] = ()) -> Assignment:
         claims: dict[tuple[str, str], int] = {}
         out: Assignment = []
         for request in sorted(requests, key=lambda r: (-r.priority, r.key)):
@@ -64,7 +77,7 @@ def _greedy_baseline(choose: Callable[[PlacementRequest, list[Target]], Target])
             target = choose(request, fitting) if fitting else None
             if target is not None:
                 claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
-            out.append((request, target))
+            out.append(Placement(request, target))
         return out
 
     return place
@@ -77,9 +90,9 @@ def centralize_strategy() -> Strategy:
         pools = [t for t in fitting if t.kind is TargetKind.GPU_POOL] or fitting
         return min(pools, key=lambda t: (t.kind is not TargetKind.GPU_POOL, hourly_cost_usd(request, t), t.name))
 
-    def place(requests: list[PlacementRequest], snapshot: Snapshot) -> Assignment:
+    def place(requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running] = ()) -> Assignment:
         pools_only = replace(snapshot, targets=tuple(t for t in snapshot.targets if t.kind is TargetKind.GPU_POOL))
-        return _greedy_baseline(choose)(requests, pools_only)
+        return _greedy_baseline(choose)(requests, pools_only, running)
 
     return place
 
@@ -113,6 +126,8 @@ class Run:
 class WorkloadRecord:
     arrived: float
     duration_s: float
+    namespace: str = ""
+    priority: int = 0
     first_start: float | None = None
     first_kind: str | None = None
     latency_ms: float | None = None
@@ -138,6 +153,11 @@ class StrategyReport:
     sla_met: int = 0
     sla_total: int = 0
     waits_minutes: list[float] = field(default_factory=list)
+    # Minutes from arrival to first start (or to the end of the replay, for those never started), by team and
+    # by priority: what fair sharing and preemption change.
+    waits_by_namespace: dict[str, list[float]] = field(default_factory=dict)
+    waits_by_priority: dict[int, list[float]] = field(default_factory=dict)
+    priority_preemptions: int = 0  # workloads stopped for higher-priority work (not spot reclaims)
     cost_series: list[tuple[float, float]] = field(default_factory=list)  # (minutes, cumulative USD)
     kind_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (minutes, running by kind)
 
@@ -168,7 +188,19 @@ class StrategyReport:
             "failovers": self.failovers,
             "meanWaitMinutes": round(statistics.fmean(self.waits_minutes), 1) if self.waits_minutes else None,
             "overcommits": self.overcommits,
+            "priorityPreemptions": self.priority_preemptions,
+            "waitMinutesByNamespace": {ns: _quantiles(w) for ns, w in sorted(self.waits_by_namespace.items())},
+            "waitMinutesByPriority": {str(p): _quantiles(w) for p, w in sorted(self.waits_by_priority.items())},
         }
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": at(0.5), "p95": at(0.95), "max": round(ordered[-1], 1), "count": len(ordered)}
 
 
 class _Fleet:
@@ -252,13 +284,38 @@ def simulate(
             stop(key, at, finished=False)
         return len(victims)
 
+    def now_running() -> list[Running]:
+        return [
+            Running(
+                key=key,
+                namespace=key.partition("/")[0],
+                priority=run.request.priority,
+                target=run.target.key,
+                claim=claim_amount(run.request, run.target),
+                gpus=run.request.gpus_needed,
+                product=target_product(run.target),
+                hourly_usd=run.hourly_usd,
+                started=run.started,
+                preemptible=run.request.preemptible,
+            )
+            for key, run in running.items()
+        ]
+
+    def waited(record: WorkloadRecord, minutes: float) -> None:
+        report.waits_by_namespace.setdefault(record.namespace, []).append(minutes)
+        report.waits_by_priority.setdefault(record.priority, []).append(minutes)
+
     def place(at: float) -> None:
         if not queue:
             return
         snapshot = state.snapshot(at)
-        for request, target in strategy(list(queue.values()), snapshot):
+        for request, target, preempts in strategy(list(queue.values()), snapshot, now_running()):
             if target is None:
                 continue
+            for victim in preempts:  # stopped before the preemptor claims what they held
+                if victim in running:
+                    stop(victim, at, finished=False)
+                    report.priority_preemptions += 1
             key = request.key
             queue.pop(key)
             state.used[target.key] = state.used.get(target.key, 0) + claim_amount(request, target)
@@ -273,6 +330,7 @@ def simulate(
                 record.first_kind = target.kind.value
                 report.placements_by_kind[target.kind.value] = report.placements_by_kind.get(target.kind.value, 0) + 1
                 report.waits_minutes.append((at - record.arrived) / 60)
+                waited(record, (at - record.arrived) / 60)
                 report.egress_usd += request.data_size_gb * snapshot.egress_usd_per_gb(
                     request.data_region, target.region
                 )
@@ -299,7 +357,12 @@ def simulate(
             if request is None:
                 report.refused += 1
                 return
-            records[request.key] = WorkloadRecord(arrived=at, duration_s=event.duration_minutes * 60)
+            records[request.key] = WorkloadRecord(
+                arrived=at,
+                duration_s=event.duration_minutes * 60,
+                namespace=request.key.partition("/")[0],
+                priority=request.priority,
+            )
             queue[request.key] = request
         elif target_key is None:
             return
@@ -342,6 +405,9 @@ def simulate(
         stop(key, clock, finished=False)
         report.running_at_end += 1
         queue.pop(key, None)
+    for key in queue:  # never started: they waited the whole replay, and that counts
+        if records[key].first_start is None:
+            waited(records[key], (clock - records[key].arrived) / 60)
     report.total_cost_usd = cost
     report.waiting_at_end = len(queue)
     return report

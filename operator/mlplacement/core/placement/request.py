@@ -44,6 +44,8 @@ class PlacementRequest:
     databricks_task: bool = False
     # Targets this workload must not go back to for now, e.g. its pods stayed unschedulable there.
     avoid: frozenset[tuple[str, str]] = frozenset()
+    # May be stopped for higher-priority work (simulation reads it; the operator reads the spec).
+    preemptible: bool = True
 
     @property
     def gpus_needed(self) -> int:
@@ -79,4 +81,5 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         policy=spec.policy_ref.name if spec.policy_ref is not None else None,
         created=created,
         databricks_task=spec.databricks is not None and bool(spec.databricks.task),
+        preemptible=spec.intent.preemptible,
     )
