@@ -438,6 +438,9 @@ def simulate(
         reports = list(iter_reports(fleet, trace, strategies, start, progress=bar.update))
     summaries = [r.summary() for r in reports]
     click.echo(_summary_table(summaries))
+    scarcity = _scarcity_table(summaries)
+    if scarcity:
+        click.echo(scarcity)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps({"strategies": summaries}, indent=2) + "\n")
@@ -452,6 +455,35 @@ def simulate(
                     click.echo(f"wrote {path}")
             except RuntimeError as exc:
                 click.echo(f"warning: {exc}", err=True)
+
+
+def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
+    """Waits by team and for the highest priority, when the trace has several teams or preemption happened."""
+    namespaces = sorted({ns for s in summaries for ns in s["waitMinutesByNamespace"]})
+    preempted = any(s["priorityPreemptions"] for s in summaries)
+    if len(namespaces) < 2 and not preempted:
+        return ""
+    top = max((int(p) for s in summaries for p in s["waitMinutesByPriority"]), default=0)
+    rows = []
+    for s in summaries:
+        waits = s["waitMinutesByNamespace"]
+        highest = s["waitMinutesByPriority"].get(str(top))
+        rows.append(
+            [
+                s["strategy"],
+                str(s["priorityPreemptions"]),
+                *(f"{waits[ns]['p50']:.0f}/{waits[ns]['p95']:.0f}" if ns in waits else "-" for ns in namespaces),
+                f"{highest['max']:.0f}" if highest else "-",
+            ]
+        )
+    headers = ["STRATEGY", "PREEMPTED", *(f"{ns} p50/p95" for ns in namespaces), f"PRIORITY {top} WAIT"]
+    return (
+        "\nWaits by team, in minutes from arrival to first start (never started: to the end of the replay):\n"
+        + table(headers, rows)
+        + "\nPREEMPTED counts workloads stopped for higher-priority work (their remaining run goes back to the queue,"
+        "\nplus the work since their last checkpoint). A team's p95 far above the others' under one strategy means"
+        "\nthat strategy lets a busier team starve it; the last column is how long the most important workload waited."
+    )
 
 
 @cli.command()

@@ -408,3 +408,51 @@ def test_preemption_and_quotas_keep_their_promises(
                 if d.request.key.partition("/")[0] == team and d.request.priority < request.priority
             )
             assert held + free_after < request.gpus_needed
+
+
+def test_whatif_shows_what_a_quota_would_hold_back_before_it_is_signed() -> None:
+    from mlplacement.core.whatif import whatif
+
+    proposed = PlacementPolicySpec.model_validate(
+        {"quotas": [{"name": "team-a", "namespaces": ["a"], "nominal": {"gpus": 4}, "borrowingLimit": {"gpus": 0}}]}
+    )
+    fleet = make_fleet(pool("a100", free=16))
+    requests = [make_request(key=f"a/j{i}", gpus=2) for i in range(3)] + [make_request(key="b/other", gpus=2)]
+    changes, totals = whatif(requests, fleet, PlacementPolicySpec(), proposed)
+    assert [(c.key, c.kind) for c in changes] == [("a/j2", "becomes infeasible")]
+    assert changes[0].why == "team-a uses 4/4 GPUs, needs 2 (may borrow 0)"
+    assert totals["becomeInfeasible"] == 1
+
+
+def test_the_scarcity_scenario_shows_fair_share_and_preemption_at_work() -> None:
+    """examples/scarcity: a 500-job burst and a trickle on 16 GPUs, a priority-1000 service an hour in."""
+    from datetime import UTC, datetime
+
+    from ruamel.yaml import YAML
+
+    from mlplacement.api.fleet import Fleet
+    from mlplacement.api.trace import Trace
+    from mlplacement.core.simulation import engine_strategy, simulate
+    from tests.conftest import REPO
+
+    yaml = YAML(typ="safe", pure=True)
+    folder = REPO / "examples" / "scarcity"
+    fleet = Fleet.model_validate(yaml.load((folder / "fleet.yaml").read_text()))
+    trace = Trace.model_validate(yaml.load((folder / "trace.yaml").read_text()))
+
+    def run(policy_file: str) -> dict[str, Any]:
+        policy = PlacementPolicySpec.model_validate(yaml.load((folder / policy_file).read_text())["spec"])
+        start = datetime(2026, 11, 22, 8, tzinfo=UTC)
+        return simulate(fleet, trace, engine_strategy(policy), policy_file, start).summary()
+
+    fair, arrival, patient = (
+        run("policy-fair-share.yaml"),
+        run("policy-arrival-order.yaml"),
+        run("policy-no-preemption.yaml"),
+    )
+    trickle = "team-trickle"
+    assert fair["waitMinutesByNamespace"][trickle]["p95"] * 10 < arrival["waitMinutesByNamespace"][trickle]["p95"]
+    assert fair["waitMinutesByPriority"]["1000"]["max"] == 0  # placed on arrival, by preempting
+    assert fair["priorityPreemptions"] == 2  # one two-GPU service, two one-GPU victims
+    assert patient["waitMinutesByPriority"]["1000"]["max"] > 60  # without preemption it waits for hours
+    assert patient["priorityPreemptions"] == 0
