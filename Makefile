@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo bench bench-controller bench-operator clean \
+.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity bench bench-controller bench-operator clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -56,6 +56,11 @@ demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a 
 	@echo
 	@echo "== A day on the sample fleet: the engine against baselines (examples/traces/steady-day.yaml) =="
 	$(BIN)/mlplacement simulate --trace examples/traces/steady-day.yaml --out out/demo
+
+scarcity: $(STAMP) ## Replay the scarcity scenario: fair share vs arrival order, preemption vs none (examples/scarcity)
+	$(BIN)/mlplacement simulate --fleet examples/scarcity/fleet.yaml --trace examples/scarcity/trace.yaml \
+	  --policy examples/scarcity/policy-fair-share.yaml --policy examples/scarcity/policy-arrival-order.yaml \
+	  --policy examples/scarcity/policy-no-preemption.yaml
 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
