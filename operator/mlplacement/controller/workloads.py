@@ -524,14 +524,15 @@ class WorkloadController:
         requests = [
             dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name, avoid=p.avoid) for p in deciding
         ]
+        by_key = {p.admitted.request.key: p for p in deciding}
         scarce = any(p.preemption.enabled or p.quotas for p in policies.values())
         teams = {r.key.partition("/")[0] for r in requests}
-        running = self.running(snapshot) if scarce or len(teams) > 1 else []
+        # Workloads being decided again (moving) are requests now, not running work: never counted twice.
+        running = self.running(snapshot, exclude=set(by_key)) if scarce or len(teams) > 1 else []
         decisions = decide_many(  # 5
             requests, policies, snapshot, running=running, namespace_labels=self.cache.namespace_labels
         )
         elapsed = (time.perf_counter() - started) / max(1, len(decisions))
-        by_key = {p.admitted.request.key: p for p in deciding}
         for decision in decisions:  # 6: victims first, so their status says who displaced them
             for victim in decision.preempts:
                 await self._preempt(victim, decision, policies, now)
@@ -547,14 +548,14 @@ class WorkloadController:
 
     # --- scarcity: what runs, preemption, quota metrics ---
 
-    def running(self, snapshot: Snapshot) -> list[Running]:
+    def running(self, snapshot: Snapshot, exclude: set[str] | frozenset[str] = frozenset()) -> list[Running]:
         """Every workload that holds capacity now, as quotas count and preemption may stop it. Built from the
         statuses the operator wrote and cached per (target, generation), so a round parses no model twice."""
         products = {t.key: target_product(t) for t in snapshot.targets}
         found: list[Running] = []
         for key, status in self.statuses.items():
             target = (status.get("placement") or {}).get("target")
-            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.preempted:
+            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.preempted or key in exclude:
                 continue
             target_key = (str(target.get("kind")), str(target.get("name")))
             token = (target_key, status.get("observedGeneration"), status.get("estimatedHourlyCostUSD"))
