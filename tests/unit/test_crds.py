@@ -112,6 +112,11 @@ def test_every_example_validates_against_model_and_crd(where: str, obj: dict[str
     if obj["kind"] == "Trace":
         Trace.model_validate(obj)
         return
+    if obj["kind"] == "Fleet":
+        from mlplacement.api.fleet import Fleet
+
+        Fleet.model_validate(obj)
+        return
     MODELS[obj["kind"]].model_validate(obj)
     assert crd_errors(obj) == []
 
