@@ -486,7 +486,7 @@ def decide_many(
                     + f"; the better targets are over {book.team(_namespace(request))}'s quota",
                 )
         pinned_here = False
-        if decision.chosen is None and not decision.quota_exceeded and preempting and full:
+        if decision.chosen is None and not decision.quota_exceeded and preempting and full and victims_left > 0:
             found = _preempt(
                 request,
                 policy,
