@@ -353,30 +353,43 @@ class _Scarcity:
     ) -> Iterator[PlacementRequest]:
         """Priority first; within a priority, the team with the smallest dominant share next (its oldest
         request first), re-judged after every placement; without fair sharing, oldest first."""
-        levels: dict[int, list[PlacementRequest]] = {}
-        for request in sorted(requests, key=placement_order):
-            levels.setdefault(request.priority, []).append(request)
+        levels: dict[int, list[tuple[tuple[int, float, str], PlacementRequest]]] = {}
+        for request in requests:
+            levels.setdefault(request.priority, []).append((placement_order(request), request))
+        books: dict[int, QuotaBook | None] = {}  # by policy: None when it does not share fairly
         for priority in sorted(levels, reverse=True):
-            queues: dict[tuple[int, str], list[PlacementRequest]] = {}
-            for request in levels[priority]:
-                policy = policy_of(request)
-                team = self.book(policy).team(_namespace(request)) if policy.fair_sharing else ""
-                queues.setdefault((id(policy), team), []).append(request)
+            level = sorted(levels[priority], key=lambda item: item[0])
+            # One queue per (policy, team); the head of each competes on its team's share, then on age.
+            queues: dict[
+                tuple[int, str], tuple[QuotaBook | None, str, list[tuple[tuple[int, float, str], PlacementRequest]]]
+            ] = {}
+            for item in level:
+                policy = policy_of(item[1])
+                if id(policy) not in books:
+                    books[id(policy)] = self.book(policy) if policy.fair_sharing else None
+                book = books[id(policy)]
+                namespace = _namespace(item[1])
+                team = book.team(namespace) if book is not None else ""
+                queues.setdefault((id(policy), team), (book, namespace, []))[2].append(item)
+            if len(queues) == 1:  # nobody to be fair to: age order
+                yield from (request for _, request in level)
+                continue
             heads = dict.fromkeys(queues, 0)
             while heads:
-                key = min(heads, key=lambda k, q=queues, h=heads: self._rank(q[k][h[k]], policy_of))  # type: ignore[misc]
-                request = queues[key][heads[key]]
+                key = min(heads, key=lambda k, q=queues, h=heads: _fair_rank(q[k], h[k]))  # type: ignore[misc]
+                items = queues[key][2]
+                request = items[heads[key]][1]
                 heads[key] += 1
-                if heads[key] == len(queues[key]):
+                if heads[key] == len(items):
                     del heads[key]
                 yield request
 
-    def _rank(
-        self, head: PlacementRequest, policy_of: Callable[[PlacementRequest], PlacementPolicySpec]
-    ) -> tuple[float, tuple[int, float, str]]:
-        policy = policy_of(head)
-        share = self.book(policy).dominant_share(_namespace(head)) if policy.fair_sharing else 0.0
-        return share, placement_order(head)
+
+def _fair_rank(
+    queue: tuple[QuotaBook | None, str, list[tuple[tuple[int, float, str], PlacementRequest]]], head: int
+) -> tuple[float, tuple[int, float, str]]:
+    book, namespace, items = queue
+    return (book.dominant_share(namespace) if book is not None else 0.0), items[head][0]
 
 
 def _within_quota(
