@@ -255,6 +255,38 @@ def _parse_workloads(objects: list[tuple[str, dict[str, Any]]]) -> list[Placemen
     return requests
 
 
+def _running(paths: tuple[Path, ...], snapshot: Any) -> list[Any]:
+    """Placed or running MLWorkloads, as `kubectl get mlw -A -o yaml` prints them (status included): what
+    quotas count and preemption may stop."""
+    from mlplacement.core.placement.engine import target_product
+    from mlplacement.core.scarcity import running_from
+
+    products = {t.key: target_product(t) for t in snapshot.targets}
+    found = []
+    for path, index, obj in iter_objects(list(paths)):
+        for item in obj.get("items") or [] if obj.get("kind") == "List" else [obj]:
+            if not isinstance(item, dict) or item.get("kind") != "MLWorkload":
+                continue
+            try:
+                workload = MLWorkload.model_validate({k: v for k, v in item.items() if k != "status"})
+            except ValidationError as exc:
+                where = f"{path}#{index + 1}"
+                raise click.ClickException(f"{where}: {describe_validation_error(exc, 'MLWorkload ')}") from None
+            entry = running_from(workload, item.get("status") or {}, products)
+            if entry is not None:
+                found.append(entry)
+    return found
+
+
+RUNNING_OPTION = click.option(
+    "--running",
+    "running_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="What runs now (repeatable): `kubectl get mlw -A -o yaml` output. Quotas count it, preemption may stop it.",
+)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -269,7 +301,10 @@ def _parse_workloads(objects: list[tuple[str, dict[str, Any]]]) -> list[Placemen
     type=click.Path(dir_okay=False, path_type=Path),
     help="PlacementPolicy to decide under; default: the built-in defaults.",
 )
-def explain(files: tuple[Path, ...], fleet_path: Path | None, policy_path: Path | None) -> None:
+@RUNNING_OPTION
+def explain(
+    files: tuple[Path, ...], fleet_path: Path | None, policy_path: Path | None, running_paths: tuple[Path, ...]
+) -> None:
     """Show where each MLWorkload in FILES would run, every candidate's score and every rejection."""
     fleet = load_fleet(fleet_path)
     snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
@@ -278,7 +313,7 @@ def explain(files: tuple[Path, ...], fleet_path: Path | None, policy_path: Path 
     requests = _parse_workloads(objects)
     if not requests:
         raise click.ClickException("no MLWorkload found in the given files")
-    for decision in decide_many(requests, {None: policy}, snapshot):
+    for decision in decide_many(requests, {None: policy}, snapshot, running=_running(running_paths, snapshot)):
         click.echo(render_decision(decision) + "\n")
 
 
@@ -508,8 +543,13 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
     type=click.Path(path_type=Path),
     help="MLWorkload files or directories (repeatable); default: examples/.",
 )
+@RUNNING_OPTION
 def whatif(
-    policy_path: Path, current_path: Path | None, fleet_path: Path | None, workload_paths: tuple[Path, ...]
+    policy_path: Path,
+    current_path: Path | None,
+    fleet_path: Path | None,
+    workload_paths: tuple[Path, ...],
+    running_paths: tuple[Path, ...],
 ) -> None:
     """Impact of a policy change: which workloads move, which become infeasible, cost and latency delta."""
     from mlplacement.core.whatif import whatif as analyse
@@ -518,7 +558,8 @@ def whatif(
     snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
     paths = list(workload_paths) or [Path("examples")]
     requests = _parse_workloads([(f"{p}#{i + 1}", o) for p, i, o in iter_objects(paths)])
-    changes, totals = analyse(requests, snapshot, _load_policy(current_path), _load_policy(policy_path))
+    running = _running(running_paths, snapshot)
+    changes, totals = analyse(requests, snapshot, _load_policy(current_path), _load_policy(policy_path), running)
     if not changes:
         click.echo(f"no change for any of {totals['workloads']} workloads")
         return
@@ -537,6 +578,7 @@ def whatif(
     click.echo(
         f"\n{totals['moves']} move, {totals['becomeInfeasible']} become infeasible, {totals['becomePlaceable']} "
         f"become placeable; hourly cost ${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
+        + (f"; {totals['preempted']} running workloads preempted" if totals["preempted"] else "")
     )
 
 

@@ -456,3 +456,70 @@ def test_the_scarcity_scenario_shows_fair_share_and_preemption_at_work() -> None
     assert fair["priorityPreemptions"] == 2  # one two-GPU service, two one-GPU victims
     assert patient["waitMinutesByPriority"]["1000"]["max"] > 60  # without preemption it waits for hours
     assert patient["priorityPreemptions"] == 0
+
+
+def test_explain_and_whatif_model_preemption_against_what_runs_now(tmp_path: Any) -> None:
+    """`--running` takes `kubectl get mlw -A -o yaml` output: the placed workloads, status included."""
+    import yaml
+    from click.testing import CliRunner
+
+    from mlplacement.cli import cli
+    from tests.conftest import REPO
+
+    def manifest(name: str, namespace: str, priority: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "mlplacement.io/v1alpha1",
+            "kind": "MLWorkload",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "type": "Batch",
+                "image": "registry.example.com/x:1",
+                "resources": {"gpus": 2, "gpuProduct": "NVIDIA-A100"},
+                "intent": {"priority": priority, "dataRegion": "eu-west-1"},
+                "targets": {"allowed": ["GPUPool"]},
+            },
+        }
+
+    placed = {
+        "phase": "Running",
+        "estimatedHourlyCostUSD": 6.0,
+        "placement": {"target": {"kind": "GPUPool", "name": "a100-shared", "region": "eu-west-1"}},
+    }
+    items = [
+        {
+            **manifest(f"batch-{i}", "team-burst", 100 - i),
+            "status": {**placed, "placement": {**placed["placement"], "decidedAt": f"2026-11-22T07:0{i}:00Z"}},
+        }
+        for i in range(8)
+    ]
+    (tmp_path / "running.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    (tmp_path / "service.yaml").write_text(yaml.safe_dump(manifest("fraud-scoring", "team-serving", 1000)))
+    fleet = (
+        (REPO / "examples" / "scarcity" / "fleet.yaml")
+        .read_text()
+        .replace("gpusTotal: 16\n", "gpusTotal: 16\n    gpusFree: 0\n")
+    )
+    (tmp_path / "fleet.yaml").write_text(fleet)
+    folder = REPO / "examples" / "scarcity"
+    common = ["--fleet", str(tmp_path / "fleet.yaml"), "--running", str(tmp_path / "running.yaml")]
+    explained = CliRunner().invoke(
+        cli, ["explain", str(tmp_path / "service.yaml"), "--policy", str(folder / "policy-fair-share.yaml"), *common]
+    )
+    assert explained.exit_code == 0, explained.output
+    assert "preempting team-burst/batch-7 (priority 93)" in explained.output  # the lowest priority goes
+    compared = CliRunner().invoke(
+        cli,
+        [
+            "whatif",
+            "--current",
+            str(folder / "policy-no-preemption.yaml"),
+            "--policy",
+            str(folder / "policy-fair-share.yaml"),
+            "--workloads",
+            str(tmp_path / "service.yaml"),
+            *common,
+        ],
+    )
+    assert compared.exit_code == 0, compared.output
+    assert "becomes placeable" in compared.output
+    assert "1 running workloads preempted" in compared.output

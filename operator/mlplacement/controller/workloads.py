@@ -58,7 +58,7 @@ from mlplacement.core.reconcile import (
     child_status,
     decision_status,
 )
-from mlplacement.core.scarcity import QuotaBook, Running
+from mlplacement.core.scarcity import QuotaBook, Running, running_from
 from mlplacement.core.snapshot import Snapshot
 from mlplacement.core.status import api_status, owned_status, set_condition, status_patch, undecided
 
@@ -565,27 +565,9 @@ class WorkloadController:
                 continue
             uid = ((self.objects.get(key) or {}).get("metadata") or {}).get("uid", "")
             workload = self.workloads.get(uid)
-            if workload is None:
+            entry = running_from(workload, status, products) if workload is not None else None
+            if entry is None:
                 continue
-            spec = workload.spec
-            gpus = spec.resources.gpus * spec.effective_replicas
-            decided = str((status.get("placement") or {}).get("decidedAt") or "")
-            try:
-                started = datetime.fromisoformat(decided.replace("Z", "+00:00")).timestamp() if decided else 0.0
-            except ValueError:
-                started = 0.0
-            entry = Running(
-                key=key,
-                namespace=key.partition("/")[0],
-                priority=spec.intent.priority,
-                target=target_key,
-                claim=1 if target_key[0] == TargetKind.DATABRICKS.value else gpus,
-                gpus=gpus,
-                product=products.get(target_key),
-                hourly_usd=float(status.get("estimatedHourlyCostUSD") or 0.0),
-                started=started,
-                preemptible=spec.intent.preemptible,
-            )
             self._running[key] = (token, entry)
             found.append(entry)
         return found

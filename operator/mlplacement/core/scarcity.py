@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from mlplacement.api.constants import ACTIVE_PHASES
 from mlplacement.api.policy import Preemption, QuotaAmounts, TeamQuota
-from mlplacement.api.workload import TargetKind
+from mlplacement.api.workload import MLWorkload, TargetKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,41 @@ class Running:
     @property
     def kind(self) -> TargetKind:
         return TargetKind(self.target[0])
+
+
+def running_from(
+    workload: MLWorkload, status: Mapping[str, Any], products: Mapping[tuple[str, str], str | None]
+) -> Running | None:
+    """What ``workload`` holds now, read from its status (the operator's, or `kubectl get mlw -o yaml`'s):
+    None unless it is placed or running on a target. ``products`` maps target keys to their GPU product."""
+    placement = status.get("placement") or {}
+    target = placement.get("target") or {}
+    if status.get("phase") not in ACTIVE_PHASES or not target.get("kind") or not target.get("name"):
+        return None
+    key = (str(target["kind"]), str(target["name"]))
+    spec, meta = workload.spec, workload.metadata
+    gpus = spec.resources.gpus * spec.effective_replicas
+    decided = str(placement.get("decidedAt") or "")
+    try:
+        started = datetime.fromisoformat(decided.replace("Z", "+00:00")).timestamp() if decided else 0.0
+    except ValueError:
+        started = 0.0
+    try:
+        hourly = float(status.get("estimatedHourlyCostUSD") or 0.0)
+    except (TypeError, ValueError):
+        hourly = 0.0
+    return Running(
+        key=f"{meta.namespace or ''}/{meta.name}",
+        namespace=meta.namespace or "",
+        priority=spec.intent.priority,
+        target=key,
+        claim=1 if key[0] == TargetKind.DATABRICKS.value else gpus,
+        gpus=gpus,
+        product=products.get(key),
+        hourly_usd=hourly,
+        started=started,
+        preemptible=spec.intent.preemptible,
+    )
 
 
 @dataclass
@@ -294,5 +331,6 @@ __all__ = [
     "choose_victims",
     "choose_victims_reclaiming",
     "eligible_victims",
+    "running_from",
     "victim_rank",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many
+from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot
 
 
@@ -39,10 +40,12 @@ def whatif(
     snapshot: Snapshot,
     current: PlacementPolicySpec,
     proposed: PlacementPolicySpec,
+    running: Sequence[Running] = (),
 ) -> tuple[list[Change], dict[str, Any]]:
-    """Decide every workload under both policies on the same snapshot and report what differs."""
-    before = {d.request.key: d for d in decide_many(requests, {None: current}, snapshot)}
-    after = {d.request.key: d for d in decide_many(requests, {None: proposed}, snapshot)}
+    """Decide every workload under both policies on the same snapshot (and what runs now: quotas count it,
+    preemption may stop it) and report what differs."""
+    before = {d.request.key: d for d in decide_many(requests, {None: current}, snapshot, running=running)}
+    after = {d.request.key: d for d in decide_many(requests, {None: proposed}, snapshot, running=running)}
     changes = []
     for key in sorted(before):
         old, new = before[key], after[key]
@@ -62,6 +65,7 @@ def whatif(
         )
     totals = {
         "workloads": len(before),
+        "preempted": sum(len(d.preempts) for d in after.values()),
         "moves": sum(c.kind == "moves" for c in changes),
         "becomeInfeasible": sum(c.kind == "becomes infeasible" for c in changes),
         "becomePlaceable": sum(c.kind == "becomes placeable" for c in changes),
