@@ -123,3 +123,27 @@ def test_over_quota_the_reason_reads_in_kubectl_get() -> None:
     assert (ready["status"], ready["reason"]) == ("False", "QuotaExceeded")  # the Reason printer column
     assert ready["message"] == "team-a uses 4/4 GPUs, needs 2 (may borrow 0)"
     assert controller.statuses["team-a/j0"]["phase"] == controller.statuses["team-a/j1"]["phase"] == "Placed"
+
+
+def test_a_preemptors_pods_waiting_for_its_victims_are_not_a_failed_placement() -> None:
+    """Its pods cannot schedule until the victims' children stop: with a grace period longer than the
+    unschedulable grace, the preemptor must not be moved away meanwhile."""
+    from tests.component.test_capacity_and_failures import pod_of
+
+    controller, cluster, events, clock = world(preemption={"enabled": True, "gracePeriodSeconds": 300})
+    fill_the_pool(controller, cluster, clock)
+
+    async def scenario() -> None:
+        await controller.on_workload(job("service", 1000, "2026-11-22T11:00:00Z"))
+        await controller.place_round()
+        service = cluster.children[("Job", "team-a", "mlw-service")]
+        waiting = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]
+        controller.cache.on_pod(pod_of(service, "service-abc", conditions=waiting), deleted=False)
+        for _ in range(4):  # 200 s: past the unschedulable grace (120 s), inside the victims' (300 s)
+            clock.now += 50
+            await controller.place_round()
+
+    asyncio.run(scenario())
+    assert [e for e in events if e[1] == "Unschedulable"] == []
+    assert controller.statuses["team-a/service"]["phase"] == "Placed"
+    assert ("Job", "team-a", "mlw-service") in cluster.children

@@ -148,6 +148,7 @@ class WorkloadController:
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         self.preempted: dict[str, Eviction] = {}  # workload key -> when its children stop
+        self._room_at: dict[str, float] = {}  # preemptor uid -> when its victims' children stop
         self._running: dict[str, tuple[tuple[Any, ...], Running]] = {}  # key -> (what it was built from, it)
         self.wakeup = asyncio.Event()
         self.last_round_at: float | None = None  # monotonic end of the last round: liveness reads it
@@ -471,8 +472,11 @@ class WorkloadController:
         for uid in set(self.unschedulable_since) - set(stuck):
             del self.unschedulable_since[uid]
         moved = []
+        for uid in [u for u, at in self._room_at.items() if at < now - self.config.unschedulable_grace_seconds]:
+            del self._room_at[uid]
         for uid, message in sorted(stuck.items()):
-            since = self.unschedulable_since.setdefault(uid, now)
+            # A preemptor's pods wait for its victims' children to stop: its clock starts when they do.
+            since = max(self.unschedulable_since.setdefault(uid, now), self._room_at.get(uid, 0.0))
             workload = self.workloads.get(uid)
             if workload is None or now - since < self.config.unschedulable_grace_seconds:
                 continue
@@ -602,6 +606,8 @@ class WorkloadController:
             status["verified"] = current["verified"]
         uid = (obj.get("metadata") or {}).get("uid", "")
         self.preempted[victim.key] = Eviction(self.monotonic() + grace, uid, current)
+        preemptor_uid = ((self.objects.get(preemptor.key) or {}).get("metadata") or {}).get("uid", "")
+        self._room_at[preemptor_uid] = max(self._room_at.get(preemptor_uid, 0.0), self.monotonic() + grace)
         self.pending.pop(victim.key, None)
         self.metrics.preemption(decision.preempt_reason or "Priority")
         await self._write_status(obj, status, event=("Warning", Reason.PREEMPTED.value, message))
