@@ -177,16 +177,32 @@ def test_no_capacity_waits_with_the_explanation(world: Any) -> None:
     controller, cluster, events, _ = world
 
     async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=6)))
+        await controller.place_round()
+        await controller.on_workload(signed(workload("second", gpus=4)))
+        await controller.place_round()
+
+    run(scenario())
+    patch = cluster.statuses["team-a/second"]
+    assert patch["phase"] == "Waiting"
+    assert conditions(patch)["Placed"] == ("False", "WaitingForCapacity")
+    assert patch["placement"]["message"] == "0/1 targets fit: 1 lack free GPUs (need 4)"
+    assert events[-1][:2] == ("Normal", "WaitingForCapacity")
+
+
+def test_work_bigger_than_the_whole_pool_says_so_instead_of_waiting(world: Any) -> None:
+    controller, cluster, events, _ = world
+
+    async def scenario() -> None:
         await controller.on_workload(signed(workload(gpus=16)))
         await controller.place_round()
 
     run(scenario())
     assert cluster.children == {}
     ((_, patch),) = cluster.status_patches
-    assert patch["phase"] == "Waiting"
-    assert conditions(patch)["Placed"] == ("False", "WaitingForCapacity")
-    assert patch["placement"]["message"] == "0/1 targets fit: 1 lack free GPUs (need 16)"
-    assert events[-1][:2] == ("Normal", "WaitingForCapacity")
+    assert conditions(patch)["Placed"] == ("False", "NoFeasibleTarget")
+    assert patch["placement"]["message"] == "0/1 targets fit: 1 have 8 GPUs in all (need 16)"
+    assert events[-1][:2] == ("Warning", "NoFeasibleTarget")
 
 
 def test_waiting_workload_is_placed_when_capacity_arrives(world: Any) -> None:

@@ -164,11 +164,29 @@ FILTERS = [
     ),
     pytest.param({}, pool("p", healthy=False), DEFAULT, "unhealthy", id="unhealthy pool"),
     pytest.param(
-        {"gpus": 4, "replicas": 1}, pool("p", free=3), DEFAULT, "lack free GPUs (need 4)", id="not enough free GPUs"
+        {},
+        pool("p", healthy=False, health_detail="no ready nodes (NotReady)"),
+        DEFAULT,
+        "unhealthy: no ready nodes (NotReady)",
+        id="unhealthy says why",
+    ),
+    pytest.param(
+        {"gpus": 4, "replicas": 1},
+        pool("p", free=3, gpus_total=8),
+        DEFAULT,
+        "lack free GPUs (need 4)",
+        id="not enough free GPUs",
+    ),
+    pytest.param(
+        {"gpus": 16, "replicas": 1},
+        pool("p", free=8, gpus_total=8),
+        DEFAULT,
+        "have 8 GPUs in all (need 16)",
+        id="more GPUs than the whole pool has: not worth waiting for",
     ),
     pytest.param(
         {"gpus": 1, "replicas": 3, "type": WorkloadType.INFERENCE, "latency_target_ms": 500.0},
-        pool("p", free=2),
+        pool("p", free=2, gpus_total=8),
         DEFAULT,
         "lack free GPUs (need 3)",
         id="replicas multiply the GPUs needed",
@@ -370,7 +388,11 @@ def test_low_cost_tolerance_weighs_cost_more() -> None:
 
 def test_scheduler_style_message_counts_each_reason() -> None:
     fleet = make_fleet(
-        pool("a", free=1), pool("b", free=2), pool("c", free=3), pool("far", "us-east-1"), pool("sick", healthy=False)
+        pool("a", free=1, gpus_total=8),
+        pool("b", free=2, gpus_total=8),
+        pool("c", free=3, gpus_total=8),
+        pool("far", "us-east-1"),
+        pool("sick", healthy=False),
     )
     policy = PlacementPolicySpec.model_validate({"residency": {"allowedRegions": ["eu-west-1"]}})
     decision = decide(make_request(gpus=4), policy, fleet)
@@ -384,6 +406,14 @@ def test_scheduler_style_message_counts_each_reason() -> None:
 def test_nothing_transient_means_no_feasible_target() -> None:
     decision = decide(make_request(gpu_product="NVIDIA-H100"), DEFAULT, make_fleet(pool("a")))
     assert decision.reason is Reason.NO_FEASIBLE_TARGET
+
+
+def test_work_bigger_than_every_pool_is_not_waiting_for_capacity() -> None:
+    """16 GPUs against pools of 8 in all: no amount of waiting helps, so the reason says so."""
+    fleet = make_fleet(pool("a", free=8, gpus_total=8), pool("b", free=2, gpus_total=8))
+    decision = decide(make_request(gpus=16), DEFAULT, fleet)
+    assert decision.reason is Reason.NO_FEASIBLE_TARGET
+    assert decision.message == "0/2 targets fit: 2 have 8 GPUs in all (need 16)"
 
 
 def test_ties_are_broken_by_name() -> None:

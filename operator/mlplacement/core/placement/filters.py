@@ -139,7 +139,7 @@ def healthy(request: PlacementRequest, target: Target, free: int, context: Conte
 
     One filter for both: it runs for every workload and target, and ``avoid`` is almost always empty."""
     if not target.healthy:
-        return "unhealthy"
+        return f"unhealthy: {target.health_detail}" if target.health_detail else "unhealthy"
     if request.avoid and target.key in request.avoid:
         return "left after pods stayed unschedulable there"
     return None
@@ -170,6 +170,13 @@ def spot_rules(request: PlacementRequest, target: Target, free: int, context: Co
         return "are spot with stale signals"
     if target.preemption_probability > context.policy.spot.max_preemption_probability:
         return f"preemption risk > {context.policy.spot.max_preemption_probability:.0%}"
+    return None
+
+
+def fits_at_all(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    """Work larger than the whole target never fits there: not worth waiting for (NoFeasibleTarget)."""
+    if target.kind is not TargetKind.DATABRICKS and 0 < target.gpus_total < request.gpus_needed:
+        return f"have {target.gpus_total} GPUs in all (need {request.gpus_needed})"
     return None
 
 
@@ -218,6 +225,7 @@ TARGET_FILTERS: tuple[TargetFilter, ...] = (
     model_fits_edge,
     spot_rules,
     budget,
+    fits_at_all,
     capacity,
 )
 TRANSIENT_FILTERS: frozenset[TargetFilter] = frozenset({capacity, healthy})
