@@ -193,6 +193,13 @@ FILTERS = [
     ),
     pytest.param({"gpu_product": "NVIDIA-H100"}, pool("p"), DEFAULT, "lack NVIDIA-H100 GPUs", id="wrong GPU product"),
     pytest.param(
+        {**REALTIME, "data_region": "eu-central-1", "latency_target_ms": 30.0},
+        edge("e", "eu-central-1", rtt_ms=500.0),
+        DEFAULT,
+        "too far for 30ms latency (measured RTT 500ms)",
+        id="an edge whose measured link is slow, in a near region",
+    ),
+    pytest.param(
         {**REALTIME, "model_size_gb": 1.5},
         edge("e", max_model_size_gb=1.0),
         DEFAULT,
@@ -565,3 +572,16 @@ def test_property_higher_priority_never_starved_by_lower(batch: list[Any], fleet
         peers = [r for r in batch if r.priority >= waiting.request.priority]
         without_lower = {d.request.key: d for d in decide_many(peers, {None: DEFAULT}, snapshot)}
         assert not without_lower[waiting.request.key].placed
+
+
+def test_an_edges_measured_round_trip_shows_in_its_expected_latency() -> None:
+    """A 500 ms edge used to show 3 ms (its region's figure); now its own link counts when it is worse."""
+    near = edge("near", "eu-central-1", rtt_ms=2.0)
+    slow = edge("slow", "eu-central-1", rtt_ms=25.0)
+    request = make_request(**{**REALTIME, "latency_target_ms": 45.0})
+    decision = decide(request, DEFAULT, make_fleet(near, slow))
+    by_name = {c.target.name: c.expected_latency_ms for c in decision.candidates}
+    assert by_name["slow"] >= 25.0
+    assert by_name["near"] < by_name["slow"]
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == "near"

@@ -50,6 +50,7 @@ class Target:
     spot: bool = False
     preemption_probability: float = 0.0
     gpus_total: int = 0
+    rtt_ms: float | None = None  # an edge's measured round trip (its probe, or the fleet file's rttMs)
     # (kind, name), precomputed: placement looks it up for every candidate of every decision.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
@@ -173,6 +174,7 @@ def snapshot_from_fleet(fleet: Fleet, now: datetime) -> Snapshot:
                 gpu_hour_usd=edge.gpu_hour_usd,
                 base_hour_usd=edge.base_hour_usd,
                 gpus_total=edge.gpus_free,
+                rtt_ms=edge.rtt_ms,
             )
         )
     for workspace in fleet.databricks_workspaces:
@@ -387,6 +389,7 @@ def edge_targets(edges: Iterable[Mapping[str, Any]], now: datetime) -> list[Targ
                 gpu_hour_usd=float(cost.get("gpuHourUSD", 0.0)),
                 base_hour_usd=float(cost.get("baseHourUSD", 0.0)),
                 gpus_total=int(status.get("gpusAllocatable") or 0),
+                rtt_ms=_rtt(status.get("rttMs")),
             )
         )
     return targets
@@ -450,3 +453,10 @@ def build_snapshot(
         for target in targets
     ]
     return Snapshot(now=now, targets=tuple(targets), signals=signals)
+
+
+def _rtt(value: Any) -> float | None:
+    try:
+        return None if value is None else max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None

@@ -37,7 +37,12 @@ class Context:
 
 
 def expected_latency_ms(request: PlacementRequest, target: Target, context: Context) -> float:
-    return context.snapshot.latency_ms(request.data_region, target.region) + SERVING_OVERHEAD_MS[target.kind]
+    """Network latency to the target plus its serving overhead. An edge's own measured round trip counts when
+    it is worse than its region's: a slow link to one site is not hidden by a fast region."""
+    network = context.snapshot.latency_ms(request.data_region, target.region)
+    if target.rtt_ms is not None:
+        network = max(network, target.rtt_ms)
+    return network + SERVING_OVERHEAD_MS[target.kind]
 
 
 def hourly_cost_usd(request: PlacementRequest, target: Target) -> float:
@@ -158,6 +163,15 @@ def model_fits_edge(request: PlacementRequest, target: Target, free: int, contex
     return None
 
 
+def edge_round_trip(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    """The region may be near enough while this edge's measured link is not."""
+    if target.rtt_ms is None or request.latency_target_ms is None:
+        return None
+    if expected_latency_ms(request, target, context) > request.latency_target_ms:
+        return f"too far for {request.latency_target_ms:g}ms latency (measured RTT {target.rtt_ms:g}ms)"
+    return None
+
+
 def spot_rules(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     if not target.spot:
         return None
@@ -223,6 +237,7 @@ TARGET_FILTERS: tuple[TargetFilter, ...] = (
     healthy,
     gpu_product,
     model_fits_edge,
+    edge_round_trip,
     spot_rules,
     budget,
     fits_at_all,
