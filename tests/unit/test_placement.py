@@ -585,3 +585,13 @@ def test_an_edges_measured_round_trip_shows_in_its_expected_latency() -> None:
     assert by_name["near"] < by_name["slow"]
     assert decision.chosen is not None
     assert decision.chosen.target.name == "near"
+
+
+def test_stale_signals_are_said_for_every_decision_not_only_spot() -> None:
+    stale = make_signals(updatedAt=datetime(2026, 11, 22, 10, 0, tzinfo=UTC))
+    decision = decide(make_request(), DEFAULT, make_fleet(pool("on-demand"), signals=stale))
+    assert decision.placed
+    assert "signals" in decision.message
+    assert "old (limit 900s): latency, egress and carbon may be stale" in decision.message
+    fresh = decide(make_request(), DEFAULT, make_fleet(pool("on-demand")))
+    assert "stale" not in fresh.message

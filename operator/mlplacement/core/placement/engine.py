@@ -121,6 +121,16 @@ def _explain(fitting: int, total: int, rejections: Iterable[Rejection], chosen: 
     return f"{head}" + (f": {parts}" if parts else "")
 
 
+def _stale(snapshot: Snapshot, policy: PlacementPolicySpec) -> str:
+    """Why the latency, egress and carbon figures may be out of date (spot pools are refused outright)."""
+    if snapshot.signals is None or snapshot.signals_age_seconds is None:
+        return "signals of unknown age: latency, egress and carbon may be stale"
+    limit = snapshot.signals.ttl_seconds
+    if policy.max_signal_age_seconds is not None:
+        limit = min(limit, policy.max_signal_age_seconds)
+    return f"signals {snapshot.signals_age_seconds:.0f}s old (limit {limit}s): latency, egress and carbon may be stale"
+
+
 def _first_failure(
     checks: Iterable[Callable[..., str | None]], *args: object
 ) -> tuple[str, Callable[..., str | None]] | None:
@@ -230,6 +240,8 @@ def _decide(
     if moved is not None:
         chosen = next(c for c in scored if c.target.key == moved[1])
     message = _explain(len(scored), len(snapshot.targets), rejections, chosen)
+    if not context.signals_fresh and snapshot.signals is not None:  # none at all is a choice, not news
+        message += "; " + _stale(snapshot, policy)
     if moved is not None:
         message += f"; rebalanced for the batch (alone it would take {moved[0].name})"
     return Decision(
