@@ -17,7 +17,7 @@ from mlplacement.core.placement.batch import Option, rebalance, total_utility
 from mlplacement.core.placement.engine import make_context
 from mlplacement.core.placement.filters import KIND_FILTERS, REGION_FILTERS, TARGET_FILTERS, capacity
 from tests.builders import make_fleet, make_request, pool, workspace
-from tests.unit.test_placement import requests, targets, unique_fleet
+from tests.unit.test_placement import ANY_REQUEST, FLEETS, unique_fleet
 
 COST_ONLY = PlacementPolicySpec.model_validate(
     {"weights": {"cost": 100, "latency": 0, "dataGravity": 0, "carbon": 0, "preemption": 0}}
@@ -152,7 +152,7 @@ def test_property_rebalance_keeps_everyone_within_capacity_and_never_loses(insta
 
 
 @settings(max_examples=100, deadline=None)
-@given(batch=st.lists(requests(), min_size=1, max_size=12), fleet_targets=st.lists(targets(), min_size=1, max_size=8))
+@given(batch=st.lists(ANY_REQUEST, min_size=1, max_size=12), fleet_targets=FLEETS)
 def test_property_every_batch_choice_passes_every_filter(batch: list[Any], fleet_targets: list[Any]) -> None:
     batch = [replace(r, key=f"ns/w{i}") for i, r in enumerate(batch)]
     snapshot = unique_fleet(fleet_targets)

@@ -512,6 +512,30 @@ def requests(draw: st.DrawFn, key: str = "ns/w") -> Any:
     )
 
 
+@st.composite
+def placeable_requests(draw: st.DrawFn, key: str = "ns/w") -> Any:
+    """Requests most fleets can take: without these, most generated batches place nothing and a property
+    about what is placed tests nothing."""
+    return make_request(
+        key=key,
+        type=draw(st.sampled_from([WorkloadType.BATCH, WorkloadType.TRAINING])),
+        gpus=draw(st.integers(0, 2)),
+        data_region=draw(st.none() | st.sampled_from(REGIONS)),
+        priority=draw(st.integers(0, 1000)),
+        databricks_task=True,
+    )
+
+
+def roomy(draw_targets: list[Any]) -> list[Any]:
+    """The drawn fleet plus one healthy on-demand pool with room, so placeable requests have somewhere to go."""
+    return [*draw_targets, pool("p-roomy", "eu-west-1", free=8, gpus_total=16)]
+
+
+# What the properties below are given: anything at all, with half the requests ones that can be placed.
+ANY_REQUEST = st.one_of(requests(), placeable_requests())
+FLEETS = st.lists(targets(), min_size=0, max_size=12).map(roomy)
+
+
 def unique_fleet(draw_targets: list[Any]) -> Snapshot:
     seen: dict[tuple[str, str], Any] = {}
     for target in draw_targets:
@@ -520,7 +544,7 @@ def unique_fleet(draw_targets: list[Any]) -> Snapshot:
 
 
 @settings(max_examples=200, deadline=None)
-@given(request=requests(), fleet_targets=st.lists(targets(), min_size=1, max_size=12))
+@given(request=ANY_REQUEST, fleet_targets=FLEETS)
 def test_property_choice_passes_every_filter(request: Any, fleet_targets: list[Any]) -> None:
     snapshot = unique_fleet(fleet_targets)
     decision = decide(request, DEFAULT, snapshot)
