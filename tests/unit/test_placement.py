@@ -193,6 +193,13 @@ FILTERS = [
     ),
     pytest.param({"gpu_product": "NVIDIA-H100"}, pool("p"), DEFAULT, "lack NVIDIA-H100 GPUs", id="wrong GPU product"),
     pytest.param(
+        {"gpus": 4, "max_hourly_cost_usd": 5.0},
+        pool("p", free=2, gpus_total=8),
+        DEFAULT,
+        "over budget $5/h and lack free GPUs",
+        id="a budget rejection does not hide that the pool is full too",
+    ),
+    pytest.param(
         {**REALTIME, "data_region": "eu-central-1", "latency_target_ms": 30.0},
         edge("e", "eu-central-1", rtt_ms=500.0),
         DEFAULT,

@@ -214,7 +214,9 @@ def budget_limit(request: PlacementRequest, policy: PlacementPolicySpec) -> floa
 def budget(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     limit = context.budget_usd
     if limit is not None and hourly_cost_usd(request, target) > limit:
-        return f"over budget ${limit:g}/h"
+        # Both said: raising the budget alone would not place it on a target that is full as well.
+        full = target.kind is not TargetKind.DATABRICKS and request.gpus_needed > free
+        return f"over budget ${limit:g}/h" + (" and lack free GPUs" if full else "")
     return None
 
 
