@@ -41,6 +41,13 @@ class Signals(WireModel):
     gpu_hour_usd_by_product: dict[str, NonNegative] = Field(
         default={}, description="On-demand price of one GPU hour, by GPU product."
     )
+    gpu_throughput_by_product: dict[Annotated[str, Field(max_length=128)], Annotated[float, Field(gt=0, le=100)]] = (
+        Field(
+            default={},
+            description="Training throughput of one GPU relative to an A100 (1.0), by product or family name "
+            "(H100, A100, L40S, A10G, L4, T4); overrides the built-in figures.",
+        )
+    )
     spot_discount: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.6, description="Fraction off the on-demand price for spot capacity without a pool signal."
     )

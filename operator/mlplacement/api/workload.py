@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from mlplacement.api.base import (
     LIST_MAX,
@@ -125,6 +125,15 @@ class ModelArtifact(WireModel):
 class Intent(WireModel):
     """What the workload needs, not where it runs: the placement engine turns intent into a target."""
 
+    model_config = WireModel.model_config | {
+        "json_schema_extra": cel_rules(
+            (
+                "(!has(self.deadline) && !has(self.maxRuntimeMinutes)) || has(self.expectedGPUHours)",
+                "deadline and maxRuntimeMinutes need expectedGPUHours (how long a run takes)",
+            ),
+        )
+    }
+
     latency_class: LatencyClass = LatencyClass.BATCH
     latency_target_ms: Annotated[
         int | None, Field(ge=1, le=3_600_000, description="End-to-end latency target for callers, in ms.")
@@ -142,6 +151,26 @@ class Intent(WireModel):
         default=True,
         description="May be stopped to make room for higher-priority work when the policy enables preemption.",
     )
+    expected_gpu_hours: Annotated[float | None, Field(gt=0, le=10_000_000)] = Field(
+        default=None,
+        description="GPU-hours one run takes on referenceGPUProduct: candidates are then compared on cost per job "
+        "(and runtime), not per hour.",
+    )
+    reference_gpu_product: Annotated[str, Field(max_length=128)] = Field(
+        default="NVIDIA-A100", description="The GPU product expectedGPUHours was measured on."
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None, description="The run must finish by then (RFC 3339); needs expectedGPUHours."
+    )
+    max_runtime_minutes: Annotated[int | None, Field(ge=1, le=10_000_000)] = Field(
+        default=None, description="The run must take no longer than this; needs expectedGPUHours."
+    )
+
+    @model_validator(mode="after")
+    def _deadline_needs_work(self) -> Self:
+        if (self.deadline is not None or self.max_runtime_minutes is not None) and self.expected_gpu_hours is None:
+            raise ValueError("deadline and maxRuntimeMinutes need expectedGPUHours (how long a run takes)")
+        return self
 
 
 class PinnedTarget(WireModel):

@@ -24,8 +24,11 @@ from mlplacement.core.placement.filters import (
     TRANSIENT_FILTERS,
     Context,
     budget_limit,
+    comparable_cost_usd,
     expected_latency_ms,
     hourly_cost_usd,
+    job_cost_usd,
+    runtime_hours,
 )
 from mlplacement.core.placement.filters import capacity as capacity_filter
 from mlplacement.core.placement.request import PlacementRequest
@@ -55,6 +58,8 @@ class ScoredCandidate:
     breakdown: Mapping[str, float]
     hourly_cost_usd: float
     expected_latency_ms: float
+    job_cost_usd: float | None = None  # one run, when the workload says how much work it is
+    runtime_hours: float | None = None
 
 
 class Rejection(NamedTuple):
@@ -115,7 +120,7 @@ def _explain(fitting: int, total: int, rejections: Iterable[Rejection], chosen: 
         target = chosen.target
         summary = (
             f"placed on {target.kind.value} {target.name} ({target.region}), score {chosen.score:.1f}, "
-            f"${chosen.hourly_cost_usd:g}/h"
+            f"${chosen.hourly_cost_usd:g}/h" + _per_job(chosen)
         )
         return f"{summary}; {head}" + (f": {parts}" if parts else "")
     return f"{head}" + (f": {parts}" if parts else "")
@@ -129,6 +134,12 @@ def _stale(snapshot: Snapshot, policy: PlacementPolicySpec) -> str:
     if policy.max_signal_age_seconds is not None:
         limit = min(limit, policy.max_signal_age_seconds)
     return f"signals {snapshot.signals_age_seconds:.0f}s old (limit {limit}s): latency, egress and carbon may be stale"
+
+
+def _per_job(candidate: ScoredCandidate) -> str:
+    if candidate.job_cost_usd is None or candidate.runtime_hours is None:
+        return ""
+    return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run)"
 
 
 def _first_failure(
@@ -204,7 +215,13 @@ def score_target(
     breakdown = {name: round(scorer(request, target, cheapest_usd, context), 2) for name, scorer in SCORERS}
     total = round(sum(weight[name] * value for name, value in breakdown.items()) / (sum(weight.values()) or 1.0), 2)
     return ScoredCandidate(
-        target, total, breakdown, hourly_cost_usd(request, target), expected_latency_ms(request, target, context)
+        target,
+        total,
+        breakdown,
+        hourly_cost_usd(request, target),
+        expected_latency_ms(request, target, context),
+        job_cost_usd(request, target, context),
+        runtime_hours(request, target, context),
     )
 
 
@@ -231,11 +248,18 @@ def _decide(
     feasible, rejections = _feasible(request, snapshot, context, claims, full)
     scored: list[ScoredCandidate] = []
     if feasible:
-        cheapest = min(hourly_cost_usd(request, target) for target in feasible)
+        cheapest = min(comparable_cost_usd(request, target, context) for target in feasible)
         weight = weights(request, context)
         scored = [score_target(request, target, context, cheapest, weight) for target in feasible]
         # Deterministic: best score, then cheapest, then name.
-        scored.sort(key=lambda c: (-c.score, c.hourly_cost_usd, c.target.name, c.target.kind.value))
+        scored.sort(
+            key=lambda c: (
+                -c.score,
+                c.job_cost_usd if c.job_cost_usd is not None else c.hourly_cost_usd,
+                c.target.name,
+                c.target.kind.value,
+            )
+        )
     chosen = scored[0] if scored else None
     if moved is not None:
         chosen = next(c for c in scored if c.target.key == moved[1])
@@ -274,14 +298,18 @@ def batch_options(
     total_weight = sum(weight.values()) or 1.0
     # (target, hourly cost, weighted non-cost points); candidates' scores are reused, not recomputed.
     rows = [
-        (c.target, c.hourly_cost_usd, sum(weight[name] * v for name, v in c.breakdown.items() if name != "cost"))
+        (
+            c.target,
+            c.job_cost_usd if c.job_cost_usd is not None else c.hourly_cost_usd,
+            sum(weight[name] * v for name, v in c.breakdown.items() if name != "cost"),
+        )
         for c in candidates
     ]
     others = [(name, scorer) for name, scorer in SCORERS if name != "cost" and weight[name]]
     rows += [
         (
             t,
-            hourly_cost_usd(request, t),
+            comparable_cost_usd(request, t, context),
             sum(weight[name] * scorer(request, t, 0.0, context) for name, scorer in others),
         )
         for t in full
@@ -531,7 +559,8 @@ def decide_many(
                 target = chosen.target
                 message = (
                     f"placed on {target.kind.value} {target.name} ({target.region}), score {chosen.score:.1f}, "
-                    f"${chosen.hourly_cost_usd:g}/h, {_displacing(victims)}; without that: {decision.message}"
+                    f"${chosen.hourly_cost_usd:g}/h{_per_job(chosen)}, {_displacing(victims)}; "
+                    f"without that: {decision.message}"
                 )
                 decision = replace(
                     decision, chosen=chosen, candidates=(chosen,), preempts=victims, preempt_reason=why, message=message

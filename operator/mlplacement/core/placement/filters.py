@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
@@ -43,6 +44,57 @@ def expected_latency_ms(request: PlacementRequest, target: Target, context: Cont
     if target.rtt_ms is not None:
         network = max(network, target.rtt_ms)
     return network + SERVING_OVERHEAD_MS[target.kind]
+
+
+# Training throughput of one GPU relative to an A100, by family (first match in this order wins, so L40S is
+# not read as L4 nor A100 as A10). Rough public figures for mixed-precision training; signals override them.
+GPU_THROUGHPUT: tuple[tuple[str, float], ...] = (
+    ("H100", 2.5),
+    ("A100", 1.0),
+    ("L40S", 0.8),
+    ("A10G", 0.4),
+    ("L4", 0.3),
+    ("T4", 0.15),
+)
+
+
+def gpu_throughput(product: str | None, context: Context) -> float:
+    """Relative training speed of one GPU of ``product`` (1.0 for an A100, and when unknown)."""
+    if not product:
+        return 1.0
+    overrides = context.snapshot.signals.gpu_throughput_by_product if context.snapshot.signals is not None else {}
+    if product in overrides:
+        return overrides[product]
+    upper = product.upper()
+    for family, speed in GPU_THROUGHPUT:
+        if family in upper:
+            return overrides.get(family, speed)
+    return 1.0
+
+
+def runtime_hours(request: PlacementRequest, target: Target, context: Context) -> float | None:
+    """How long one run takes on ``target``: its GPU-hours on the reference product, spread over its GPUs and
+    scaled by their speed against the reference. None when the workload does not say how much work it is."""
+    if request.expected_gpu_hours is None:
+        return None
+    product = request.gpu_product or (min(target.gpu_products) if target.gpu_products else None)
+    speed = gpu_throughput(product, context) / gpu_throughput(request.reference_gpu_product, context)
+    return request.expected_gpu_hours / (max(1, request.gpus_needed) * speed)
+
+
+def job_cost_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:
+    """What one run costs on ``target``: its hours at the hourly price, plus moving its data there once."""
+    hours = runtime_hours(request, target, context)
+    if hours is None:
+        return None
+    egress = request.data_size_gb * context.snapshot.egress_usd_per_gb(request.data_region, target.region)
+    return round(hourly_cost_usd(request, target) * hours + egress, 4)
+
+
+def comparable_cost_usd(request: PlacementRequest, target: Target, context: Context) -> float:
+    """The price candidates are compared on: per job when the work is known, else per hour."""
+    per_job = job_cost_usd(request, target, context)
+    return per_job if per_job is not None else hourly_cost_usd(request, target)
 
 
 def hourly_cost_usd(request: PlacementRequest, target: Target) -> float:
@@ -187,6 +239,21 @@ def spot_rules(request: PlacementRequest, target: Target, free: int, context: Co
     return None
 
 
+def finishes_in_time(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    """A run that cannot end by its deadline, or within its maximum runtime, on this target."""
+    if request.deadline is None and request.max_runtime_minutes is None:
+        return None
+    hours = runtime_hours(request, target, context)
+    if hours is None:
+        return None
+    if request.max_runtime_minutes is not None and hours * 60 > request.max_runtime_minutes:
+        return f"too slow for maxRuntimeMinutes {request.max_runtime_minutes} (a run takes {hours * 60:.0f} min)"
+    if request.deadline is not None and context.snapshot.now + timedelta(hours=hours) > request.deadline:
+        by = request.deadline.astimezone(UTC)
+        return f"cannot finish by {by:%Y-%m-%dT%H:%MZ} (a run takes {hours:.1f}h)"
+    return None
+
+
 def fits_at_all(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     """Work larger than the whole target never fits there: not worth waiting for (NoFeasibleTarget)."""
     if target.kind is not TargetKind.DATABRICKS and 0 < target.gpus_total < request.gpus_needed:
@@ -242,6 +309,7 @@ TARGET_FILTERS: tuple[TargetFilter, ...] = (
     edge_round_trip,
     spot_rules,
     budget,
+    finishes_in_time,
     fits_at_all,
     capacity,
 )

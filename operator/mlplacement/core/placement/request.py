@@ -46,6 +46,11 @@ class PlacementRequest:
     avoid: frozenset[tuple[str, str]] = frozenset()
     # May be stopped for higher-priority work (simulation reads it; the operator reads the spec).
     preemptible: bool = True
+    # The work of one run: GPU-hours on the reference product (None: unknown, compare per hour).
+    expected_gpu_hours: float | None = None
+    reference_gpu_product: str = "NVIDIA-A100"
+    deadline: datetime | None = None
+    max_runtime_minutes: int | None = None
 
     @property
     def gpus_needed(self) -> int:
@@ -82,4 +87,8 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         created=created,
         databricks_task=spec.databricks is not None and bool(spec.databricks.task),
         preemptible=spec.intent.preemptible,
+        expected_gpu_hours=spec.intent.expected_gpu_hours,
+        reference_gpu_product=spec.intent.reference_gpu_product,
+        deadline=spec.intent.deadline,
+        max_runtime_minutes=spec.intent.max_runtime_minutes,
     )

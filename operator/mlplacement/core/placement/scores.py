@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 
 from mlplacement.api.workload import CostTolerance, SpotPreference, WorkloadType
-from mlplacement.core.placement.filters import Context, expected_latency_ms, hourly_cost_usd
+from mlplacement.core.placement.filters import Context, comparable_cost_usd, expected_latency_ms
 from mlplacement.core.placement.request import PlacementRequest
 from mlplacement.core.snapshot import Target
 
@@ -20,8 +20,10 @@ COST_WEIGHT_FACTOR = {CostTolerance.LOW: 2.0, CostTolerance.MEDIUM: 1.0, CostTol
 
 
 def cost(request: PlacementRequest, target: Target, cheapest_usd: float, context: Context) -> float:
-    """Relative to the cheapest feasible candidate: the cheapest scores 100, twice its price scores 50."""
-    mine = hourly_cost_usd(request, target)
+    """Relative to the cheapest feasible candidate: the cheapest scores 100, twice its price scores 50. The price
+    is per job (runtime on this target's GPUs, plus moving the data) when the workload says how much work a run
+    is, else per hour."""
+    mine = comparable_cost_usd(request, target, context)
     return 100.0 if mine <= 0 else 100.0 * cheapest_usd / mine
 
 

@@ -1,0 +1,119 @@
+"""Cost per job, not per hour, and deadlines (core.placement.filters: runtime_hours, job_cost_usd,
+finishes_in_time): opt in with intent.expectedGPUHours; without it nothing changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from mlplacement.api.constants import Reason
+from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.workload import Intent, WorkloadType
+from mlplacement.core.placement import decide
+from tests.builders import make_fleet, make_request, make_signals, pool
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+COST_ONLY = PlacementPolicySpec.model_validate(
+    {"weights": {"cost": 100, "latency": 0, "dataGravity": 0, "carbon": 0, "preemption": 0}}
+)
+A100 = pool("a100", "eu-west-1", free=8, gpus_total=8, gpu_products=frozenset({"NVIDIA-A100"}), gpu_hour_usd=3.0)
+L4 = pool("l4", "eu-west-1", free=8, gpus_total=8, gpu_products=frozenset({"NVIDIA-L4"}), gpu_hour_usd=1.0)
+CHEAP_L4 = pool("l4", "eu-west-1", free=8, gpus_total=8, gpu_products=frozenset({"NVIDIA-L4"}), gpu_hour_usd=0.5)
+# 64 GPU-hours on A100s: 8 h on eight of them, 26.7 h on eight L4s (0.3 of an A100 each).
+TRAINING = {"type": WorkloadType.TRAINING, "gpus": 8, "expected_gpu_hours": 64.0, "data_size_gb": 0.0}
+
+CHOICES = [
+    pytest.param(
+        {**TRAINING},
+        (A100, L4),
+        "a100",
+        id="the cheaper hour loses when its pool is slow enough to cost more per job ($192 vs $213)",
+    ),
+    pytest.param(
+        {**TRAINING, "expected_gpu_hours": None},
+        (A100, L4),
+        "l4",
+        id="without the work of a run, the cheaper hour wins as before",
+    ),
+    pytest.param(
+        {**TRAINING},
+        (A100, CHEAP_L4),
+        "l4",
+        id="half the price per hour makes the slow pool the cheaper job again ($107 vs $192)",
+    ),
+    pytest.param(
+        {**TRAINING, "deadline": NOW + timedelta(hours=10)},
+        (A100, CHEAP_L4),
+        "a100",
+        id="a deadline-bound training goes to the pool that finishes in time, not the cheapest job",
+    ),
+    pytest.param(
+        {**TRAINING, "max_runtime_minutes": 600},
+        (A100, CHEAP_L4),
+        "a100",
+        id="so does one with a maximum runtime",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "targets", "expected"), CHOICES)
+def test_where_work_goes(fields: dict[str, Any], targets: tuple[Any, ...], expected: str) -> None:
+    decision = decide(make_request(**fields), COST_ONLY, make_fleet(*targets))
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == expected
+
+
+def test_a_deadline_no_pool_can_meet_is_refused_with_the_reason() -> None:
+    request = make_request(**TRAINING, deadline=NOW + timedelta(hours=2))
+    decision = decide(request, COST_ONLY, make_fleet(A100, L4))
+    assert decision.reason is Reason.NO_FEASIBLE_TARGET
+    assert decision.message == (
+        "0/2 targets fit: 1 cannot finish by 2026-11-22T14:00Z (a run takes 26.7h), "
+        "1 cannot finish by 2026-11-22T14:00Z (a run takes 8.0h)"
+    )
+
+
+def test_the_explanation_shows_dollars_per_hour_and_per_job() -> None:
+    decision = decide(make_request(**TRAINING), COST_ONLY, make_fleet(A100, L4))
+    assert "$24/h, $192.00/job (8.0h a run)" in decision.message
+    assert decision.chosen is not None
+    assert decision.chosen.job_cost_usd == 192.0
+
+
+def test_moving_the_data_every_run_counts_in_dollars() -> None:
+    """800 GB from eu-west-1 to a cheaper pool in another region costs $72 a run at $0.09/GB."""
+    far = pool(
+        "a100-far", "eu-central-1", free=8, gpus_total=8, gpu_products=frozenset({"NVIDIA-A100"}), gpu_hour_usd=2.5
+    )
+    near = pool(
+        "a100-near", "eu-west-1", free=8, gpus_total=8, gpu_products=frozenset({"NVIDIA-A100"}), gpu_hour_usd=3.0
+    )
+    request = make_request(**{**TRAINING, "data_size_gb": 800.0, "data_region": "eu-west-1"})
+    decision = decide(request, COST_ONLY, make_fleet(far, near))
+    by_name = {c.target.name: c.job_cost_usd for c in decision.candidates}
+    assert by_name == {"a100-near": 192.0, "a100-far": 160.0 + 72.0}
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == "a100-near"  # the cheaper hour loses to the data's move
+
+
+def test_signals_can_say_how_fast_a_product_is() -> None:
+    faster_l4 = make_signals(gpuThroughputByProduct={"L4": 0.5})  # 64/8/0.5 = 16 h at $8/h = $128 < $192
+    decision = decide(make_request(**TRAINING), COST_ONLY, make_fleet(A100, L4, signals=faster_l4))
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == "l4"
+
+
+@pytest.mark.parametrize(
+    "intent",
+    [
+        pytest.param({"deadline": "2026-11-23T06:00:00Z"}, id="a deadline without the work of a run"),
+        pytest.param({"maxRuntimeMinutes": 60}, id="a maximum runtime without the work of a run"),
+        pytest.param({"expectedGPUHours": 8, "deadline": "2026-11-23T06:00:00"}, id="a deadline without a zone"),
+    ],
+)
+def test_intents_that_cannot_be_judged_are_refused(intent: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Intent.model_validate(intent)
