@@ -117,3 +117,33 @@ def test_signals_can_say_how_fast_a_product_is() -> None:
 def test_intents_that_cannot_be_judged_are_refused(intent: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Intent.model_validate(intent)
+
+
+def spot_a100(risk: float) -> Any:
+    return pool(
+        "a100-spot",
+        "eu-west-1",
+        free=8,
+        gpus_total=8,
+        gpu_products=frozenset({"NVIDIA-A100"}),
+        gpu_hour_usd=1.8,
+        spot=True,
+        preemption_probability=risk,
+    )
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "expected"),
+    [
+        pytest.param(10, "a100-spot", id="spot with a 10-minute checkpoint beats on-demand"),
+        pytest.param(None, "a100", id="without checkpoints it does not: each preemption redoes half the run"),
+    ],
+)
+def test_spot_is_priced_with_its_rework(checkpoint: int | None, expected: str) -> None:
+    """8 h on eight A100s: on-demand $24/h = $192; spot $14.4/h with a 25%/h preemption risk: two preemptions
+    expected, each redoing 5 minutes (+5 restart) with checkpoints ($14.4 x 8.33h = $120), or 4 hours without
+    ($14.4 x 16.2h = $233)."""
+    request = make_request(**TRAINING, checkpoint_interval_minutes=checkpoint)
+    decision = decide(request, COST_ONLY, make_fleet(A100, spot_a100(0.25)))
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == expected

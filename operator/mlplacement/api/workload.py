@@ -165,6 +165,11 @@ class Intent(WireModel):
     max_runtime_minutes: Annotated[int | None, Field(ge=1, le=10_000_000)] = Field(
         default=None, description="The run must take no longer than this; needs expectedGPUHours."
     )
+    checkpoint_interval_minutes: Annotated[int | None, Field(ge=1, le=1_000_000)] = Field(
+        default=None,
+        description="How often a run saves its progress: a spot preemption then loses half an interval on average "
+        "instead of half the run; spot is priced with that rework.",
+    )
 
     @model_validator(mode="after")
     def _deadline_needs_work(self) -> Self:

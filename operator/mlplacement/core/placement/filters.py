@@ -58,6 +58,9 @@ GPU_THROUGHPUT: tuple[tuple[str, float], ...] = (
 )
 
 
+SPOT_RESTART_HOURS = 5 / 60  # rescheduling and reloading after a preemption
+
+
 def gpu_throughput(product: str | None, context: Context) -> float:
     """Relative training speed of one GPU of ``product`` (1.0 for an A100, and when unknown)."""
     if not product:
@@ -74,12 +77,25 @@ def gpu_throughput(product: str | None, context: Context) -> float:
 
 def runtime_hours(request: PlacementRequest, target: Target, context: Context) -> float | None:
     """How long one run takes on ``target``: its GPU-hours on the reference product, spread over its GPUs and
-    scaled by their speed against the reference. None when the workload does not say how much work it is."""
+    scaled by their speed against the reference, plus on spot the expected rework (see spot_rework_hours).
+    None when the workload does not say how much work it is."""
     if request.expected_gpu_hours is None:
         return None
     product = request.gpu_product or (min(target.gpu_products) if target.gpu_products else None)
     speed = gpu_throughput(product, context) / gpu_throughput(request.reference_gpu_product, context)
-    return request.expected_gpu_hours / (max(1, request.gpus_needed) * speed)
+    hours = request.expected_gpu_hours / (max(1, request.gpus_needed) * speed)
+    return hours + spot_rework_hours(request, target, hours)
+
+
+def spot_rework_hours(request: PlacementRequest, target: Target, hours: float) -> float:
+    """Expected hours redone on a spot target: preemptions expected during the run (its hourly preemption
+    probability times the hours), each losing half a checkpoint interval (half the run without checkpoints),
+    plus a restart's overhead. Zero on on-demand capacity."""
+    if not target.spot or target.preemption_probability <= 0:
+        return 0.0
+    preemptions = target.preemption_probability * hours
+    lost = (request.checkpoint_interval_minutes / 60 / 2) if request.checkpoint_interval_minutes else hours / 2
+    return preemptions * (min(lost, hours) + SPOT_RESTART_HOURS)
 
 
 def job_cost_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:

@@ -51,6 +51,7 @@ class PlacementRequest:
     reference_gpu_product: str = "NVIDIA-A100"
     deadline: datetime | None = None
     max_runtime_minutes: int | None = None
+    checkpoint_interval_minutes: int | None = None
 
     @property
     def gpus_needed(self) -> int:
@@ -91,4 +92,5 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         reference_gpu_product=spec.intent.reference_gpu_product,
         deadline=spec.intent.deadline,
         max_runtime_minutes=spec.intent.max_runtime_minutes,
+        checkpoint_interval_minutes=spec.intent.checkpoint_interval_minutes,
     )
