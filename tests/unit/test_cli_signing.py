@@ -131,6 +131,7 @@ spec:
         pytest.param("0755", "0755 reads as octal under YAML 1.1", id="a leading zero"),
         pytest.param("0o17", "reads as a string under YAML 1.1", id="0o-octal"),
         pytest.param("1.0e16", "arrives as an integer beyond 2^53", id="a whole float past 2^53"),
+        pytest.param("2026-11-23T06:00:00.000Z", "unquoted timestamp", id="a timestamp kubectl may rewrite"),
     ],
 )
 def test_scalars_the_cluster_reads_otherwise_are_refused_with_their_path(
@@ -145,7 +146,7 @@ def test_scalars_the_cluster_reads_otherwise_are_refused_with_their_path(
     assert complaint in result.stderr
 
 
-@pytest.mark.parametrize("value", ['"on"', "'0755'", '"1e16"'])
+@pytest.mark.parametrize("value", ['"on"', "'0755'", '"1e16"', '"2026-11-23T06:00:00Z"'])
 def test_the_same_scalars_quoted_sign(tmp_path: Path, value: str) -> None:
     assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
     manifest = tmp_path / "w.yaml"

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,11 @@ def yaml11_ambiguities(node: Any, path: str) -> list[str]:
     elif isinstance(node, ScalarInt) and int(getattr(node, "_width", 0) or 0) > len(str(abs(int(node)))):
         written = str(int(node)).zfill(int(getattr(node, "_width", 0)))
         found.append(f"{path}: {written} reads as octal under YAML 1.1; drop the leading zero or quote it")
+    elif isinstance(node, date):
+        found.append(
+            f"{path}: the unquoted timestamp {node.isoformat()} may be rewritten by kubectl, Helm or Argo CD "
+            "(a YAML 1.1 timestamp); quote it"
+        )
     elif isinstance(node, float) and node.is_integer() and abs(node) >= _SAFE_INTEGER:
         found.append(f"{path}: {node!r} arrives as an integer beyond 2^53 once applied; use a string")
     return found
