@@ -147,3 +147,33 @@ def test_spot_is_priced_with_its_rework(checkpoint: int | None, expected: str) -
     decision = decide(request, COST_ONLY, make_fleet(A100, spot_a100(0.25)))
     assert decision.chosen is not None
     assert decision.chosen.target.name == expected
+
+
+URGENCY = [
+    pytest.param(None, 100, id="no deadline: its own priority"),
+    pytest.param(NOW + timedelta(hours=40), 100, id="a day or more of slack: no urgency"),
+    pytest.param(NOW + timedelta(hours=20), 150, id="half a day of slack: half the bonus"),
+    pytest.param(NOW + timedelta(hours=8), 200, id="no slack left: the whole bonus"),
+    pytest.param(NOW + timedelta(hours=1), 200, id="already too late on reference GPUs: bounded all the same"),
+]
+
+
+@pytest.mark.parametrize(("deadline", "expected"), URGENCY)
+def test_urgency_rises_as_the_deadline_comes_near(deadline: datetime | None, expected: int) -> None:
+    from mlplacement.core.placement.engine import effective_priority
+
+    request = make_request(**TRAINING, priority=100, deadline=deadline)  # 8 h a run on eight A100s
+    assert effective_priority(request, NOW) == expected
+
+
+def test_an_urgent_run_goes_before_older_work_of_its_priority_but_not_before_far_higher_priority() -> None:
+    from mlplacement.core.placement import decide_many
+
+    room_for_one = make_fleet(pool("a100", free=8, gpus_total=8, gpu_products=frozenset({"NVIDIA-A100"})))
+    old = make_request(key="ns/old", gpus=8, priority=100, created=NOW - timedelta(hours=5))
+    urgent = make_request(key="ns/urgent", **TRAINING, priority=100, deadline=NOW + timedelta(hours=9), created=NOW)
+    placed = [d.request.key for d in decide_many([old, urgent], {None: COST_ONLY}, room_for_one) if d.placed]
+    assert placed == ["ns/urgent"]
+    vital = make_request(key="ns/vital", gpus=8, priority=250, created=NOW)
+    placed = [d.request.key for d in decide_many([vital, urgent], {None: COST_ONLY}, room_for_one) if d.placed]
+    assert placed == ["ns/vital"]  # urgency adds at most 100

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import NamedTuple
 
 from mlplacement.api.constants import Reason
@@ -324,10 +325,27 @@ def batch_options(
     }
 
 
-def placement_order(request: PlacementRequest) -> tuple[int, float, str]:
-    """Priority first, then the oldest, then by name: the order decide_many() places in."""
+def placement_order(request: PlacementRequest, now: datetime | None = None) -> tuple[int, float, str]:
+    """Priority (raised by urgency when ``now`` is given), then the oldest, then by name: decide_many()'s order."""
     created = request.created.timestamp() if request.created is not None else 0.0
-    return (-request.priority, created, request.key)
+    priority = request.priority if now is None else effective_priority(request, now)
+    return (-priority, created, request.key)
+
+
+URGENCY_MAX = 100  # at most this much priority is added as a deadline comes near
+URGENCY_WINDOW_HOURS = 24.0  # urgency starts when a run's slack (time left minus its runtime) drops below this
+
+
+def effective_priority(request: PlacementRequest, now: datetime) -> int:
+    """The workload's priority plus its urgency: 0 while the slack before its deadline (on reference GPUs) is
+    a day or more, rising linearly to URGENCY_MAX as the slack reaches zero. Bounded, so a deadline never
+    overtakes work whose priority is higher by more than URGENCY_MAX; it never lowers anything."""
+    if request.deadline is None or request.expected_gpu_hours is None:
+        return request.priority
+    runtime = request.expected_gpu_hours / max(1, request.gpus_needed)
+    slack = (request.deadline - now).total_seconds() / 3600 - runtime
+    pressure = 1.0 - min(1.0, max(0.0, slack / URGENCY_WINDOW_HOURS))
+    return request.priority + round(URGENCY_MAX * pressure)
 
 
 def claim_amount(request: PlacementRequest, target: Target) -> int:
@@ -390,12 +408,15 @@ class _Scarcity:
         self,
         requests: Iterable[PlacementRequest],
         policy_of: Callable[[PlacementRequest], PlacementPolicySpec],
+        now: datetime | None = None,
     ) -> Iterator[PlacementRequest]:
-        """Priority first; within a priority, the team with the smallest dominant share next (its oldest
-        request first), re-judged after every placement; without fair sharing, oldest first."""
+        """Priority (plus urgency near a deadline) first; within a priority, the team with the smallest dominant
+        share next (its oldest request first), re-judged after every placement; without fair sharing, oldest
+        first."""
         levels: dict[int, list[tuple[tuple[int, float, str], PlacementRequest]]] = {}
         for request in requests:
-            levels.setdefault(request.priority, []).append((placement_order(request), request))
+            order = placement_order(request, now)
+            levels.setdefault(-order[0], []).append((order, request))
         books: dict[int, QuotaBook | None] = {}  # by policy: None when it does not share fairly
         for priority in sorted(levels, reverse=True):
             level = sorted(levels[priority], key=lambda item: item[0])
@@ -521,7 +542,7 @@ def decide_many(
     def policy_of(request: PlacementRequest) -> PlacementPolicySpec:
         return policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
 
-    for request in scarcity.order(requests, policy_of):
+    for request in scarcity.order(requests, policy_of, snapshot.now):
         policy = policies[request.key] = policy_of(request)
         preempting = policy.preemption.enabled and bool(scarcity.running)
         full: list[Target] | None = [] if (rebalance_batch or preempting) else None
