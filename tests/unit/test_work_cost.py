@@ -177,3 +177,13 @@ def test_an_urgent_run_goes_before_older_work_of_its_priority_but_not_before_far
     vital = make_request(key="ns/vital", gpus=8, priority=250, created=NOW)
     placed = [d.request.key for d in decide_many([vital, urgent], {None: COST_ONLY}, room_for_one) if d.placed]
     assert placed == ["ns/vital"]  # urgency adds at most 100
+
+
+def test_explain_shows_the_price_of_a_run_beside_the_price_of_an_hour() -> None:
+    from mlplacement.core.explain import render_decision
+
+    with_work = render_decision(decide(make_request(**TRAINING), COST_ONLY, make_fleet(A100, L4)))
+    assert "$/JOB" in with_work
+    assert "192.00" in with_work
+    without = render_decision(decide(make_request(), COST_ONLY, make_fleet(A100, L4)))
+    assert "$/JOB" not in without

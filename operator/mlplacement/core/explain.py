@@ -31,6 +31,7 @@ def render_decision(decision: Decision) -> str:
         lines.append(f"  signals age: {decision.signals_age_seconds:.0f}s")
     if decision.candidates:
         names = list(decision.candidates[0].breakdown)
+        per_job = any(c.job_cost_usd is not None for c in decision.candidates)  # the work of a run is known
         rows = [
             [
                 c.target.kind.value,
@@ -38,15 +39,17 @@ def render_decision(decision: Decision) -> str:
                 c.target.region,
                 f"{c.score:.1f}",
                 f"{c.hourly_cost_usd:g}",
+                *([f"{c.job_cost_usd:.2f}", f"{c.runtime_hours:.1f}"] if per_job else []),
                 f"{c.expected_latency_ms:g}",
                 *(f"{c.breakdown[n]:.0f}" for n in names),
             ]
             for c in decision.candidates
         ]
+        headers = ["KIND", "NAME", "REGION", "SCORE", "$/H", *(["$/JOB", "HOURS"] if per_job else []), "LAT MS"]
         lines += [
             "",
             "Feasible candidates (best first):",
-            table(["KIND", "NAME", "REGION", "SCORE", "$/H", "LAT MS", *(n.upper() for n in names)], rows),
+            table([*headers, *(n.upper() for n in names)], rows),
         ]
     rejected = sorted((t.kind.value, t.name, t.region, r.reason) for r in decision.rejections for t in r.targets)
     if rejected:
