@@ -362,7 +362,7 @@ def _namespace(request: PlacementRequest) -> str:
 
 
 class _Scarcity:
-    """Quota books (one per policy that declares quotas), the workloads running now and the victims chosen."""
+    """One quota book per policy in the batch (team usage, for quotas and fair share), what runs now, the victims."""
 
     def __init__(
         self,
