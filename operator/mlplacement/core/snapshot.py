@@ -66,6 +66,10 @@ class Snapshot:
     # Kind -> region -> targets, built once so placement filters a whole region at a time.
     by_kind_region: Mapping[TargetKind, Mapping[str, tuple[Target, ...]]] = field(init=False, repr=False)
     by_kind: Mapping[TargetKind, tuple[Target, ...]] = field(init=False, repr=False)
+    # Kinds with a spot target, and with a target whose round trip was measured: the filters that look at
+    # those are skipped for other kinds.
+    spot_kinds: frozenset[TargetKind] = field(init=False, repr=False)
+    rtt_kinds: frozenset[TargetKind] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.targets, key=lambda t: (t.kind.value, t.name)))
@@ -83,6 +87,8 @@ class Snapshot:
             "by_kind",
             {kind: tuple(t for ts in regions.values() for t in ts) for kind, regions in self.by_kind_region.items()},
         )
+        object.__setattr__(self, "spot_kinds", frozenset(t.kind for t in ordered if t.spot))
+        object.__setattr__(self, "rtt_kinds", frozenset(t.kind for t in ordered if t.rtt_ms is not None))
 
     @property
     def signals_age_seconds(self) -> float | None:

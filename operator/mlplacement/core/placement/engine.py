@@ -17,7 +17,7 @@ from typing import NamedTuple
 from mlplacement.api.constants import Reason
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import TargetKind
-from mlplacement.core.placement.batch import Option, rebalance
+from mlplacement.core.placement.batch import Option, RoomMaker, rebalance
 from mlplacement.core.placement.filters import (
     KIND_FILTERS,
     REGION_FILTERS,
@@ -29,11 +29,13 @@ from mlplacement.core.placement.filters import (
     expected_latency_ms,
     hourly_cost_usd,
     job_cost_usd,
+    region_traits,
     runtime_hours,
+    target_filters_for,
 )
 from mlplacement.core.placement.filters import capacity as capacity_filter
 from mlplacement.core.placement.request import PlacementRequest
-from mlplacement.core.placement.scores import SCORERS, weights
+from mlplacement.core.placement.scores import SCORERS, placement_traits, weights
 from mlplacement.core.scarcity import (
     Need,
     QuotaBook,
@@ -47,6 +49,7 @@ from mlplacement.core.snapshot import Snapshot, Target
 
 TOP_CANDIDATES = 5
 NOT_PINNED = "not the pinned target"
+DATABRICKS = TargetKind.DATABRICKS
 DEFAULT_POLICY = PlacementPolicySpec()
 # Free capacity already claimed in this round, by target key.
 Claims = MutableMapping[tuple[str, str], int]
@@ -159,31 +162,46 @@ def _feasible(
     context: Context,
     claims: Mapping[tuple[str, str], int],
     full: list[Target] | None = None,
+    region_verdicts: dict[tuple[object, ...], str | None] | None = None,
 ) -> tuple[list[Target], list[Rejection]]:
-    """Targets passing every filter, and the rejections; ``full`` collects those failing on capacity alone."""
+    """Targets passing every filter, and the rejections; ``full`` collects those failing on capacity alone.
+
+    ``region_verdicts`` memoizes region filters across the requests of one batch under one policy."""
     feasible: list[Target] = []
+    traits = region_traits(request) if region_verdicts is not None else ()
     rejections: list[Rejection] = []
+    claimed = claims.get
+    pinned = request.pinned
     for kind, regions in snapshot.by_kind_region.items():
         kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
         if kind_failure is not None:
             rejections.append(Rejection(kind_failure[0], snapshot.by_kind[kind]))
             continue
+        checks = target_filters_for(request, kind, context)
+        # Group this kind's per-target rejections by reason: fewer objects, same explanation.
+        grouped: dict[str, list[Target]] = {}
+        transient: set[str] = set()
         for region, targets in regions.items():
-            region_failure = _first_failure(REGION_FILTERS, request, kind, region, context)
-            if region_failure is not None:
-                rejections.append(Rejection(region_failure[0], targets))
+            if region_verdicts is None:
+                failure = _first_failure(REGION_FILTERS, request, kind, region, context)
+                verdict = failure[0] if failure is not None else None
+            else:
+                key = (*traits, kind, region)
+                if key in region_verdicts:
+                    verdict = region_verdicts[key]
+                else:
+                    failure = _first_failure(REGION_FILTERS, request, kind, region, context)
+                    verdict = region_verdicts[key] = failure[0] if failure is not None else None
+            if verdict is not None:
+                rejections.append(Rejection(verdict, targets))
                 continue
-            # Group this region's per-target rejections by reason: fewer objects, same explanation.
-            grouped: dict[str, list[Target]] = {}
-            transient: set[str] = set()
-            pinned = request.pinned
             for target in targets:
                 if pinned is not None and pinned != (target.kind, target.name):
                     grouped.setdefault(NOT_PINNED, []).append(target)
                     continue
-                free = target.capacity - claims.get(target.key, 0)
+                free = target.capacity - claimed(target.key, 0)
                 # The hottest loop of a round: the filters are called inline rather than via _first_failure.
-                for check in TARGET_FILTERS:
+                for check in checks:
                     reason = check(request, target, free, context)
                     if reason is not None:
                         break
@@ -195,7 +213,7 @@ def _feasible(
                     transient.add(reason)
                     if full is not None and check is capacity_filter:
                         full.append(target)
-            rejections.extend(Rejection(reason, tuple(ts), reason in transient) for reason, ts in grouped.items())
+        rejections.extend(Rejection(reason, tuple(ts), reason in transient) for reason, ts in grouped.items())
     return feasible, rejections
 
 
@@ -242,11 +260,15 @@ def _decide(
     snapshot: Snapshot,
     claims: Mapping[tuple[str, str], int],
     full: list[Target] | None = None,
-    moved: tuple[Target, tuple[str, str]] | None = None,
+    moved: tuple[Target | None, tuple[str, str]] | None = None,
+    region_verdicts: dict[tuple[object, ...], str | None] | None = None,
 ) -> Decision:
-    """decide(); ``full`` collects targets rejected for claims alone, ``moved`` is (first choice, final target)."""
+    """decide(); ``full`` collects targets rejected for claims alone, ``moved`` is (first choice, final target).
+
+    A first choice of None: the workload fitted nowhere until the batch moved others to make room.
+    """
     context = make_context(request, policy, snapshot)
-    feasible, rejections = _feasible(request, snapshot, context, claims, full)
+    feasible, rejections = _feasible(request, snapshot, context, claims, full, region_verdicts)
     scored: list[ScoredCandidate] = []
     if feasible:
         cheapest = min(comparable_cost_usd(request, target, context) for target in feasible)
@@ -267,7 +289,9 @@ def _decide(
     message = _explain(len(scored), len(snapshot.targets), rejections, chosen)
     if not context.signals_fresh and snapshot.signals is not None:  # none at all is a choice, not news
         message += "; " + _stale(snapshot, policy)
-    if moved is not None:
+    if moved is not None and moved[0] is None:
+        message += "; placed once the batch moved others to make room"
+    elif moved is not None and moved[0] is not None:
         message += f"; rebalanced for the batch (alone it would take {moved[0].name})"
     return Decision(
         request=request,
@@ -307,15 +331,16 @@ def batch_options(
         for c in candidates
     ]
     others = [(name, scorer) for name, scorer in SCORERS if name != "cost" and weight[name]]
-    rows += [
-        (
-            t,
-            comparable_cost_usd(request, t, context),
-            sum(weight[name] * scorer(request, t, 0.0, context) for name, scorer in others),
-        )
-        for t in full
-        if claim_amount(request, t) <= t.capacity  # too big for the target even when it is empty
-    ]
+    points_by_traits: dict[tuple[object, ...], float] = {}
+    for t in full:
+        if claim_amount(request, t) > t.capacity:  # too big for the target even when it is empty
+            continue
+        traits = placement_traits(t)
+        points = points_by_traits.get(traits)
+        if points is None:
+            points = sum(weight[name] * scorer(request, t, 0.0, context) for name, scorer in others)
+            points_by_traits[traits] = points
+        rows.append((t, comparable_cost_usd(request, t, context), points))
     reference = max(min(cost for _, cost, _ in rows), 0.01)
     return {
         target.key: Option(
@@ -536,8 +561,11 @@ def decide_many(
     options: dict[str, dict[tuple[str, str], Option]] = {}
     policies: dict[str, PlacementPolicySpec] = {}
     scarcity = _Scarcity(running, namespace_labels, snapshot)
-    freed: dict[tuple[str, str], int] = {}
     victims_left = max((p.preemption.max_victims_per_round for p in policy_by_name.values()), default=0)
+    region_verdicts: dict[str | None, dict[tuple[object, ...], str | None]] = {}
+    # Places what fits once placed workloads move, each at its turn (so priority still decides who runs).
+    room = RoomMaker(options, {t.key: t.capacity for t in snapshot.targets}) if rebalance_batch else None
+    start: dict[str, tuple[str, str]] = {}  # where the greedy put each workload it placed
 
     def policy_of(request: PlacementRequest) -> PlacementPolicySpec:
         return policy_by_name.get(request.policy, policy_by_name.get(None, DEFAULT_POLICY))
@@ -546,7 +574,8 @@ def decide_many(
         policy = policies[request.key] = policy_of(request)
         preempting = policy.preemption.enabled and bool(scarcity.running)
         full: list[Target] | None = [] if (rebalance_batch or preempting) else None
-        decision = _decide(request, policy, snapshot, claims, full)
+        verdicts = region_verdicts.setdefault(request.policy, {})
+        decision = _decide(request, policy, snapshot, claims, full, region_verdicts=verdicts)
         book = scarcity.book(policy)
         if decision.chosen is not None and policy.quotas:
             allowed, problem = _within_quota(request, decision, book)
@@ -574,8 +603,9 @@ def decide_many(
                 chosen, victims, why = found
                 for victim in victims:
                     scarcity.stop(victim)
-                    freed[victim.target] = freed.get(victim.target, 0) + victim.claim
                     claims[victim.target] = claims.get(victim.target, 0) - victim.claim
+                    if room is not None and victim.target in room.capacity:
+                        room.grow(victim.target, victim.claim)
                 victims_left -= len(victims)
                 target = chosen.target
                 message = (
@@ -594,35 +624,52 @@ def decide_many(
                 _namespace(request),
                 Need(request.gpus_needed, target_product(target), decision.chosen.hourly_cost_usd),
             )
-            if rebalance_batch and full is not None:
+            if room is not None and full is not None:
                 every = batch_options(request, policy, snapshot, decision.candidates, full)
                 stays = pinned_here or bool(policy.quotas)
                 options[request.key] = {target.key: every[target.key]} if stays and target.key in every else every
                 if target.key not in options[request.key]:
                     options[request.key] = {target.key: Option(0.0, claim_amount(request, target))}
+                start[request.key] = target.key
+                room.add(request.key, target.key)
+        elif room is not None and full and not decision.quota_exceeded and not policy.quotas:
+            # It may still fit on a full target once placed workloads move.
+            gpus = request.gpus_needed
+            needs = {t.key: need for t in full if (need := 1 if t.kind is DATABRICKS else gpus) <= t.capacity}
+            made = room.insert(request.key, needs)
+            if made is not None:
+                key, moves = made
+                for workload, origin, destination in moves:
+                    claims[origin] -= options[workload][origin].need
+                    claims[destination] = claims.get(destination, 0) + options[workload][destination].need
+                claims[key] = claims.get(key, 0) + needs[key]
+                options[request.key] = batch_options(request, policy, snapshot, (), full)
+                placed_on = next(t for t in full if t.key == key)
+                scarcity.place(
+                    _namespace(request),
+                    Need(request.gpus_needed, target_product(placed_on), hourly_cost_usd(request, placed_on)),
+                )
         decisions.append(decision)
-    placed = [d for d in decisions if d.chosen is not None]
-    if not rebalance_batch:
+    if room is None:
         return decisions
-    start = {d.request.key: d.chosen.target.key for d in placed if d.chosen is not None}
-    capacity = {t.key: t.capacity + freed.get(t.key, 0) for t in snapshot.targets}
-    final = rebalance([d.request.key for d in placed], options, capacity, start)
+    with_room = room.assignment
+    order = [d.request.key for d in decisions if d.request.key in with_room]
+    final = rebalance(order, options, room.capacity, with_room)
     if final == start:
         return decisions
     final_claims: dict[tuple[str, str], int] = {}
-    for decision in placed:
-        key = final[decision.request.key]
-        final_claims[key] = final_claims.get(key, 0) + options[decision.request.key][key].need
+    for workload, key in final.items():
+        final_claims[key] = final_claims.get(key, 0) + options[workload][key].need
     rebuilt = []
     for decision in decisions:
         request = decision.request
-        if decision.chosen is None or final[request.key] == start[request.key]:
+        if request.key not in final or final[request.key] == start.get(request.key):
             rebuilt.append(decision)
             continue
         # Explained against everyone else's final placement, so the candidates shown are the real choices.
         key = final[request.key]
         others = {**final_claims, key: final_claims[key] - options[request.key][key].need}
-        first_choice = decision.chosen.target
+        first_choice = decision.chosen.target if decision.chosen is not None else None
         rebuilt.append(_decide(request, policies[request.key], snapshot, others, moved=(first_choice, key)))
     return rebuilt
 

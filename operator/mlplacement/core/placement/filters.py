@@ -280,9 +280,17 @@ def fits_at_all(request: PlacementRequest, target: Target, free: int, context: C
 def capacity(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     if target.kind is TargetKind.DATABRICKS:
         return None if free >= 1 else "have no free run slots"
-    if request.gpus_needed > free:
-        return f"lack free GPUs (need {request.gpus_needed})"
+    need = request.gpus_needed
+    if need > free:
+        # The reason of most rejections in a busy round: formatted once per size, not per target.
+        reason = _LACKING.get(need)
+        if reason is None:
+            reason = _LACKING[need] = f"lack free GPUs (need {need})"
+        return reason
     return None
+
+
+_LACKING: dict[int, str] = {}
 
 
 def budget_limit(request: PlacementRequest, policy: PlacementPolicySpec) -> float | None:
@@ -317,6 +325,14 @@ KIND_FILTERS: tuple[KindFilter, ...] = (
     recurring_training_stays_central,
 )
 REGION_FILTERS: tuple[RegionFilter, ...] = (residency, edge_needs_local_data, latency_feasible)
+
+
+def region_traits(request: PlacementRequest) -> tuple[object, ...]:
+    """All REGION_FILTERS read of a request: under one policy and snapshot, requests alike here get the same
+    region verdicts, so a batch computes them once per distinct traits (tests/unit/test_placement_shortcuts.py)."""
+    return (request.data_region, request.latency_target_ms)
+
+
 # Capacity comes late: a target rejected for capacity alone is worth waiting for, others are not.
 TARGET_FILTERS: tuple[TargetFilter, ...] = (
     healthy,
@@ -330,3 +346,42 @@ TARGET_FILTERS: tuple[TargetFilter, ...] = (
     capacity,
 )
 TRANSIENT_FILTERS: frozenset[TargetFilter] = frozenset({capacity, healthy})
+
+# When a target filter can reject anything at all: one that cannot, for this workload on targets of this kind,
+# is left out of that decision's loop over targets (the hottest loop of a round). Order and reasons stay.
+_CAN_REJECT: dict[TargetFilter, Callable[[PlacementRequest, TargetKind, Context], bool]] = {
+    gpu_product: lambda request, kind, context: bool(request.gpu_product),
+    model_fits_edge: lambda request, kind, context: kind is TargetKind.EDGE,
+    edge_round_trip: lambda request, kind, context: (
+        request.latency_target_ms is not None and kind in context.snapshot.rtt_kinds
+    ),
+    spot_rules: lambda request, kind, context: kind in context.snapshot.spot_kinds,
+    budget: lambda request, kind, context: context.budget_usd is not None,
+    finishes_in_time: lambda request, kind, context: (
+        request.deadline is not None or request.max_runtime_minutes is not None
+    ),
+    fits_at_all: lambda request, kind, context: kind is not TargetKind.DATABRICKS,
+}
+
+
+def target_filters_for(request: PlacementRequest, kind: TargetKind, context: Context) -> tuple[TargetFilter, ...]:
+    """TARGET_FILTERS, in order, without those that cannot reject ``request`` on a target of ``kind``."""
+    snapshot = context.snapshot
+    case = (
+        kind,
+        bool(request.gpu_product),
+        request.latency_target_ms is not None,
+        context.budget_usd is not None,
+        request.deadline is not None or request.max_runtime_minutes is not None,
+        kind in snapshot.spot_kinds,
+        kind in snapshot.rtt_kinds,
+    )
+    found = _FILTERS_BY_CASE.get(case)
+    if found is None:
+        found = tuple(f for f in TARGET_FILTERS if f not in _CAN_REJECT or _CAN_REJECT[f](request, kind, context))
+        _FILTERS_BY_CASE[case] = found
+    return found
+
+
+# Keyed by everything _CAN_REJECT reads (a test keeps the two in step): a few dozen cases per process.
+_FILTERS_BY_CASE: dict[tuple[object, ...], tuple[TargetFilter, ...]] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from mlplacement.api.workload import (
@@ -52,10 +52,11 @@ class PlacementRequest:
     deadline: datetime | None = None
     max_runtime_minutes: int | None = None
     checkpoint_interval_minutes: int | None = None
+    # gpus x replicas, precomputed: every filter and claim of every decision reads it.
+    gpus_needed: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def gpus_needed(self) -> int:
-        return self.gpus * self.replicas
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gpus_needed", self.gpus * self.replicas)
 
     @property
     def effective_latency_target_ms(self) -> float:

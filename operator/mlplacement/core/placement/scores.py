@@ -53,6 +53,13 @@ def preemption(request: PlacementRequest, target: Target, cheapest_usd: float, c
 
 Scorer = Callable[[PlacementRequest, Target, float, Context], float]
 
+
+def placement_traits(target: Target) -> tuple[object, ...]:
+    """All every scorer but cost reads of a target: two targets alike here score alike on those, so a
+    workload's points are computed once per distinct traits, not per target (tests/unit/test_placement_shortcuts.py)."""
+    return (target.kind, target.region, target.rtt_ms, target.spot, target.preemption_probability)
+
+
 # name -> (scorer, the policy weight it uses)
 SCORERS: tuple[tuple[str, Scorer], ...] = (
     ("cost", cost),
