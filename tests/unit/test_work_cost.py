@@ -187,3 +187,48 @@ def test_explain_shows_the_price_of_a_run_beside_the_price_of_an_hour() -> None:
     assert "192.00" in with_work
     without = render_decision(decide(make_request(), COST_ONLY, make_fleet(A100, L4)))
     assert "$/JOB" not in without
+
+
+# Inference sized on A100s: 2 replicas of 1 GPU. An L4 serves 0.3 of an A100's load per replica.
+SERVING = {"type": WorkloadType.INFERENCE, "gpus": 1, "replicas": 2, "latency_target_ms": 1000.0}
+
+SERVING_CHOICES = [
+    pytest.param(
+        {**SERVING},
+        (A100, L4),
+        "a100",
+        id="inference goes where a served replica costs least ($3/h on A100s), not the cheaper hour ($3.33 on L4s)",
+    ),
+    pytest.param(
+        {**SERVING},
+        (A100, pool("l4", "eu-west-1", free=8, gpu_products=frozenset({"NVIDIA-L4"}), gpu_hour_usd=0.8)),
+        "l4",
+        id="an L4 cheap enough per served replica ($2.67/h) wins",
+    ),
+    pytest.param(
+        {**SERVING, "reference_gpu_product": "NVIDIA-L4"},
+        (A100, L4),
+        "a100",
+        id="sized on L4s, an A100 replica serves 3.3 of them: $0.90 against $1 per served replica",
+    ),
+    pytest.param(
+        {**SERVING, "gpus": 0},
+        (A100, L4),
+        "a100",
+        id="CPU inference is compared per hour (a tie broken by name)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "targets", "expected"), SERVING_CHOICES)
+def test_where_inference_goes(fields: dict[str, Any], targets: tuple[Any, ...], expected: str) -> None:
+    decision = decide(make_request(**fields), COST_ONLY, make_fleet(*targets))
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == expected
+
+
+def test_the_explanation_shows_dollars_per_hour_and_per_served_replica() -> None:
+    decision = decide(make_request(**SERVING), COST_ONLY, make_fleet(A100, L4))
+    assert "$6/h, $3.00/h per served replica" in decision.message
+    served = {c.target.name: c.served_replica_usd for c in decision.candidates}
+    assert served == {"a100": 3.0, "l4": pytest.approx(3.3333, abs=1e-4)}

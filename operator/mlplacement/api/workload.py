@@ -157,7 +157,9 @@ class Intent(WireModel):
         "(and runtime), not per hour.",
     )
     reference_gpu_product: Annotated[str, Field(max_length=128)] = Field(
-        default="NVIDIA-A100", description="The GPU product expectedGPUHours was measured on."
+        default="NVIDIA-A100",
+        description="The GPU product expectedGPUHours was measured on; for GPU inference, the product its replicas "
+        "were sized on (candidates are then compared per served replica: a slower GPU's replica serves less).",
     )
     deadline: AwareDatetime | None = Field(
         default=None, description="The run must finish by then (RFC 3339); needs expectedGPUHours."

@@ -32,6 +32,7 @@ def render_decision(decision: Decision) -> str:
     if decision.candidates:
         names = list(decision.candidates[0].breakdown)
         per_job = any(c.job_cost_usd is not None for c in decision.candidates)  # the work of a run is known
+        served = not per_job and any(c.served_replica_usd is not None for c in decision.candidates)
         rows = [
             [
                 c.target.kind.value,
@@ -40,12 +41,22 @@ def render_decision(decision: Decision) -> str:
                 f"{c.score:.1f}",
                 f"{c.hourly_cost_usd:g}",
                 *([f"{c.job_cost_usd:.2f}", f"{c.runtime_hours:.1f}"] if per_job else []),
+                *([f"{c.served_replica_usd:.2f}"] if served else []),
                 f"{c.expected_latency_ms:g}",
                 *(f"{c.breakdown[n]:.0f}" for n in names),
             ]
             for c in decision.candidates
         ]
-        headers = ["KIND", "NAME", "REGION", "SCORE", "$/H", *(["$/JOB", "HOURS"] if per_job else []), "LAT MS"]
+        headers = [
+            "KIND",
+            "NAME",
+            "REGION",
+            "SCORE",
+            "$/H",
+            *(["$/JOB", "HOURS"] if per_job else []),
+            *(["$/H PER SERVED REPLICA"] if served else []),
+            "LAT MS",
+        ]
         lines += [
             "",
             "Feasible candidates (best first):",

@@ -31,6 +31,8 @@ from mlplacement.core.placement.filters import (
     job_cost_usd,
     region_traits,
     runtime_hours,
+    served_cost_usd,
+    served_replica_usd,
     target_filters_for,
 )
 from mlplacement.core.placement.filters import capacity as capacity_filter
@@ -64,6 +66,8 @@ class ScoredCandidate:
     expected_latency_ms: float
     job_cost_usd: float | None = None  # one run, when the workload says how much work it is
     runtime_hours: float | None = None
+    served_replica_usd: float | None = None  # an hour of one replica's worth of serving, for GPU inference
+    served_cost_usd: float | None = None  # an hour of serving the declared load there (per replica x replicas)
 
 
 class Rejection(NamedTuple):
@@ -141,9 +145,20 @@ def _stale(snapshot: Snapshot, policy: PlacementPolicySpec) -> str:
 
 
 def _per_job(candidate: ScoredCandidate) -> str:
-    if candidate.job_cost_usd is None or candidate.runtime_hours is None:
-        return ""
-    return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run)"
+    if candidate.job_cost_usd is not None and candidate.runtime_hours is not None:
+        return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run)"
+    if candidate.served_replica_usd is not None:
+        return f", ${candidate.served_replica_usd:,.2f}/h per served replica"
+    return ""
+
+
+def _compared_cost(candidate: ScoredCandidate) -> float:
+    """comparable_cost_usd() of a scored candidate: per job, else per served load, else per hour."""
+    if candidate.job_cost_usd is not None:
+        return candidate.job_cost_usd
+    if candidate.served_cost_usd is not None:
+        return candidate.served_cost_usd
+    return candidate.hourly_cost_usd
 
 
 def _first_failure(
@@ -241,6 +256,8 @@ def score_target(
         expected_latency_ms(request, target, context),
         job_cost_usd(request, target, context),
         runtime_hours(request, target, context),
+        served_replica_usd(request, target, context),
+        served_cost_usd(request, target, context),
     )
 
 
@@ -275,14 +292,7 @@ def _decide(
         weight = weights(request, context)
         scored = [score_target(request, target, context, cheapest, weight) for target in feasible]
         # Deterministic: best score, then cheapest, then name.
-        scored.sort(
-            key=lambda c: (
-                -c.score,
-                c.job_cost_usd if c.job_cost_usd is not None else c.hourly_cost_usd,
-                c.target.name,
-                c.target.kind.value,
-            )
-        )
+        scored.sort(key=lambda c: (-c.score, _compared_cost(c), c.target.name, c.target.kind.value))
     chosen = scored[0] if scored else None
     if moved is not None:
         chosen = next(c for c in scored if c.target.key == moved[1])
@@ -323,11 +333,7 @@ def batch_options(
     total_weight = sum(weight.values()) or 1.0
     # (target, hourly cost, weighted non-cost points); candidates' scores are reused, not recomputed.
     rows = [
-        (
-            c.target,
-            c.job_cost_usd if c.job_cost_usd is not None else c.hourly_cost_usd,
-            sum(weight[name] * v for name, v in c.breakdown.items() if name != "cost"),
-        )
+        (c.target, _compared_cost(c), sum(weight[name] * v for name, v in c.breakdown.items() if name != "cost"))
         for c in candidates
     ]
     others = [(name, scorer) for name, scorer in SCORERS if name != "cost" and weight[name]]

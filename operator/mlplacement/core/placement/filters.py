@@ -81,9 +81,7 @@ def runtime_hours(request: PlacementRequest, target: Target, context: Context) -
     None when the workload does not say how much work it is."""
     if request.expected_gpu_hours is None:
         return None
-    product = request.gpu_product or (min(target.gpu_products) if target.gpu_products else None)
-    speed = gpu_throughput(product, context) / gpu_throughput(request.reference_gpu_product, context)
-    hours = request.expected_gpu_hours / (max(1, request.gpus_needed) * speed)
+    hours = request.expected_gpu_hours / (max(1, request.gpus_needed) * _relative_speed(request, target, context))
     return hours + spot_rework_hours(request, target, hours)
 
 
@@ -107,10 +105,36 @@ def job_cost_usd(request: PlacementRequest, target: Target, context: Context) ->
     return round(hourly_cost_usd(request, target) * hours + egress, 4)
 
 
+def served_replica_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:
+    """What one served replica costs an hour on ``target``: GPU inference sized on referenceGPUProduct
+    serves ``speed`` replicas' worth of its load per replica on slower or faster GPUs, so the hourly price
+    is divided by the replicas served, not deployed. None for other work, and without GPUs."""
+    if request.type is not WorkloadType.INFERENCE or request.gpus <= 0:
+        return None
+    speed = _relative_speed(request, target, context)
+    return round(hourly_cost_usd(request, target) / (max(1, request.replicas) * speed), 4)
+
+
+def _relative_speed(request: PlacementRequest, target: Target, context: Context) -> float:
+    product = request.gpu_product or (min(target.gpu_products) if target.gpu_products else None)
+    return gpu_throughput(product, context) / gpu_throughput(request.reference_gpu_product, context)
+
+
+def served_cost_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:
+    """An hour of serving GPU inference's declared load on ``target`` (per served replica times the
+    replicas it asked for); None for other work."""
+    per_replica = served_replica_usd(request, target, context)
+    return None if per_replica is None else round(per_replica * max(1, request.replicas), 4)
+
+
 def comparable_cost_usd(request: PlacementRequest, target: Target, context: Context) -> float:
-    """The price candidates are compared on: per job when the work is known, else per hour."""
+    """The price candidates are compared on: per job when the work of a run is known; for GPU inference
+    an hour of serving its declared load; else per hour."""
     per_job = job_cost_usd(request, target, context)
-    return per_job if per_job is not None else hourly_cost_usd(request, target)
+    if per_job is not None:
+        return per_job
+    served = served_cost_usd(request, target, context)
+    return served if served is not None else hourly_cost_usd(request, target)
 
 
 def hourly_cost_usd(request: PlacementRequest, target: Target) -> float:
