@@ -38,6 +38,7 @@ class FakeCluster:
         self.workspace_patches: list[tuple[str, dict[str, Any]]] = []
         self.edge_patches: list[tuple[str, dict[str, Any]]] = []
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.pod_annotations: list[tuple[str, dict[str, str]]] = []
         self.configmaps: dict[tuple[str, str], dict[str, str]] = {}
         self.fail_status_writes = False
         self.children: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -112,6 +113,9 @@ class FakeCluster:
         existed = key in self.children
         self.children[key] = copy.deepcopy(dict(obj))
         return "updated" if existed else "created"
+
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.pod_annotations.append((f"{namespace}/{name}", dict(annotations)))
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
         if self.children.pop((kind, namespace, name), None) is not None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mlplacement.adapters.files import ManifestFileError, load_fleet
 from mlplacement.api.workload import TargetKind
-from mlplacement.core.snapshot import build_snapshot
+from mlplacement.core.snapshot import build_snapshot, node_interruption
 from tests.conftest import run_cli
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -98,6 +98,10 @@ def test_spot_is_read_from_the_usual_labels(label: str, value: str) -> None:
         pytest.param(node("n2", ready=False), id="not Ready"),
         pytest.param(node("n2", spec={"unschedulable": True}), id="cordoned"),
         pytest.param(node("n2", conditions=[{"type": "MemoryPressure", "status": "True"}]), id="under memory pressure"),
+        pytest.param(
+            node("n2", spec={"taints": [{"key": "aws-node-termination-handler/spot-itn", "effect": "NoSchedule"}]}),
+            id="about to be reclaimed",
+        ),
     ],
 )
 def test_unhealthy_nodes_are_excluded(sick: dict[str, Any]) -> None:
@@ -111,6 +115,49 @@ def test_pool_without_ready_nodes_is_unhealthy_and_says_why() -> None:
     result = pools([node("n1", ready=False, labels={"mlplacement.io/pool": "p"})])
     assert not result["p"].healthy
     assert result["p"].health_detail == "no ready nodes (not Ready)"
+
+
+@pytest.mark.parametrize(
+    ("taint", "expected"),
+    [
+        pytest.param(
+            "aws-node-termination-handler/spot-itn",
+            "EC2 spot interruption notice (aws-node-termination-handler/spot-itn)",
+            id="aws-node-termination-handler: spot interruption notice",
+        ),
+        pytest.param(
+            "aws-node-termination-handler/rebalance-recommendation",
+            "EC2 rebalance recommendation (aws-node-termination-handler/rebalance-recommendation)",
+            id="aws-node-termination-handler: rebalance recommendation",
+        ),
+        pytest.param(
+            "karpenter.sh/disrupted", "Karpenter disrupting the node (karpenter.sh/disrupted)", id="Karpenter"
+        ),
+        pytest.param(
+            "cloud.google.com/impending-node-termination",
+            "GCE preemption notice (cloud.google.com/impending-node-termination)",
+            id="GKE node termination handler",
+        ),
+        pytest.param(
+            "ToBeDeletedByClusterAutoscaler",
+            "cluster-autoscaler removing the node (ToBeDeletedByClusterAutoscaler)",
+            id="cluster-autoscaler scale-down",
+        ),
+        pytest.param("nvidia.com/gpu", None, id="a GPU taint is no interruption"),
+    ],
+)
+def test_interruption_taints_say_who_reclaims_the_node(taint: str, expected: str | None) -> None:
+    tainted = node("n1", spec={"taints": [{"key": taint, "effect": "NoSchedule"}]})
+    assert node_interruption(tainted) == expected
+
+
+def test_a_pool_whose_every_node_is_being_reclaimed_says_so() -> None:
+    taints = [{"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}]
+    result = pools([node("n1", labels={"mlplacement.io/pool": "p"}, spec={"taints": taints})])
+    assert not result["p"].healthy
+    assert result["p"].health_detail == (
+        "no ready nodes (being reclaimed: Karpenter disrupting the node (karpenter.sh/disrupted))"
+    )
 
 
 def test_nodes_without_gpus_or_pool_are_not_targets() -> None:

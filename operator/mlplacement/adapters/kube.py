@@ -188,6 +188,15 @@ class KubeCluster:
         resource.patch(body=patch, name=meta["name"], content_type="application/merge-patch+json", **where)
         return "updated"
 
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        try:
+            self.core.patch_namespaced_pod(
+                name, namespace, {"metadata": {"annotations": dict(annotations)}}, field_manager=FIELD_MANAGER
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
         api_version = _CHILD_API_VERSIONS[kind]
         resource = self.dynamic.resources.get(api_version=api_version, kind=kind)

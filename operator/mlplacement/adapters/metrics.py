@@ -43,6 +43,12 @@ class PrometheusMetrics:
             registry=r,
         )
 
+        self.interruptions = Counter(
+            "mlplacement_interruptions",
+            "Workloads whose pods ran on a node about to be reclaimed (spot interruption, node removal), by pool",
+            ["target"],
+            registry=r,
+        )
         self.preemptions = Counter(
             "mlplacement_preemptions",
             "Workloads preempted, by reason (Priority, or ReclaimQuota: a team taking back its nominal quota)",
@@ -67,6 +73,9 @@ class PrometheusMetrics:
 
     def preemption(self, reason: str) -> None:
         self.preemptions.labels(reason).inc()
+
+    def interruption(self, target: str) -> None:
+        self.interruptions.labels(target).inc()
 
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
         self.quota_used.labels(team, resource).set(used)

@@ -36,6 +36,9 @@ ANNOTATION_ORIGIN: Final = f"{GROUP}/origin"
 ANNOTATION_WORKLOAD_GENERATION: Final = f"{GROUP}/workload-generation"
 ANNOTATION_TARGET: Final = f"{GROUP}/target"
 REVISION_ANNOTATIONS: Final = (ANNOTATION_WORKLOAD_GENERATION, ANNOTATION_TARGET)
+# Put on a child's pod whose node is about to be reclaimed: "<when> <why>". Spot pods see it in the file
+# MLPLACEMENT_CHECKPOINT_SIGNAL_FILE names (their annotations, through the downward API): time to checkpoint.
+ANNOTATION_CHECKPOINT_REQUESTED: Final = f"{GROUP}/checkpoint-requested"
 
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (

@@ -45,6 +45,10 @@ class Cluster(Protocol):
         not this workload's, invalid, over quota, server error, timeout)."""
         ...
 
+    def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        """Merge ``annotations`` into a pod of one of our children; a pod already gone is not an error."""
+        ...
+
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
         """Delete a child (Job, Deployment or Service) by name, its pods with it; gone already is fine."""
         ...
@@ -124,6 +128,8 @@ class Metrics(Protocol):
 
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None: ...
 
+    def interruption(self, target: str) -> None: ...
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
@@ -153,4 +159,7 @@ class NoMetrics:
         pass
 
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
+        pass
+
+    def interruption(self, target: str) -> None:
         pass

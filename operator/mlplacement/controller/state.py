@@ -17,7 +17,14 @@ from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
 from mlplacement.core.ledger import CapacityLedger, bound_gpus_by_workload, workload_uid
 from mlplacement.core.reconcile import admission_view
-from mlplacement.core.snapshot import TERMINAL_POD_PHASES, Snapshot, build_snapshot, pod_gpu_requests
+from mlplacement.core.snapshot import (
+    INTERRUPTION_TAINTS,
+    TERMINAL_POD_PHASES,
+    Snapshot,
+    build_snapshot,
+    node_interruption,
+    pod_gpu_requests,
+)
 
 Obj = Mapping[str, Any]
 
@@ -58,7 +65,15 @@ def _slim_node(node: Obj) -> dict[str, Any]:
     status = node.get("status") or {}
     return {
         "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})},
-        "spec": {"unschedulable": (node.get("spec") or {}).get("unschedulable", False)},
+        "spec": {
+            "unschedulable": (node.get("spec") or {}).get("unschedulable", False),
+            # Only the taints that say the node is going away: the rest are the scheduler's business.
+            "taints": [
+                {"key": t.get("key")}
+                for t in (node.get("spec") or {}).get("taints") or []
+                if t.get("key") in INTERRUPTION_TAINTS
+            ],
+        },
         "status": {
             "allocatable": {GPU_RESOURCE: (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")},
             "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []],
@@ -152,6 +167,23 @@ class FleetCache:
             uid = workload_uid(pod)
             if message and uid:
                 found.setdefault(uid, message)
+        return found
+
+    def interrupted(self) -> dict[str, tuple[str, str, str]]:
+        """Workload uid -> (pod key, node, why) for a pod of its child on a node about to be reclaimed."""
+        reasons = {
+            name: why
+            for node in self.nodes.values()
+            if (why := node_interruption(node)) is not None and (name := str(node["metadata"].get("name")))
+        }
+        if not reasons:
+            return {}
+        found: dict[str, tuple[str, str, str]] = {}
+        for key, pod in sorted(self.gpu_pods.items()):
+            node_name = pod["spec"].get("nodeName")
+            uid = workload_uid(pod)
+            if uid and node_name in reasons:
+                found.setdefault(uid, (key, node_name, reasons[node_name]))
         return found
 
     def on_edge_cluster(self, obj: Obj, deleted: bool) -> None:

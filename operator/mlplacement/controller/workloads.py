@@ -19,6 +19,7 @@ from typing import Any
 
 from mlplacement.api.constants import (
     ACTIVE_PHASES,
+    ANNOTATION_CHECKPOINT_REQUESTED,
     FINALIZER,
     GROUP,
     LABEL_WORKLOAD_UID,
@@ -137,6 +138,7 @@ class WorkloadController:
         self.fleet_version = 0
         self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
         self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
+        self.interrupted_nodes: dict[str, str] = {}  # workload uid -> the reclaimed node it was told about
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
         self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
         self._policy_check = PolicyCheck()
@@ -497,6 +499,48 @@ class WorkloadController:
                 moved.append(key)
         return moved
 
+    async def checkpoint_interrupted(self) -> list[str]:
+        """Children's pods on a node about to be reclaimed (an interruption taint): told to checkpoint, and the
+        workload placed again.
+
+        The pod gets ANNOTATION_CHECKPOINT_REQUESTED at once (spot pods read their annotations through the
+        downward API) and one Warning says where and why. The node has already left the snapshot, so the new
+        decision keeps the pool only while its other nodes have room (the Job makes a new pod: a disruption
+        is not a failure) and moves the workload otherwise. Once per workload and node.
+        """
+        found = self.cache.interrupted()
+        for uid in set(self.interrupted_nodes) - set(found):
+            del self.interrupted_nodes[uid]
+        moved = []
+        for uid, (pod_key, node, why) in sorted(found.items()):
+            workload = self.workloads.get(uid)
+            if workload is None or self.interrupted_nodes.get(uid) == node:
+                continue
+            key = f"{workload.metadata.namespace}/{workload.metadata.name}"
+            status = self.statuses.get(key) or {}
+            target = (status.get("placement") or {}).get("target")
+            if not target or status.get("phase") not in ACTIVE_PHASES or key not in self.objects:
+                continue
+            self.interrupted_nodes[uid] = node
+            namespace, pod = pod_key.split("/", 1)
+            request = {ANNOTATION_CHECKPOINT_REQUESTED: f"{self.clock():%Y-%m-%dT%H:%M:%SZ} {why}"}
+            try:
+                await asyncio.to_thread(self.cluster.annotate_pod, namespace, pod, request)
+                told = f"asked pod {pod} to checkpoint"
+            except Exception as exc:  # the drain's SIGTERM still comes; the move must not wait for this
+                log.warning("could not annotate pod %s for checkpointing: %s", pod_key, exc)
+                told = f"could not annotate pod {pod} ({type(exc).__name__}), its SIGTERM comes with the drain"
+            self.metrics.interruption(f"{target['kind']}/{target['name']}")
+            self.fleet_changed()
+            where = f"node {node} of {target['kind']} {target['name']} is being reclaimed: {why}"
+            obj = self.objects[key]
+            self.events(obj, "Warning", "Interrupted", f"{where}; {told}; placing the workload again")
+            queued = key in self.pending or await self.on_workload({**obj, "status": status}) is not None
+            if not queued and key in self.pending:
+                self.pending[key].failover = where
+                moved.append(key)
+        return moved
+
     async def place_round(self) -> list[Decision]:
         """One round, in steps like Kueue's schedule(); only steps 1, 2 and 6 talk to the cluster.
 
@@ -655,6 +699,7 @@ class WorkloadController:
                 await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
         self._readmit_later.clear()
         await self.replace_unschedulable()
+        await self.checkpoint_interrupted()
 
     def _partition(
         self, due: list[Pending], snapshot: Snapshot

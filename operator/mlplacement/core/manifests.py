@@ -35,6 +35,17 @@ SPOT_TOLERATIONS = (
     {"key": "eks.amazonaws.com/capacityType", "operator": "Equal", "value": "SPOT", "effect": "NoSchedule"},
 )
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# On spot capacity a pod learns of an interruption from its own annotations (the operator adds
+# mlplacement.io/checkpoint-requested when the node is tainted for reclaim), mounted live through the downward API,
+# and from SIGTERM when the node drains. 90 s of grace fits in EC2's two-minute notice (GKE gives 15 s at most).
+PODINFO_VOLUME = "mlplacement-podinfo"
+PODINFO_PATH = "/etc/mlplacement/podinfo"
+CHECKPOINT_FILE_ENV = "MLPLACEMENT_CHECKPOINT_SIGNAL_FILE"
+SPOT_TERMINATION_GRACE_SECONDS = 90
+# Pods stopped by a disruption (preemption, eviction, a drained node) do not fail the Job: it makes another.
+DISRUPTION_IS_NOT_FAILURE = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+}
 _LABEL_VALUE_RE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -116,6 +127,19 @@ def _pod_spec(spec: MLWorkloadSpec, target: Target, pool_label_key: str | None, 
         tolerations.append(dict(GPU_TOLERATION))
     if target.spot:
         tolerations.extend(dict(t) for t in SPOT_TOLERATIONS)
+        pod["terminationGracePeriodSeconds"] = SPOT_TERMINATION_GRACE_SECONDS
+        pod["volumes"] = [
+            {
+                "name": PODINFO_VOLUME,
+                "downwardAPI": {"items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]},
+            }
+        ]
+        container = pod["containers"][0]
+        container["volumeMounts"] = [{"name": PODINFO_VOLUME, "mountPath": PODINFO_PATH, "readOnly": True}]
+        container["env"] = [
+            *container.get("env", []),
+            {"name": CHECKPOINT_FILE_ENV, "value": f"{PODINFO_PATH}/annotations"},
+        ]
     if tolerations:
         pod["tolerations"] = tolerations
     return pod
@@ -181,6 +205,7 @@ def build_children(
         "spec": {
             # Retries are the operator's (spec.retry), not the Job controller's: one pod per attempt.
             "backoffLimit": 0,
+            "podFailurePolicy": DISRUPTION_IS_NOT_FAILURE,
             "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, target, pool_label_key, "Never")},
         },
     }

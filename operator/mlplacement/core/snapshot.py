@@ -216,10 +216,35 @@ def node_is_spot(node: Mapping[str, Any]) -> bool:
     return any(labels.get(key) in values for key, values in SPOT_LABELS.items())
 
 
+# Taints the usual providers' tools put on a node about to go away: work there should checkpoint and move.
+INTERRUPTION_TAINTS: Mapping[str, str] = {
+    "aws-node-termination-handler/spot-itn": "EC2 spot interruption notice",
+    "aws-node-termination-handler/rebalance-recommendation": "EC2 rebalance recommendation",
+    "aws-node-termination-handler/asg-lifecycle-termination": "EC2 Auto Scaling termination",
+    "aws-node-termination-handler/scheduled-maintenance": "EC2 scheduled maintenance",
+    "karpenter.sh/disrupted": "Karpenter disrupting the node",
+    "karpenter.sh/disruption": "Karpenter disrupting the node",
+    "cloud.google.com/impending-node-termination": "GCE preemption notice",
+    "ToBeDeletedByClusterAutoscaler": "cluster-autoscaler removing the node",
+}
+
+
+def node_interruption(node: Mapping[str, Any]) -> str | None:
+    """Why a node is about to be reclaimed (its first interruption taint, by the provider's words), or None."""
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        what = INTERRUPTION_TAINTS.get(str(taint.get("key")))
+        if what is not None:
+            return f"{what} ({taint.get('key')})"
+    return None
+
+
 def node_health_problem(node: Mapping[str, Any]) -> str | None:
     """Why a node cannot take work, or None if it is Ready, schedulable and under no pressure."""
     if (node.get("spec") or {}).get("unschedulable"):
         return "cordoned"
+    interruption = node_interruption(node)
+    if interruption is not None:
+        return f"being reclaimed: {interruption}"
     conditions = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
     if conditions.get("Ready") != "True":
         return "not Ready"
