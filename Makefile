@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity bench bench-controller bench-operator clean \
+.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-operator clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -56,6 +56,9 @@ demo: $(STAMP) ## Place examples/ on the embedded sample fleet, then simulate a 
 	@echo
 	@echo "== A day on the sample fleet: the engine against baselines (examples/traces/steady-day.yaml) =="
 	$(BIN)/mlplacement simulate --trace examples/traces/steady-day.yaml --out out/demo
+
+work: $(STAMP) ## Replay the work scenario: cost per job, deadlines and spot rework vs per-hour pricing (examples/work)
+	$(BIN)/mlplacement simulate --fleet examples/work/fleet.yaml --trace examples/work/trace.yaml --out out/work
 
 scarcity: $(STAMP) ## Replay the scarcity scenario: fair share vs arrival order, preemption vs none (examples/scarcity)
 	$(BIN)/mlplacement simulate --fleet examples/scarcity/fleet.yaml --trace examples/scarcity/trace.yaml \

@@ -461,13 +461,14 @@ def simulate(
     import json
 
     from mlplacement.adapters.files import dump_plain as dump
-    from mlplacement.core.simulation import generate_trace, iter_reports, strategies_for
+    from mlplacement.core.simulation import generate_trace, iter_reports, knows_work, strategies_for
 
     if (trace_path is None) == (generate is None):
         raise click.UsageError("give exactly one of --trace FILE or --generate N")
     fleet = load_fleet(fleet_path)
     trace = _load_trace(trace_path) if trace_path is not None else generate_trace(fleet, generate or 0, seed, hours)
-    strategies = strategies_for(_policies(policy_paths))
+    work = knows_work(trace)
+    strategies = strategies_for(_policies(policy_paths), per_hour=work)
     start = fleet.decision_time(datetime.now(UTC))
     with click.progressbar(length=len(trace.events) * len(strategies), label="simulating", file=sys.stderr) as bar:
         reports = list(iter_reports(fleet, trace, strategies, start, progress=bar.update))
@@ -476,6 +477,8 @@ def simulate(
     scarcity = _scarcity_table(summaries)
     if scarcity:
         click.echo(scarcity)
+    if work:
+        click.echo(_work_table(summaries))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps({"strategies": summaries}, indent=2) + "\n")
@@ -490,6 +493,29 @@ def simulate(
                     click.echo(f"wrote {path}")
             except RuntimeError as exc:
                 click.echo(f"warning: {exc}", err=True)
+
+
+def _work_table(summaries: list[dict[str, Any]]) -> str:
+    """Outcomes per job when the trace says how much work each run is: what cost per job and deadlines change."""
+    rows = [
+        [
+            s["strategy"],
+            str(s["finished"]),
+            f"{s['totalCostUSD']:.0f}",
+            "-" if s["costPerFinishedUSD"] is None else f"{s['costPerFinishedUSD']:.2f}",
+            f"{s['deadlineMisses']}/{s['deadlinesJudged']}",
+            f"{s['reworkHours']:.1f}",
+        ]
+        for s in summaries
+    ]
+    headers = ["STRATEGY", "FINISHED", "COST $", "$/FINISHED", "DEADLINES MISSED", "REWORK H"]
+    return (
+        "\nRuns with known work (intent.expectedGPUHours): each lasts its GPU-hours at the placed GPUs' speed;\n"
+        + table(headers, rows)
+        + "\n$/FINISHED is all the money spent over the runs that finished. REWORK H: hours redone after spot"
+        "\nreclaims and failovers (work since the last checkpoint, all of it without checkpoints) plus restarts."
+        "\n:per-hour is the same engine told nothing about the work of a run: it prices GPU-hours."
+    )
 
 
 def _scarcity_table(summaries: list[dict[str, Any]]) -> str:

@@ -47,6 +47,23 @@ def write_plots(reports: list[StrategyReport], out_dir: Path) -> list[Path]:
     grid[0, 0].legend(loc="upper right", fontsize="small")
     grid[-1, 0].set_xlabel("hours")
     written.append(_save(figure, out_dir / "placements-by-target.png"))
+
+    if any(r.deadlines_judged or r.rework_hours for r in reports):
+        figure, (cost, missed, rework) = plt.subplots(1, 3, figsize=(13, 4.5))
+        names = [r.name for r in reports]
+        per_job = [r.total_cost_usd / r.finished if r.finished else 0.0 for r in reports]
+        cost.barh(names, per_job)
+        cost.set(title="Spend per finished run", xlabel="USD")
+        missed.barh(names, [r.deadline_misses for r in reports])
+        missed.set(title="Deadlines missed", xlabel="runs")
+        rework.barh(names, [r.rework_hours for r in reports])
+        rework.set(title="Hours redone after interruptions", xlabel="hours")
+        for axes in (cost, missed, rework):
+            axes.grid(alpha=0.3, axis="x")
+            axes.invert_yaxis()
+        for axes in (missed, rework):
+            axes.set_yticklabels([])
+        written.append(_save(figure, out_dir / "work-outcomes.png"))
     return written
 
 

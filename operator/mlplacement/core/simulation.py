@@ -23,8 +23,8 @@ from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import Trace, TraceEvent
 from mlplacement.api.workload import LatencyClass, MLWorkload, TargetKind, WorkloadType
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
-from mlplacement.core.placement.engine import claim_amount, target_product
-from mlplacement.core.placement.filters import SERVING_OVERHEAD_MS, hourly_cost_usd
+from mlplacement.core.placement.engine import claim_amount, make_context, target_product
+from mlplacement.core.placement.filters import SERVING_OVERHEAD_MS, SPOT_RESTART_HOURS, hourly_cost_usd, work_hours
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot, Target, snapshot_from_fleet
@@ -52,6 +52,27 @@ def engine_strategy(policy: PlacementPolicySpec) -> Strategy:
         decisions = decide_many(requests, {None: policy}, snapshot, running=running)
         return [
             Placement(d.request, d.chosen.target if d.chosen else None, tuple(v.key for v in d.preempts))
+            for d in decisions
+        ]
+
+    return place
+
+
+def per_hour_engine_strategy(policy: PlacementPolicySpec) -> Strategy:
+    """The engine told nothing about the work of a run (no expectedGPUHours, deadline or checkpoints): what it
+    would do pricing GPU-hours, the baseline work-normalized placement is measured against."""
+
+    def place(requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running]) -> Assignment:
+        by_key = {r.key: r for r in requests}
+        blind = [
+            replace(
+                r, expected_gpu_hours=None, deadline=None, max_runtime_minutes=None, checkpoint_interval_minutes=None
+            )
+            for r in requests
+        ]
+        decisions = decide_many(blind, {None: policy}, snapshot, running=running)
+        return [
+            Placement(by_key[d.request.key], d.chosen.target if d.chosen else None, tuple(v.key for v in d.preempts))
             for d in decisions
         ]
 
@@ -120,6 +141,11 @@ class Run:
     started: float
     ends: float
     hourly_usd: float
+    # Work known (expectedGPUHours): the share of it left when this run started, a whole run's seconds on this
+    # target, and the restart overhead the run began with.
+    left: float = 1.0
+    full_s: float | None = None
+    overhead_s: float = 0.0
 
 
 @dataclass
@@ -133,6 +159,7 @@ class WorkloadRecord:
     latency_ms: float | None = None
     finished: bool = False
     restarts: int = 0
+    deadline_s: float | None = None  # seconds from the start of the replay
 
 
 @dataclass
@@ -158,6 +185,11 @@ class StrategyReport:
     waits_by_namespace: dict[str, list[float]] = field(default_factory=dict)
     waits_by_priority: dict[int, list[float]] = field(default_factory=dict)
     priority_preemptions: int = 0  # workloads stopped for higher-priority work (not spot reclaims)
+    # Work-known runs: hours redone after interruptions (work since the last checkpoint, plus restarts), and
+    # deadlines judged (finished, or never finishing by the end of the replay) and missed.
+    rework_hours: float = 0.0
+    deadlines_judged: int = 0
+    deadline_misses: int = 0
     cost_series: list[tuple[float, float]] = field(default_factory=list)  # (minutes, cumulative USD)
     kind_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (minutes, running by kind)
 
@@ -191,6 +223,10 @@ class StrategyReport:
             "priorityPreemptions": self.priority_preemptions,
             "waitMinutesByNamespace": {ns: _quantiles(w) for ns, w in sorted(self.waits_by_namespace.items())},
             "waitMinutesByPriority": {str(p): _quantiles(w) for p, w in sorted(self.waits_by_priority.items())},
+            "costPerFinishedUSD": round(self.total_cost_usd / self.finished, 2) if self.finished else None,
+            "reworkHours": round(self.rework_hours, 1),
+            "deadlinesJudged": self.deadlines_judged,
+            "deadlineMisses": self.deadline_misses,
         }
 
 
@@ -244,6 +280,15 @@ def _parse(event: TraceEvent, index: int) -> PlacementRequest | None:
     return replace(request, key=f"{request.key}#{index}")
 
 
+def knows_work(trace: Trace) -> bool:
+    """Whether any arrival says how much work a run is (then per-job outcomes are worth reporting)."""
+    return any(
+        (((e.workload or {}).get("spec") or {}).get("intent") or {}).get("expectedGPUHours") is not None
+        for e in trace.events
+        if e.type == "arrive"
+    )
+
+
 def simulate(
     fleet: Fleet,
     trace: Trace,
@@ -259,7 +304,9 @@ def simulate(
     records: dict[str, WorkloadRecord] = {}
     queue: dict[str, PlacementRequest] = {}
     remaining: dict[str, float] = {}
+    left: dict[str, float] = {}  # work-known: the share of a run still to do after an interruption
     running: dict[str, Run] = {}
+    judge = PlacementPolicySpec()  # the replay's own view of a product's speed: the signals', as the engine's
     completions: list[tuple[float, str]] = []
     cost = 0.0
     index = 0
@@ -270,13 +317,25 @@ def simulate(
         run = running.pop(key)
         cost += run.hourly_usd * (at - run.started) / 3600
         state.used[run.target.key] -= claim_amount(run.request, run.target)
+        record = records[key]
         if finished:
-            records[key].finished = True
+            record.finished = True
             report.finished += 1
-        else:
+            if record.deadline_s is not None:
+                report.deadlines_judged += 1
+                report.deadline_misses += at > record.deadline_s
+            return
+        record.restarts += 1
+        queue[key] = run.request
+        if run.full_s is None:
             remaining[key] = (run.ends - at) * (1 + RESTART_OVERHEAD) + 1.0
-            records[key].restarts += 1
-            queue[key] = run.request
+            return
+        # Work since the last checkpoint is lost (all of this run's without checkpoints).
+        worked = max(0.0, at - run.started - run.overhead_s)
+        interval = (run.request.checkpoint_interval_minutes or 0) * 60
+        saved = (worked // interval) * interval if interval else 0.0
+        left[key] = max(0.0, run.left - saved / run.full_s)
+        report.rework_hours += (worked - saved) / 3600
 
     def interrupt(target_key: tuple[str, str], at: float) -> int:
         victims = sorted(k for k, r in running.items() if r.target.key == target_key)
@@ -321,8 +380,17 @@ def simulate(
             state.used[target.key] = state.used.get(target.key, 0) + claim_amount(request, target)
             if state.used[target.key] > state.total[target.key] or not state.healthy[target.key]:
                 report.overcommits += 1
-            duration = remaining.pop(key, records[key].duration_s)
-            running[key] = Run(request, target, at, at + duration, hourly_cost_usd(request, target))
+            hourly = hourly_cost_usd(request, target)
+            full_hours = work_hours(request, target, make_context(request, judge, snapshot))
+            if full_hours is None:
+                duration = remaining.pop(key, records[key].duration_s)
+                running[key] = Run(request, target, at, at + duration, hourly)
+            else:
+                share = left.pop(key, 1.0)
+                overhead = SPOT_RESTART_HOURS * 3600 if records[key].restarts else 0.0
+                report.rework_hours += overhead / 3600
+                duration = share * full_hours * 3600 + overhead
+                running[key] = Run(request, target, at, at + duration, hourly, share, full_hours * 3600, overhead)
             heapq.heappush(completions, (at + duration, key))
             record = records[key]
             if record.first_start is None:
@@ -362,6 +430,7 @@ def simulate(
                 duration_s=event.duration_minutes * 60,
                 namespace=request.key.partition("/")[0],
                 priority=request.priority,
+                deadline_s=(request.deadline - state.start).total_seconds() if request.deadline else None,
             )
             queue[request.key] = request
         elif target_key is None:
@@ -408,6 +477,10 @@ def simulate(
     for key in queue:  # never started: they waited the whole replay, and that counts
         if records[key].first_start is None:
             waited(records[key], (clock - records[key].arrived) / 60)
+    # Nothing runs and nothing arrives any more: a run with a deadline that has not finished never will.
+    unfinished = [r for r in records.values() if r.deadline_s is not None and not r.finished]
+    report.deadlines_judged += len(unfinished)
+    report.deadline_misses += len(unfinished)
     report.total_cost_usd = cost
     report.waiting_at_end = len(queue)
     return report
@@ -416,14 +489,21 @@ def simulate(
 StrategyFactory = Callable[[], Strategy]
 
 
-def strategies_for(policies: Sequence[tuple[str, PlacementPolicySpec]]) -> list[tuple[str, StrategyFactory]]:
-    """The engine under each policy, then the baselines; each made fresh for every replay (round-robin has state)."""
+def strategies_for(
+    policies: Sequence[tuple[str, PlacementPolicySpec]], per_hour: bool = False
+) -> list[tuple[str, StrategyFactory]]:
+    """The engine under each policy (and, with ``per_hour``, under each priced per GPU-hour, blind to the work
+    of a run), then the baselines; each made fresh for every replay (round-robin has state)."""
 
     def engine(policy: PlacementPolicySpec) -> StrategyFactory:
         return lambda: engine_strategy(policy)
 
+    def blind(policy: PlacementPolicySpec) -> StrategyFactory:
+        return lambda: per_hour_engine_strategy(policy)
+
     return [
         *((f"engine:{name}", engine(policy)) for name, policy in policies),
+        *((f"engine:{name}:per-hour", blind(policy)) for name, policy in policies if per_hour),
         ("centralize", centralize_strategy),
         ("cheapest-first", cheapest_first_strategy),
         ("round-robin", round_robin_strategy),

@@ -75,14 +75,19 @@ def gpu_throughput(product: str | None, context: Context) -> float:
     return 1.0
 
 
-def runtime_hours(request: PlacementRequest, target: Target, context: Context) -> float | None:
-    """How long one run takes on ``target``: its GPU-hours on the reference product, spread over its GPUs and
-    scaled by their speed against the reference, plus on spot the expected rework (see spot_rework_hours).
-    None when the workload does not say how much work it is."""
+def work_hours(request: PlacementRequest, target: Target, context: Context) -> float | None:
+    """How long one uninterrupted run takes on ``target``: its GPU-hours on the reference product, spread
+    over its GPUs and scaled by their speed against the reference. None when the work is not known."""
     if request.expected_gpu_hours is None:
         return None
-    hours = request.expected_gpu_hours / (max(1, request.gpus_needed) * _relative_speed(request, target, context))
-    return hours + spot_rework_hours(request, target, hours)
+    return request.expected_gpu_hours / (max(1, request.gpus_needed) * _relative_speed(request, target, context))
+
+
+def runtime_hours(request: PlacementRequest, target: Target, context: Context) -> float | None:
+    """How long one run is expected to take on ``target``: work_hours() plus, on spot, the expected rework
+    (see spot_rework_hours). None when the workload does not say how much work it is."""
+    hours = work_hours(request, target, context)
+    return None if hours is None else hours + spot_rework_hours(request, target, hours)
 
 
 def spot_rework_hours(request: PlacementRequest, target: Target, hours: float) -> float:
