@@ -74,9 +74,18 @@ def test_default_install_has_exactly_the_expected_objects(default: list[dict[str
     kinds = sorted(o["kind"] for o in default)
     assert kinds == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"]
-        + ["PodDisruptionBudget"]
+        + ["PodDisruptionBudget", "PriorityClass"]
         + ["CustomResourceDefinition"] * 4
     )
+
+
+def test_placeholders_run_below_every_real_pod_and_never_preempt(default: list[dict[str, Any]]) -> None:
+    priority = one(default, "PriorityClass")
+    assert priority["metadata"]["name"] == "mlplacement-placeholder"  # the policy's default priorityClassName
+    assert priority["value"] < 0
+    assert priority["preemptionPolicy"] == "Never"
+    assert priority["globalDefault"] is False
+    assert of_kind(render("--set", "prewarming.priorityClass.create=false"), "PriorityClass") == []
 
 
 def test_every_optional_feature_renders(everything: list[dict[str, Any]]) -> None:

@@ -43,6 +43,18 @@ class PrometheusMetrics:
             registry=r,
         )
 
+        self.prewarm_gpu_gauge = Gauge(
+            "mlplacement_prewarm_gpus",
+            "GPUs of recurring runs expected within the pre-warming window (forecast), and held by placeholders",
+            ["state"],
+            registry=r,
+        )
+        self.prewarm_runs = Counter(
+            "mlplacement_prewarm_runs",
+            "Forecast recurring runs, by outcome: arrived within the window, or missed it",
+            ["outcome"],
+            registry=r,
+        )
         self.interruptions = Counter(
             "mlplacement_interruptions",
             "Workloads whose pods ran on a node about to be reclaimed (spot interruption, node removal), by pool",
@@ -76,6 +88,13 @@ class PrometheusMetrics:
 
     def interruption(self, target: str) -> None:
         self.interruptions.labels(target).inc()
+
+    def prewarm_gpus(self, forecast: int, held: int) -> None:
+        self.prewarm_gpu_gauge.labels("forecast").set(forecast)
+        self.prewarm_gpu_gauge.labels("held").set(held)
+
+    def prewarm_run(self, outcome: str) -> None:
+        self.prewarm_runs.labels(outcome).inc()
 
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
         self.quota_used.labels(team, resource).set(used)

@@ -23,7 +23,7 @@ Region = Annotated[str, Field(min_length=1, max_length=63, pattern=REGION_PATTER
 ShortText = Annotated[str, Field(max_length=SHORT_TEXT_MAX)]
 
 
-_ACRONYMS = (("Usd", "USD"), ("Gb", "GB"), ("Kwh", "KWh"), ("Gpu", "GPU"))
+_ACRONYMS = (("Usd", "USD"), ("Gb", "GB"), ("Kwh", "KWh"), ("Gpus", "GPUs"), ("Gpu", "GPU"))
 
 
 def wire_name(python_name: str) -> str:

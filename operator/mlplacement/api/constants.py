@@ -39,6 +39,10 @@ REVISION_ANNOTATIONS: Final = (ANNOTATION_WORKLOAD_GENERATION, ANNOTATION_TARGET
 # Put on a child's pod whose node is about to be reclaimed: "<when> <why>". Spot pods see it in the file
 # MLPLACEMENT_CHECKPOINT_SIGNAL_FILE names (their annotations, through the downward API): time to checkpoint.
 ANNOTATION_CHECKPOINT_REQUESTED: Final = f"{GROUP}/checkpoint-requested"
+# On a pre-warming placeholder (and its pods): the uid of the recurring workload it holds GPUs for. Never the
+# workload-uid label: a placeholder is not a child, and its GPUs count as free (any real pod preempts it).
+LABEL_PLACEHOLDER_FOR: Final = f"{GROUP}/placeholder-for"
+ANNOTATION_EXPECTED_RUN: Final = f"{GROUP}/expected-run"
 
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (

@@ -97,6 +97,29 @@ class Preemption(WireModel):
     )
 
 
+class Prewarming(WireModel):
+    """Hold capacity ahead of recurring runs (intent.schedule) with placeholder pods any real work preempts
+    (the balloon pattern): the cluster autoscaler brings nodes up before the run, not after it arrives."""
+
+    enabled: bool = Field(default=False, description="Off unless the platform team turns it on.")
+    lead_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
+        default=15, description="Placeholders appear this long before a run is expected, and go this long after."
+    )
+    max_gpus: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        default=8, description="At most this many GPUs held by placeholders at once, across the cluster."
+    )
+    max_hourly_cost_usd: Annotated[float | None, Field(ge=0, le=1_000_000)] = Field(
+        default=None, description="At most this much per hour spent on placeholders at once."
+    )
+    priority_class_name: Annotated[str, Field(min_length=1, max_length=253)] = Field(
+        default="mlplacement-placeholder",
+        description="A PriorityClass below every real workload's (the chart installs one at -10).",
+    )
+    image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
+        default="registry.k8s.io/pause:3.10", description="What placeholder pods run: nothing."
+    )
+
+
 class QuotaAmounts(WireModel):
     """GPUs (in total and per GPU product) and dollars per hour; a missing amount is not limited."""
 
@@ -157,6 +180,7 @@ class PlacementPolicySpec(WireModel):
         default=True,
         description="Among equal priorities, the team with the smallest dominant share of its quota goes first.",
     )
+    prewarming: Prewarming = Prewarming()
 
 
 class PlacementPolicyStatus(StatusModel):

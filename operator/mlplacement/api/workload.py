@@ -56,6 +56,16 @@ class TrainingFrequency(StrEnum):
     WEEKLY = "Weekly"
 
 
+class Weekday(StrEnum):
+    MONDAY = "Monday"
+    TUESDAY = "Tuesday"
+    WEDNESDAY = "Wednesday"
+    THURSDAY = "Thursday"
+    FRIDAY = "Friday"
+    SATURDAY = "Saturday"
+    SUNDAY = "Sunday"
+
+
 class TargetKind(StrEnum):
     GPU_POOL = "GPUPool"
     EDGE = "Edge"
@@ -122,6 +132,16 @@ class ModelArtifact(WireModel):
     size_gb: Annotated[float, Field(ge=0, le=100_000, description="Model size in GB; large models stay central.")] = 0.0
 
 
+class Schedule(WireModel):
+    """When the next run of a recurring workload (trainingFrequency Hourly, Daily or Weekly) is expected, in UTC:
+    its owner (a pipeline, a CronJob) applies a new generation then. Hourly runs use minute; Daily adds hour;
+    Weekly adds weekday. The operator pre-warms capacity ahead of it when the policy allows."""
+
+    minute: Annotated[int, Field(ge=0, le=59)] = 0
+    hour: Annotated[int | None, Field(ge=0, le=23)] = None
+    weekday: Weekday | None = None
+
+
 class Intent(WireModel):
     """What the workload needs, not where it runs: the placement engine turns intent into a target."""
 
@@ -130,6 +150,10 @@ class Intent(WireModel):
             (
                 "(!has(self.deadline) && !has(self.maxRuntimeMinutes)) || has(self.expectedGPUHours)",
                 "deadline and maxRuntimeMinutes need expectedGPUHours (how long a run takes)",
+            ),
+            (
+                "!has(self.schedule) || (has(self.trainingFrequency) && self.trainingFrequency != 'Once')",
+                "schedule needs trainingFrequency Hourly, Daily or Weekly",
             ),
         )
     }
@@ -172,6 +196,23 @@ class Intent(WireModel):
         description="How often a run saves its progress: a spot preemption then loses half an interval on average "
         "instead of half the run; spot is priced with that rework.",
     )
+
+    schedule: Schedule | None = Field(
+        default=None, description="When the next run is expected (UTC), for pre-warming; needs trainingFrequency."
+    )
+
+    @model_validator(mode="after")
+    def _schedule_fits_the_frequency(self) -> Self:
+        if self.schedule is None:
+            return self
+        frequency = self.training_frequency
+        if frequency is TrainingFrequency.ONCE:
+            raise ValueError("schedule needs trainingFrequency Hourly, Daily or Weekly")
+        if frequency is not TrainingFrequency.HOURLY and self.schedule.hour is None:
+            raise ValueError(f"a {frequency.value} schedule needs hour")
+        if frequency is TrainingFrequency.WEEKLY and self.schedule.weekday is None:
+            raise ValueError("a Weekly schedule needs weekday")
+        return self
 
     @model_validator(mode="after")
     def _deadline_needs_work(self) -> Self:

@@ -130,6 +130,10 @@ class Metrics(Protocol):
 
     def interruption(self, target: str) -> None: ...
 
+    def prewarm_gpus(self, forecast: int, held: int) -> None: ...
+
+    def prewarm_run(self, outcome: str) -> None: ...
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
@@ -162,4 +166,10 @@ class NoMetrics:
         pass
 
     def interruption(self, target: str) -> None:
+        pass
+
+    def prewarm_gpus(self, forecast: int, held: int) -> None:
+        pass
+
+    def prewarm_run(self, outcome: str) -> None:
         pass

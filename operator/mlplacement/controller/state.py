@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlplacement.api.constants import GPU_RESOURCE, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS
+from mlplacement.api.constants import GPU_RESOURCE, LABEL_PLACEHOLDER_FOR, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS
 from mlplacement.api.workload import MLWorkload
 from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
@@ -85,8 +85,12 @@ def _slim_pod(pod: Obj) -> dict[str, Any]:
     """What capacity (GPU requests, node) and the scheduling outcome of our children need; no more."""
     spec = pod.get("spec") or {}
     uid = workload_uid(pod)
+    placeholder = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_PLACEHOLDER_FOR)
+    labels = {LABEL_WORKLOAD_UID: uid} if uid else {}
+    if placeholder:
+        labels[LABEL_PLACEHOLDER_FOR] = placeholder  # its GPUs are free for placement (core.snapshot)
     slim: dict[str, Any] = {
-        "metadata": {"labels": {LABEL_WORKLOAD_UID: uid}} if uid else {},
+        "metadata": {"labels": labels} if labels else {},
         "spec": {
             "nodeName": spec.get("nodeName"),
             "containers": [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []],

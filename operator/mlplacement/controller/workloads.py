@@ -29,7 +29,7 @@ from mlplacement.api.constants import (
     Reason,
 )
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.api.workload import MLWorkloadStatus, TargetKind, VerifiedStatus
+from mlplacement.api.workload import MLWorkload, MLWorkloadStatus, TargetKind, VerifiedStatus
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
@@ -44,6 +44,7 @@ from mlplacement.controller.ports import (
     Metrics,
     NoMetrics,
 )
+from mlplacement.controller.prewarm import Prewarmer
 from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.core.ledger import workload_uid
@@ -139,6 +140,7 @@ class WorkloadController:
         self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
         self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
         self.interrupted_nodes: dict[str, str] = {}  # workload uid -> the reclaimed node it was told about
+        self.prewarmer = Prewarmer(cluster, events, self.metrics)
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
         self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
         self._policy_check = PolicyCheck()
@@ -499,6 +501,19 @@ class WorkloadController:
                 moved.append(key)
         return moved
 
+    def _workload_at(self, key: str) -> MLWorkload | None:
+        uid = ((self.objects.get(key) or {}).get("metadata") or {}).get("uid")
+        return self.workloads.get(uid) if uid else None
+
+    def _policy_at(self, key: str) -> PlacementPolicySpec | None:
+        """The verified policy an admitted workload is under, or None."""
+        name = self.policy_of.get(key)
+        obj = self.cache.policies.get(name) if name is not None else None
+        if name is None or obj is None:
+            return None
+        verdict, spec = self._policy_check(name, obj, self.cache.keyring, self.clock())
+        return spec if verdict.ok and isinstance(spec, PlacementPolicySpec) else None
+
     async def checkpoint_interrupted(self) -> list[str]:
         """Children's pods on a node about to be reclaimed (an interruption taint): told to checkpoint, and the
         workload placed again.
@@ -561,6 +576,9 @@ class WorkloadController:
         await self.evict_due()
         snapshot = self._snapshot(now)  # 3
         await self.fail_over(snapshot)
+        await self.prewarmer.round(
+            now, snapshot, self.statuses, self.objects, self._workload_at, self._policy_at, queued=self.pending
+        )
         due = self._due()  # 4
         if not due:
             return []

@@ -13,15 +13,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlplacement.api.constants import (
+    ANNOTATION_EXPECTED_RUN,
     ANNOTATION_TARGET,
     ANNOTATION_WORKLOAD_GENERATION,
     GPU_RESOURCE,
     LABEL_COST_TAG_PREFIX,
     LABEL_MANAGED_BY,
+    LABEL_PLACEHOLDER_FOR,
     LABEL_WORKLOAD_NAME,
     LABEL_WORKLOAD_UID,
     POOL_LABEL_KEYS,
 )
+from mlplacement.api.policy import Prewarming
 from mlplacement.api.workload import MLWorkloadSpec, WorkloadType
 from mlplacement.core.snapshot import Target
 
@@ -212,3 +215,52 @@ def build_children(
     if spec.databricks is not None and spec.databricks.timeout_seconds:
         job["spec"]["activeDeadlineSeconds"] = spec.databricks.timeout_seconds
     return [job]
+
+
+def placeholder_name(workload_name: str) -> str:
+    return child_name(f"{workload_name}-placeholder")
+
+
+def build_placeholder(
+    workload: Mapping[str, Any],
+    target: Target,
+    gpus: int,
+    pods: int,
+    expected: str,
+    rules: Prewarming,
+    pool_label_key: str = POOL_LABEL_KEYS[0],
+) -> dict[str, Any]:
+    """A Deployment of ``pods`` pods that hold ``gpus`` GPUs each on ``target`` and do nothing, at the
+    policy's lowest PriorityClass: any real pod preempts them. Owned by the recurring workload."""
+    metadata = workload["metadata"]
+    name, uid = metadata["name"], metadata.get("uid", "")
+    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_WORKLOAD_NAME: label_value(name), LABEL_PLACEHOLDER_FOR: uid}
+    pod: dict[str, Any] = {
+        "priorityClassName": rules.priority_class_name,
+        "terminationGracePeriodSeconds": 0,
+        "nodeSelector": {pool_label_key: target.name},
+        "containers": [
+            {
+                "name": "placeholder",
+                "image": rules.image,
+                "resources": {"requests": {GPU_RESOURCE: str(gpus)}, "limits": {GPU_RESOURCE: str(gpus)}},
+            }
+        ],
+        "tolerations": [dict(GPU_TOLERATION), *(dict(t) for t in SPOT_TOLERATIONS if target.spot)],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": placeholder_name(name),
+            "namespace": metadata.get("namespace"),
+            "labels": labels,
+            "annotations": {ANNOTATION_EXPECTED_RUN: expected, ANNOTATION_TARGET: f"{target.kind.value}/{target.name}"},
+            "ownerReferences": [owner_reference(workload.get("apiVersion", ""), workload.get("kind", ""), name, uid)],
+        },
+        "spec": {
+            "replicas": pods,
+            "selector": {"matchLabels": {LABEL_PLACEHOLDER_FOR: uid}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from mlplacement.api.constants import GPU_PRODUCT_LABEL, GPU_RESOURCE, POOL_LABEL_KEYS, REGION_LABEL
+from mlplacement.api.constants import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    LABEL_PLACEHOLDER_FOR,
+    POOL_LABEL_KEYS,
+    REGION_LABEL,
+)
 from mlplacement.api.fleet import CapacityType, Fleet
 from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
 from mlplacement.api.workload import TargetKind
@@ -286,10 +292,14 @@ def pod_gpu_requests(pod: Mapping[str, Any]) -> int:
 
 
 def gpus_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """GPUs requested by non-terminal pods, by node name (the part of allocatable that is not free)."""
+    """GPUs requested by non-terminal pods, by node name (the part of allocatable that is not free).
+
+    Pre-warming placeholders hold GPUs any real pod preempts: for placement those GPUs are free."""
     used: dict[str, int] = {}
     for pod in pods:
         node_name = (pod.get("spec") or {}).get("nodeName")
+        if _labels(pod).get(LABEL_PLACEHOLDER_FOR):
+            continue
         if node_name and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES:
             used[node_name] = used.get(node_name, 0) + pod_gpu_requests(pod)
     return used
