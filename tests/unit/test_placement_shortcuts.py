@@ -7,18 +7,29 @@ filters and scorers read no more than the shortcut's key: these properties fail 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.api.workload import TargetKind
+from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
+from mlplacement.core.placement import PlacementRequest
 from mlplacement.core.placement.engine import make_context
-from mlplacement.core.placement.filters import REGION_FILTERS, TARGET_FILTERS, region_traits, target_filters_for
+from mlplacement.core.placement.filters import (
+    FREE_DEPENDENT,
+    REGION_FILTERS,
+    TARGET_FILTERS,
+    region_traits,
+    static_traits,
+    target_filters_for,
+)
 from mlplacement.core.placement.scores import SCORERS, placement_traits
-from tests.builders import make_fleet
+from tests.builders import edge, make_fleet, make_request, pool, workspace
 from tests.unit.test_placement import ANY_REQUEST, PRODUCTS, REGIONS, requests, targets
 
 POLICIES = st.sampled_from(
@@ -97,3 +108,96 @@ def test_property_requests_alike_in_region_traits_get_the_same_region_verdicts(
             assert first_failure(REGION_FILTERS, first, kind, region, one) == first_failure(
                 REGION_FILTERS, second, kind, region, two
             )
+
+
+# A request's fields (but its key): the second request of a pair takes a random few of them from a third.
+FIELDS = sorted(f.name for f in dataclasses.fields(PlacementRequest) if f.init and f.name != "key")
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    first=ANY_REQUEST,
+    other=ANY_REQUEST,
+    taken=st.sets(st.sampled_from(FIELDS), min_size=1, max_size=2),
+    fleet=st.lists(targets(), min_size=1, max_size=6),
+    policy=POLICIES,
+)
+def test_property_requests_alike_in_static_traits_get_the_same_verdict_on_every_target(
+    first: Any, other: Any, taken: set[str], fleet: list[Any], policy: PlacementPolicySpec
+) -> None:
+    second = replace(first, key="ns/second", **{name: getattr(other, name) for name in taken})
+    snapshot = make_fleet(*fleet)
+    one, two = make_context(first, policy, snapshot), make_context(second, policy, snapshot)
+    for kind in TargetKind:
+        checks = tuple(f for f in target_filters_for(first, kind, one) if f not in FREE_DEPENDENT)
+        if static_traits(first, kind, checks, one) != static_traits(second, kind, checks, two):
+            continue
+        for target in snapshot.by_kind.get(kind, ()):
+            assert first_failure(checks, first, target, 0, one) == first_failure(checks, second, target, 0, two)
+
+
+@settings(max_examples=200, deadline=None)
+@given(request=ANY_REQUEST, fleet=st.lists(targets(), min_size=1, max_size=6), policy=POLICIES)
+def test_property_a_request_is_alike_to_its_copy_with_another_name_priority_and_age(
+    request: Any, fleet: list[Any], policy: PlacementPolicySpec
+) -> None:
+    # What makes the memo pay: names, ages and (without a spot floor) priorities never split the traits.
+    twin = replace(request, key="other/name", priority=request.priority + 1, created=None)
+    snapshot = make_fleet(*fleet)
+    one, two = make_context(request, policy, snapshot), make_context(twin, policy, snapshot)
+    if policy.spot.min_priority_for_on_demand_only is None:
+        for kind in TargetKind:
+            checks = tuple(f for f in target_filters_for(request, kind, one) if f not in FREE_DEPENDENT)
+            assert static_traits(request, kind, checks, one) == static_traits(twin, kind, checks, two)
+
+
+VARIED = [
+    make_request(key="ns/plain"),
+    make_request(key="ns/a100", gpu_product="NVIDIA-A100", gpus=4),
+    make_request(key="ns/l4-pair", gpu_product="NVIDIA-L4", gpus=2, spot=SpotPreference.NEVER, priority=900),
+    make_request(
+        key="ns/realtime",
+        type=WorkloadType.INFERENCE,
+        latency_target_ms=30.0,
+        data_region="eu-central-1",
+        model_size_gb=3.0,
+        replicas=2,
+    ),
+    make_request(
+        key="ns/due",
+        type=WorkloadType.TRAINING,
+        gpus=8,
+        expected_gpu_hours=64.0,
+        deadline=datetime(2026, 11, 22, 20, 0, tzinfo=UTC),
+        checkpoint_interval_minutes=10,
+        avoid=frozenset({("GPUPool", "a100")}),
+    ),
+]
+EVERY_KIND_OF_TARGET = [
+    pool("a100", free=8, gpus_total=8),
+    pool("l4", free=8, gpus_total=16, gpu_products=frozenset({"NVIDIA-L4"})),
+    pool("spot", free=8, spot=True, preemption_probability=0.1, gpu_products=frozenset({"NVIDIA-L4"})),
+    pool("sick", healthy=False),
+    edge("edge-near", free=2, rtt_ms=5.0, max_model_size_gb=4.0),
+    edge("edge-far", free=2, rtt_ms=400.0, max_model_size_gb=4.0),
+    edge("edge-small", free=2, max_model_size_gb=1.0),
+    workspace("dbx"),
+]
+
+
+@pytest.mark.parametrize("policy", [PlacementPolicySpec.model_validate({"spot": {"minPriorityForOnDemandOnly": 500}})])
+def test_every_field_a_static_filter_reads_is_in_its_traits(policy: PlacementPolicySpec) -> None:
+    # Each request with each field taken from each other request: equal traits must mean equal verdicts.
+    snapshot = make_fleet(*EVERY_KIND_OF_TARGET)
+    for base in VARIED:
+        for other in VARIED:
+            for name in FIELDS:
+                twin = replace(base, key="ns/twin", **{name: getattr(other, name)})
+                one, two = make_context(base, policy, snapshot), make_context(twin, policy, snapshot)
+                for kind in TargetKind:
+                    checks = tuple(f for f in target_filters_for(base, kind, one) if f not in FREE_DEPENDENT)
+                    if static_traits(base, kind, checks, one) != static_traits(twin, kind, checks, two):
+                        continue
+                    for target in snapshot.by_kind.get(kind, ()):
+                        verdicts = (first_failure(checks, r, target, 0, c) for r, c in ((base, one), (twin, two)))
+                        assert len(set(verdicts)) == 1, (base.key, name, target.name)

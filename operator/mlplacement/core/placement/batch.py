@@ -225,6 +225,7 @@ class RoomMaker:
         self._movers: dict[TargetKey, dict[TargetKey, list[tuple[int, str]]]] = {}
         # (target, depth) -> the smallest deficit no plan covered, until something there changes.
         self.failed: dict[tuple[TargetKey, int], int] = {}
+        self.hopeless: dict[TargetKey, int] = {}  # the same at the deepest search: no chain frees that much
         self.work = 0
         self.budget = budget
 
@@ -245,9 +246,10 @@ class RoomMaker:
         if self.work > self.budget:
             return None
         # Ruled out at the deepest search on every target (which includes the shallower ones): next.
-        failed, free, capacity = self.failed, self.free, self.capacity
-        if all(need - free(t) >= failed.get((t, CHAIN_DEPTH), capacity[t] + 1) for t, need in needs.items()):
+        hopeless, used, capacity = self.hopeless, self.used, self.capacity
+        if all(need - capacity[t] + used[t] >= hopeless.get(t, capacity[t] + 1) for t, need in needs.items()):
             return None
+        free = self.free
         best: tuple[float, TargetKey, list[tuple[str, TargetKey]]] | None = None
         # The shallowest plan wins: fewer moves, less search.
         for depth in range(CHAIN_DEPTH + 1):
@@ -280,6 +282,7 @@ class RoomMaker:
     def _forget(self, target: TargetKey) -> None:
         for depth in range(CHAIN_DEPTH + 1):
             self.failed.pop((target, depth), None)
+        self.hopeless.pop(target, None)
 
     def free(self, target: TargetKey) -> int:
         return self.capacity[target] - self.used[target]
@@ -336,6 +339,8 @@ class RoomMaker:
             found = self._chain(target, deficit, depth, banned)
         if found is None:
             self.failed[(target, depth)] = deficit
+            if depth == CHAIN_DEPTH:
+                self.hopeless[target] = deficit
         return found
 
     def _chain(self, target: TargetKey, deficit: int, depth: int, banned: frozenset[TargetKey]) -> Plan | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -19,12 +19,15 @@ from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import TargetKind
 from mlplacement.core.placement.batch import Option, RoomMaker, rebalance
 from mlplacement.core.placement.filters import (
+    FREE_DEPENDENT,
     KIND_FILTERS,
     REGION_FILTERS,
     TARGET_FILTERS,
     TRANSIENT_FILTERS,
     Context,
+    TargetFilter,
     budget_limit,
+    capacity_need,
     comparable_cost_usd,
     expected_latency_ms,
     hourly_cost_usd,
@@ -33,6 +36,7 @@ from mlplacement.core.placement.filters import (
     runtime_hours,
     served_cost_usd,
     served_replica_usd,
+    static_traits,
     target_filters_for,
 )
 from mlplacement.core.placement.filters import capacity as capacity_filter
@@ -177,52 +181,80 @@ def _feasible(
     context: Context,
     claims: Mapping[tuple[str, str], int],
     full: list[Target] | None = None,
-    region_verdicts: dict[tuple[object, ...], str | None] | None = None,
+    memo: Memo | None = None,
 ) -> tuple[list[Target], list[Rejection]]:
     """Targets passing every filter, and the rejections; ``full`` collects those failing on capacity alone.
 
-    ``region_verdicts`` memoizes region filters across the requests of one batch under one policy."""
+    ``memo`` keeps, across the requests of one batch under one policy, region verdicts and each target's
+    verdict from the filters that ignore what is free, by the traits those read (filters.region_traits,
+    filters.static_traits); only what depends on free capacity is checked per request then."""
     feasible: list[Target] = []
-    traits = region_traits(request) if region_verdicts is not None else ()
     rejections: list[Rejection] = []
     claimed = claims.get
     pinned = request.pinned
+    traits = region_traits(request) if memo is not None else ()
     for kind, regions in snapshot.by_kind_region.items():
         kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
         if kind_failure is not None:
             rejections.append(Rejection(kind_failure[0], snapshot.by_kind[kind]))
             continue
         checks = target_filters_for(request, kind, context)
+        # The filters before the first that reads free capacity give the same verdict to requests alike.
+        split = next((i for i, check in enumerate(checks) if check in FREE_DEPENDENT), len(checks))
+        static, dynamic = checks[:split], checks[split:]
+        # Capacity alone left (no budget): checked inline, the hottest test of a busy round.
+        need, lacking = capacity_need(request, kind)
+        only_capacity = dynamic == (capacity_filter,)
+        kind_traits = static_traits(request, kind, static, context) if memo is not None else ()
         # Group this kind's per-target rejections by reason: fewer objects, same explanation.
         grouped: dict[str, list[Target]] = {}
         transient: set[str] = set()
         for region, targets in regions.items():
-            if region_verdicts is None:
+            if memo is None:
                 failure = _first_failure(REGION_FILTERS, request, kind, region, context)
                 verdict = failure[0] if failure is not None else None
             else:
                 key = (*traits, kind, region)
-                if key in region_verdicts:
-                    verdict = region_verdicts[key]
+                if key in memo.regions:
+                    verdict = memo.regions[key]
                 else:
                     failure = _first_failure(REGION_FILTERS, request, kind, region, context)
-                    verdict = region_verdicts[key] = failure[0] if failure is not None else None
+                    verdict = memo.regions[key] = failure[0] if failure is not None else None
             if verdict is not None:
                 rejections.append(Rejection(verdict, targets))
                 continue
-            for target in targets:
+            if memo is None or pinned is not None:
+                verdicts = [_first_failure(static, request, t, 0, context) for t in targets]
+            else:
+                static_key = (kind_traits, region)
+                found = memo.targets.get(static_key)
+                if found is None:
+                    found = memo.targets[static_key] = [_first_failure(static, request, t, 0, context) for t in targets]
+                verdicts = found
+            for target, failure in zip(targets, verdicts, strict=True):
                 if pinned is not None and pinned != (target.kind, target.name):
                     grouped.setdefault(NOT_PINNED, []).append(target)
                     continue
-                free = target.capacity - claimed(target.key, 0)
-                # The hottest loop of a round: the filters are called inline rather than via _first_failure.
-                for check in checks:
-                    reason = check(request, target, free, context)
-                    if reason is not None:
-                        break
+                check: TargetFilter
+                reason: str | None
+                if failure is None and only_capacity:
+                    if need <= target.capacity - claimed(target.key, 0):
+                        feasible.append(target)
+                        continue
+                    reason, check = lacking, capacity_filter
+                elif failure is None:
+                    free = target.capacity - claimed(target.key, 0)
+                    # The hottest loop of a round: the filters are called inline rather than via _first_failure.
+                    for check in dynamic:
+                        reason = check(request, target, free, context)
+                        if reason is not None:
+                            break
+                    else:
+                        feasible.append(target)
+                        continue
                 else:
-                    feasible.append(target)
-                    continue
+                    reason, check = failure
+                assert reason is not None  # every branch that gets here was rejected
                 grouped.setdefault(reason, []).append(target)
                 if check in TRANSIENT_FILTERS:
                     transient.add(reason)
@@ -230,6 +262,14 @@ def _feasible(
                         full.append(target)
         rejections.extend(Rejection(reason, tuple(ts), reason in transient) for reason, ts in grouped.items())
     return feasible, rejections
+
+
+@dataclass
+class Memo:
+    """What _feasible() may reuse across the requests of one batch under one policy and snapshot."""
+
+    regions: dict[tuple[object, ...], str | None] = field(default_factory=dict)
+    targets: dict[tuple[object, ...], list[tuple[str, Callable[..., str | None]] | None]] = field(default_factory=dict)
 
 
 def make_context(request: PlacementRequest, policy: PlacementPolicySpec, snapshot: Snapshot) -> Context:
@@ -278,14 +318,14 @@ def _decide(
     claims: Mapping[tuple[str, str], int],
     full: list[Target] | None = None,
     moved: tuple[Target | None, tuple[str, str]] | None = None,
-    region_verdicts: dict[tuple[object, ...], str | None] | None = None,
+    memo: Memo | None = None,
 ) -> Decision:
     """decide(); ``full`` collects targets rejected for claims alone, ``moved`` is (first choice, final target).
 
     A first choice of None: the workload fitted nowhere until the batch moved others to make room.
     """
     context = make_context(request, policy, snapshot)
-    feasible, rejections = _feasible(request, snapshot, context, claims, full, region_verdicts)
+    feasible, rejections = _feasible(request, snapshot, context, claims, full, memo)
     scored: list[ScoredCandidate] = []
     if feasible:
         cheapest = min(comparable_cost_usd(request, target, context) for target in feasible)
@@ -568,7 +608,7 @@ def decide_many(
     policies: dict[str, PlacementPolicySpec] = {}
     scarcity = _Scarcity(running, namespace_labels, snapshot)
     victims_left = max((p.preemption.max_victims_per_round for p in policy_by_name.values()), default=0)
-    region_verdicts: dict[str | None, dict[tuple[object, ...], str | None]] = {}
+    memos: dict[str | None, Memo] = {}  # per policy: filter verdicts requests alike share
     # Places what fits once placed workloads move, each at its turn (so priority still decides who runs).
     room = RoomMaker(options, {t.key: t.capacity for t in snapshot.targets}) if rebalance_batch else None
     start: dict[str, tuple[str, str]] = {}  # where the greedy put each workload it placed
@@ -580,8 +620,7 @@ def decide_many(
         policy = policies[request.key] = policy_of(request)
         preempting = policy.preemption.enabled and bool(scarcity.running)
         full: list[Target] | None = [] if (rebalance_batch or preempting) else None
-        verdicts = region_verdicts.setdefault(request.policy, {})
-        decision = _decide(request, policy, snapshot, claims, full, region_verdicts=verdicts)
+        decision = _decide(request, policy, snapshot, claims, full, memo=memos.setdefault(request.policy, Memo()))
         book = scarcity.book(policy)
         if decision.chosen is not None and policy.quotas:
             allowed, problem = _within_quota(request, decision, book)

@@ -307,16 +307,20 @@ def fits_at_all(request: PlacementRequest, target: Target, free: int, context: C
 
 
 def capacity(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
-    if target.kind is TargetKind.DATABRICKS:
-        return None if free >= 1 else "have no free run slots"
+    need, lacking = capacity_need(request, target.kind)
+    return None if need <= free else lacking
+
+
+def capacity_need(request: PlacementRequest, kind: TargetKind) -> tuple[int, str]:
+    """What ``request`` claims on a target of ``kind`` and the capacity filter's reason when it is not free."""
+    if kind is TargetKind.DATABRICKS:
+        return 1, "have no free run slots"
     need = request.gpus_needed
-    if need > free:
-        # The reason of most rejections in a busy round: formatted once per size, not per target.
-        reason = _LACKING.get(need)
-        if reason is None:
-            reason = _LACKING[need] = f"lack free GPUs (need {need})"
-        return reason
-    return None
+    # The reason of most rejections in a busy round: formatted once per size, not per target.
+    reason = _LACKING.get(need)
+    if reason is None:
+        reason = _LACKING[need] = f"lack free GPUs (need {need})"
+    return need, reason
 
 
 _LACKING: dict[int, str] = {}
@@ -410,6 +414,41 @@ def target_filters_for(request: PlacementRequest, kind: TargetKind, context: Con
         found = tuple(f for f in TARGET_FILTERS if f not in _CAN_REJECT or _CAN_REJECT[f](request, kind, context))
         _FILTERS_BY_CASE[case] = found
     return found
+
+
+# Filters whose verdict on a target depends on what is free there (capacity, and budget's message): never memoized.
+FREE_DEPENDENT: frozenset[TargetFilter] = frozenset({budget, capacity})
+
+
+def static_traits(
+    request: PlacementRequest, kind: TargetKind, checks: tuple[TargetFilter, ...], context: Context
+) -> tuple[object, ...]:
+    """All ``checks`` (target filters that ignore what is free) read of a request and the context: under one
+    policy and snapshot, requests alike here get the same verdict on every target of ``kind``, so a batch
+    computes them once per distinct traits (tests/unit/test_placement_shortcuts.py)."""
+    traits: list[object] = [kind, checks, request.avoid, context.signals_fresh]
+    if gpu_product in checks:
+        traits.append(request.gpu_product)
+    if model_fits_edge in checks:
+        traits.append(request.model_size_gb)
+    if edge_round_trip in checks:
+        traits += (request.latency_target_ms, request.data_region)
+    if spot_rules in checks:
+        floor = context.policy.spot.min_priority_for_on_demand_only
+        traits += (request.spot, floor is not None and request.priority >= floor)
+    if finishes_in_time in checks:
+        traits += (
+            request.expected_gpu_hours,
+            request.deadline,
+            request.max_runtime_minutes,
+            request.gpus_needed,
+            request.gpu_product,
+            request.reference_gpu_product,
+            request.checkpoint_interval_minutes,
+        )
+    if fits_at_all in checks:
+        traits.append(request.gpus_needed)
+    return tuple(traits)
 
 
 # Keyed by everything _CAN_REJECT reads (a test keeps the two in step): a few dozen cases per process.
