@@ -43,6 +43,13 @@ class PrometheusMetrics:
             registry=r,
         )
 
+        self.compliance_actions = Counter(
+            "mlplacement_compliance_violations",
+            "Running workloads a changed policy or target no longer allows where they run, by the policy's "
+            "enforcement (Move, Stop, Warn)",
+            ["action"],
+            registry=r,
+        )
         self.prewarm_gpu_gauge = Gauge(
             "mlplacement_prewarm_gpus",
             "GPUs of recurring runs expected within the pre-warming window (forecast), and held by placeholders",
@@ -95,6 +102,9 @@ class PrometheusMetrics:
 
     def prewarm_run(self, outcome: str) -> None:
         self.prewarm_runs.labels(outcome).inc()
+
+    def compliance(self, action: str) -> None:
+        self.compliance_actions.labels(action).inc()
 
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
         self.quota_used.labels(team, resource).set(used)

@@ -74,6 +74,7 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
     FINISHED = "Finished"
     REACHABLE = "Reachable"
+    COMPLIANT = "Compliant"
 
 
 class Reason(StrEnum):
@@ -110,6 +111,10 @@ class Reason(StrEnum):
     # Scarcity.
     QUOTA_EXCEEDED = "QuotaExceeded"
     PREEMPTED = "Preempted"
+    # Compliance of what runs, re-checked when a policy, the trusted keys or a target change.
+    COMPLIANT = "Compliant"
+    POLICY_VIOLATION = "PolicyViolation"
+    AUTHORIZATION_LOST = "AuthorizationLost"
 
 
 class Phase(StrEnum):

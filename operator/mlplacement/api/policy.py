@@ -1,5 +1,6 @@
 """PlacementPolicy: the platform team's signed rules for where workloads may go and how to rank targets."""
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -97,6 +98,14 @@ class Preemption(WireModel):
     )
 
 
+class Enforcement(StrEnum):
+    """What happens to a running workload that a changed policy or target now forbids where it runs."""
+
+    MOVE = "Move"  # placed again on a target the rules allow, the old copy stopped; stopped if none fits
+    STOP = "Stop"  # its children stopped now; it waits to be placed again like any other
+    WARN = "Warn"  # left running, Compliant=False and a Warning say so
+
+
 class Prewarming(WireModel):
     """Hold capacity ahead of recurring runs (intent.schedule) with placeholder pods any real work preempts
     (the balloon pattern): the cluster autoscaler brings nodes up before the run, not after it arrives."""
@@ -181,6 +190,11 @@ class PlacementPolicySpec(WireModel):
         description="Among equal priorities, the team with the smallest dominant share of its quota goes first.",
     )
     prewarming: Prewarming = Prewarming()
+    enforcement: Enforcement = Field(
+        default=Enforcement.MOVE,
+        description="What happens to a running workload this policy (or a target's change) now forbids where it "
+        "runs: Move (default), Stop or Warn. A workload whose signature stops verifying is stopped whatever this says.",
+    )
 
 
 class PlacementPolicyStatus(StatusModel):

@@ -134,6 +134,8 @@ class Metrics(Protocol):
 
     def prewarm_run(self, outcome: str) -> None: ...
 
+    def compliance(self, action: str) -> None: ...
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
@@ -172,4 +174,7 @@ class NoMetrics:
         pass
 
     def prewarm_run(self, outcome: str) -> None:
+        pass
+
+    def compliance(self, action: str) -> None:
         pass

@@ -28,7 +28,7 @@ from mlplacement.api.constants import (
     Phase,
     Reason,
 )
-from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.policy import Enforcement, PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, MLWorkloadStatus, TargetKind, VerifiedStatus
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
@@ -61,7 +61,7 @@ from mlplacement.core.reconcile import (
     decision_status,
 )
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
-from mlplacement.core.snapshot import Snapshot
+from mlplacement.core.snapshot import Snapshot, Target
 from mlplacement.core.status import api_status, owned_status, set_condition, status_patch, undecided
 
 log = logging.getLogger("mlplacement.controller")
@@ -100,6 +100,8 @@ class Pending:
     avoid: frozenset[tuple[str, str]] = frozenset()  # targets its pods could not be scheduled on
     # The last apply failure: one Event per distinct failure, and a backoff that capacity news does not cut.
     failure: str = ""
+    # The rule its current target now breaks (policy or target changed): Move places it elsewhere or stops it.
+    violation: str = ""
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Eviction:
     due: float
     uid: str
     status: Obj  # its status while it ran: where its children are
+    back_off: bool = True  # a preempted workload waits its turn; a non-compliant one is placed again at once
 
 
 class WorkloadController:
@@ -141,6 +144,8 @@ class WorkloadController:
         self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
         self.interrupted_nodes: dict[str, str] = {}  # workload uid -> the reclaimed node it was told about
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
+        # Target key -> what the rules read of it (region, GPU products, spot): a change re-checks its workloads.
+        self._target_shapes: dict[tuple[str, str], tuple[object, ...]] = {}
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
         self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
         self._policy_check = PolicyCheck()
@@ -251,11 +256,26 @@ class WorkloadController:
         if isinstance(outcome, Refusal):
             self.pending.pop(key, None)
             self.policy_of.pop(key, None)
+            running = self.statuses.get(key) or {}
+            desired = outcome.status(running, meta.get("generation"), self.clock())
+            if outcome.condition is ConditionType.VERIFIED and self._runs(running):
+                # Whatever the policy says: what no longer verifies does not keep running.
+                why = f"its authorization no longer holds ({outcome.reason.value}: {outcome.message})"
+                self._schedule_stop(key, obj, running, why, Reason.AUTHORIZATION_LOST)
+                desired["conditions"] = set_condition(
+                    desired.get("conditions") or [],
+                    ConditionType.COMPLIANT,
+                    False,
+                    Reason.AUTHORIZATION_LOST,
+                    f"{why}; its children are stopped",
+                    meta.get("generation"),
+                    self.clock(),
+                )
             if outcome.is_warning:
                 self.metrics.refusal(outcome.reason.value)
             await self._write_status(
                 obj,
-                outcome.status(self.statuses[key], meta.get("generation"), self.clock()),
+                desired,
                 event=("Warning" if outcome.is_warning else "Normal", outcome.reason.value, outcome.message),
             )
             return outcome
@@ -514,6 +534,24 @@ class WorkloadController:
         verdict, spec = self._policy_check(name, obj, self.cache.keyring, self.clock())
         return spec if verdict.ok and isinstance(spec, PlacementPolicySpec) else None
 
+    async def recheck_changed_targets(self, snapshot: Snapshot) -> list[str]:
+        """Workloads running on a target whose region, GPU products or spot-ness changed (a relabelled pool)
+        are admitted again, so the rules are checked against what the target is now; only those."""
+        shapes: dict[tuple[str, str], tuple[object, ...]] = {
+            t.key: (t.region, t.gpu_products, t.spot) for t in snapshot.targets
+        }
+        changed = {key for key, shape in shapes.items() if self._target_shapes.get(key, shape) != shape}
+        self._target_shapes = shapes
+        requeued = []
+        for key, status in sorted(self.statuses.items()) if changed else ():
+            target = (status.get("placement") or {}).get("target") or {}
+            if (target.get("kind"), target.get("name")) not in changed or not self._runs(status):
+                continue
+            if key in self.objects and key not in self.pending and key not in self.preempted:
+                await self.on_workload({**self.objects[key], "status": status})
+                requeued.append(key)
+        return requeued
+
     async def checkpoint_interrupted(self) -> list[str]:
         """Children's pods on a node about to be reclaimed (an interruption taint): told to checkpoint, and the
         workload placed again.
@@ -576,6 +614,7 @@ class WorkloadController:
         await self.evict_due()
         snapshot = self._snapshot(now)  # 3
         await self.fail_over(snapshot)
+        await self.recheck_changed_targets(snapshot)
         await self.prewarmer.round(
             now, snapshot, self.statuses, self.objects, self._workload_at, self._policy_at, queued=self.pending
         )
@@ -585,7 +624,9 @@ class WorkloadController:
         self.metrics.signals_age(snapshot.signals_age_seconds)
         for target in snapshot.targets:
             self.metrics.target_health(target.kind.value, target.name, target.healthy)
-        blocked, staying, deciding = self._partition(due, snapshot)
+        blocked, staying, deciding, stopping = self._partition(due, snapshot)
+        for item in stopping:
+            await self._stop_noncompliant(item, f"{item.violation} (enforcement Stop)", now)
         policies: dict[str | None, PlacementPolicySpec] = {p.admitted.policy_name: p.admitted.policy for p in deciding}
         requests = [
             dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name, avoid=p.avoid) for p in deciding
@@ -695,7 +736,7 @@ class WorkloadController:
                 self.fleet_changed()
             if key in self.objects:
                 await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
-                if key in self.pending:
+                if key in self.pending and eviction.back_off:
                     self._back_off(self.pending[key])
 
     def _quota_metrics(self, policies: Mapping[str | None, PlacementPolicySpec], snapshot: Snapshot) -> None:
@@ -721,30 +762,73 @@ class WorkloadController:
 
     def _partition(
         self, due: list[Pending], snapshot: Snapshot
-    ) -> tuple[list[tuple[Pending, ApplyError]], list[Pending], list[Pending]]:
-        """(held back by their namespace, keeping their target, to decide)."""
+    ) -> tuple[list[tuple[Pending, ApplyError]], list[Pending], list[Pending], list[Pending]]:
+        """(held back by their namespace, keeping their target, to decide, to stop first)."""
         blocked: list[tuple[Pending, ApplyError]] = []
         staying: list[Pending] = []
         deciding: list[Pending] = []
+        stopping: list[Pending] = []
         for item in due:
             failure = self._namespace_failure(item)
             if failure is not None:
                 blocked.append((item, failure))
-            else:
-                (staying if self._keeps_target(item, snapshot) else deciding).append(item)
-        return blocked, staying, deciding
+                continue
+            route = self._route(item, snapshot)
+            {"stay": staying, "decide": deciding, "stop": stopping}[route].append(item)
+        return blocked, staying, deciding, stopping
 
-    def _keeps_target(self, item: Pending, snapshot: Snapshot) -> bool:
-        """A placed workload keeps its target across a spec or policy change unless that target is now forbidden."""
+    def _route(self, item: Pending, snapshot: Snapshot) -> str:
+        """A placed workload keeps its target across a spec or policy change while the rules still allow it
+        there; when they no longer do, the policy's enforcement says: move it (decide), stop it, or warn."""
         status = self.statuses.get(object_key(item.obj)) or {}
         target = (status.get("placement") or {}).get("target")
         if not target or status.get("phase") not in ACTIVE_PHASES or item.failover or item.failure:
-            return False
+            return "decide"
         reason = recheck(item.admitted.request, item.admitted.policy, snapshot, (target["kind"], target["name"]))
-        if reason is not None:
-            self.events(item.obj, "Normal", "Moving", f"leaving {target['kind']} {target['name']}: {reason}")
-            return False
-        return True
+        if reason is None:
+            return "stay"
+        item.violation = f"{target['kind']} {target['name']}: {reason}"
+        enforcement = item.admitted.policy.enforcement
+        self.metrics.compliance(enforcement.value)
+        if enforcement is Enforcement.WARN:
+            self.events(
+                item.obj, "Warning", Reason.POLICY_VIOLATION.value, f"{item.violation}; left running (enforcement Warn)"
+            )
+            return "stay"
+        if enforcement is Enforcement.STOP:
+            return "stop"
+        self.events(
+            item.obj, "Warning", Reason.POLICY_VIOLATION.value, f"{item.violation}; moving it (enforcement Move)"
+        )
+        return "decide"
+
+    def _runs(self, status: Obj) -> bool:
+        return bool((status.get("placement") or {}).get("target")) and status.get("phase") in ACTIVE_PHASES
+
+    def _schedule_stop(self, key: str, obj: Obj, status: Obj, why: str, reason: Reason) -> None:
+        """Its children stop at the start of the next round (evict_due, retried until they have); then it is
+        admitted again and waits to be placed where the rules allow, if anywhere."""
+        uid = (obj.get("metadata") or {}).get("uid", "")
+        self.preempted[key] = Eviction(self.monotonic(), uid, status, back_off=False)
+        self.pending.pop(key, None)
+        self.events(obj, "Warning", reason.value, f"{why}; stopping its children")
+        self.wakeup.set()
+
+    async def _stop_noncompliant(self, item: Pending, why: str, now: datetime) -> None:
+        """Stop what runs where the rules no longer allow it: Waiting (not placed) and Compliant=False now, its
+        children at the start of the next round; then it is placed again like any waiting workload."""
+        key = object_key(item.obj)
+        current = self.statuses.get(key) or {}
+        self._schedule_stop(key, item.obj, current, why, Reason.POLICY_VIOLATION)
+        generation = item.admitted.workload.metadata.generation
+        message = f"{why}; its children are stopped"
+        conditions = list(current.get("conditions") or [])
+        for condition in (ConditionType.PLACED, ConditionType.READY, ConditionType.COMPLIANT):
+            conditions = set_condition(conditions, condition, False, Reason.POLICY_VIOLATION, message, generation, now)
+        await self._write_status(
+            item.obj,
+            {**current, "phase": Phase.WAITING.value, "observedGeneration": generation, "conditions": conditions},
+        )
 
     async def _reapply(self, item: Pending, snapshot: Snapshot) -> None:
         """Same target, maybe a new generation: update the child in place and record the verification."""
@@ -779,8 +863,30 @@ class WorkloadController:
         verified = VerifiedStatus(
             key_id=item.admitted.key_id, digest=item.admitted.digest, policy_key_id=item.admitted.policy_key_id
         )
-        await self._write_status(
-            item.obj, api_status(MLWorkloadStatus(observed_generation=generation, verified=verified))
+        desired = api_status(MLWorkloadStatus(observed_generation=generation, verified=verified))
+        compliance = self._compliance(status, item, None)
+        if compliance is not None:
+            desired["conditions"] = compliance
+        await self._write_status(item.obj, desired)
+
+    def _compliance(self, status: Obj, item: Pending, moved_to: Target | None) -> list[dict[str, Any]] | None:
+        """The conditions with Compliant set, when there is news: a violation (Warn leaves it running), or
+        compliance again after a move or a new placement; None when nothing changes."""
+        generation = item.admitted.workload.metadata.generation
+        conditions = status.get("conditions") or []
+        was = next((c for c in conditions if c.get("type") == ConditionType.COMPLIANT.value), None)
+        if item.violation and moved_to is None:
+            message = f"{item.violation}; left running (enforcement Warn)"
+            return set_condition(
+                conditions, ConditionType.COMPLIANT, False, Reason.POLICY_VIOLATION, message, generation, self.clock()
+            )
+        if moved_to is None or (was is None and not item.violation):
+            return None
+        message = f"runs on {moved_to.kind.value} {moved_to.name}, which the rules allow"
+        if item.violation:
+            message += f" (moved from {item.violation})"
+        return set_condition(
+            conditions, ConditionType.COMPLIANT, True, Reason.COMPLIANT, message, generation, self.clock()
         )
 
     async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:
@@ -801,6 +907,17 @@ class WorkloadController:
                 item.admitted.workload.metadata.generation,
                 now,
             )
+        if decision.chosen is None and item.violation:
+            # Move found no target the rules allow: what runs where it may not is stopped, not left running.
+            await self._stop_noncompliant(item, f"{item.violation}; no target the rules allow fits", now)
+            return
+        if decision.chosen is not None:
+            compliance = self._compliance(self.statuses.get(key) or {}, item, decision.chosen.target)
+            if compliance is not None:
+                status["conditions"] = [
+                    *(c for c in status.get("conditions") or [] if c.get("type") != ConditionType.COMPLIANT.value),
+                    *(c for c in compliance if c.get("type") == ConditionType.COMPLIANT.value),
+                ]
         kind = decision.chosen.target.kind.value if decision.chosen else "none"
         self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
         if decision.chosen is not None:
