@@ -70,8 +70,28 @@ if ready ~= nil and ready.status == "True" then
   return hs
 end
 
-hs.status = "Progressing"
+-- Waiting forever is not progress: work no target can take, what runs where the rules no longer allow it,
+-- and a degraded placement are Degraded, with the operator's words.
 local placed = condition(status, "Placed")
+if placed ~= nil and placed.status == "False" and placed.reason == "NoFeasibleTarget" then
+  hs.status = "Degraded"
+  hs.message = "NoFeasibleTarget: " .. tostring(placed.message)
+  return hs
+end
+local compliant = condition(status, "Compliant")
+if compliant ~= nil and compliant.status == "False" then
+  hs.status = "Degraded"
+  hs.message = tostring(compliant.reason) .. ": " .. tostring(compliant.message)
+  return hs
+end
+local degraded = condition(status, "Degraded")
+if degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = tostring(degraded.reason) .. ": " .. tostring(degraded.message)
+  return hs
+end
+
+hs.status = "Progressing"
 if placed ~= nil and placed.status == "False" and placed.message ~= nil then
   hs.message = tostring(placed.reason) .. ": " .. placed.message
 else

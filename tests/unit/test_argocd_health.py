@@ -15,11 +15,15 @@ ARGOCD_CM = REPO / "argocd" / "argocd-cm.yaml"
 HEALTH_KEY = "resource.customizations.health.mlplacement.io_MLWorkload"
 
 
-def health(obj: dict[str, Any]) -> tuple[str, str]:
+POLICY_LUA = REPO / "argocd" / "placementpolicy-health.lua"
+POLICY_HEALTH_KEY = "resource.customizations.health.mlplacement.io_PlacementPolicy"
+
+
+def health(obj: dict[str, Any], script: Any = LUA) -> tuple[str, str]:
     """Evaluate the check the way Argo CD does: the object as the global `obj`, the script's return value."""
     runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
     runtime.globals().obj = _to_lua(runtime, obj)
-    result = runtime.execute(LUA.read_text(encoding="utf-8"))
+    result = runtime.execute(script.read_text(encoding="utf-8"))
     return str(result["status"]), str(result["message"])
 
 
@@ -128,3 +132,95 @@ def test_every_phase_the_operator_writes_has_a_case() -> None:
 def test_argocd_cm_snippet_carries_the_same_lua() -> None:
     configmap = YAML(typ="safe", pure=True).load(ARGOCD_CM.read_text(encoding="utf-8"))
     assert configmap["data"][HEALTH_KEY] == LUA.read_text(encoding="utf-8")
+    assert configmap["data"][POLICY_HEALTH_KEY] == POLICY_LUA.read_text(encoding="utf-8")
+
+
+WAITING_CASES = [
+    pytest.param(
+        workload(
+            observedGeneration=2,
+            phase="Waiting",
+            conditions=[cond("Placed", "False", "NoFeasibleTarget", "0/4 targets fit: 4 outside allowed regions")],
+        ),
+        "Degraded",
+        "NoFeasibleTarget: 0/4 targets fit",
+        id="work no target can ever take is Degraded, not Progressing forever",
+    ),
+    pytest.param(
+        workload(
+            observedGeneration=2,
+            phase="Waiting",
+            conditions=[cond("Placed", "False", "WaitingForCapacity", "0/4 targets fit: 4 lack free GPUs")],
+        ),
+        "Progressing",
+        "WaitingForCapacity",
+        id="waiting for capacity is progress",
+    ),
+    pytest.param(
+        workload(
+            observedGeneration=2,
+            phase="Placed",
+            conditions=[cond("Degraded", "True", "TargetUnhealthy", "pool gone; no other target fits yet")],
+        ),
+        "Degraded",
+        "TargetUnhealthy: pool gone",
+        id="a degraded placement is Degraded",
+    ),
+    pytest.param(
+        workload(
+            observedGeneration=2,
+            phase="Running",
+            conditions=[
+                cond("Ready", "False", "Running", "1/2 replicas"),
+                cond("Compliant", "False", "PolicyViolation", "GPUPool us: outside allowed regions [eu-west-1]"),
+            ],
+        ),
+        "Degraded",
+        "PolicyViolation: GPUPool us: outside allowed regions",
+        id="running where the rules no longer allow it is Degraded",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected", "message"), WAITING_CASES)
+def test_waiting_and_degraded_workloads(obj: dict[str, Any], expected: str, message: str) -> None:
+    status, text = health(obj)
+    assert status == expected
+    assert message in text
+
+
+def policy(generation: int = 1, **status: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {"metadata": {"name": "default", "generation": generation}}
+    if status:
+        obj["status"] = status
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected", "message"),
+    [
+        pytest.param(policy(), "Progressing", "verify generation 1", id="not seen yet"),
+        pytest.param(
+            policy(2, observedGeneration=1, conditions=[cond("Verified", "True", "Verified", "signed by 'a'")]),
+            "Progressing",
+            "generation 2",
+            id="a newer generation not verified yet",
+        ),
+        pytest.param(
+            policy(observedGeneration=1, conditions=[cond("Verified", "True", "Verified", "signed by 'platform'")]),
+            "Healthy",
+            "signed by 'platform'",
+            id="verified",
+        ),
+        pytest.param(
+            policy(observedGeneration=1, conditions=[cond("Verified", "False", "UnknownKey", "key 'x' is not trusted")]),
+            "Degraded",
+            "UnknownKey: key 'x' is not trusted",
+            id="an unverified policy is never Healthy",
+        ),
+    ],
+)
+def test_placement_policy_health(obj: dict[str, Any], expected: str, message: str) -> None:
+    status, text = health(obj, POLICY_LUA)
+    assert status == expected
+    assert message in text
