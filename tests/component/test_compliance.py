@@ -178,3 +178,18 @@ def test_a_pool_relabelled_into_a_forbidden_region_moves_its_workloads() -> None
     assert world.pool() == "eu-pool"
     (warning,) = world.warnings("PolicyViolation")
     assert warning.startswith("GPUPool us-pool: outside allowed regions [us-east-1, eu-west-1]")
+
+
+def test_an_idle_round_still_refreshes_signals_age_and_target_health() -> None:
+    world = World()
+    seen: list[tuple[str, Any]] = []
+    world.controller.metrics.signals_age = lambda age: seen.append(("signals", age))  # type: ignore[method-assign]
+    world.controller.metrics.target_health = lambda targets: seen.append(("health", dict(targets)))  # type: ignore[method-assign]
+
+    async def idle() -> None:
+        seen.clear()
+        await world.round()  # nothing is due: the trainer is placed and stays
+
+    world.run(idle)
+    assert ("signals", None) in seen
+    assert ("health", {("GPUPool", "eu-pool"): True, ("GPUPool", "us-pool"): True}) in seen

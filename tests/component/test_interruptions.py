@@ -28,8 +28,8 @@ class Recorder:
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
 
-    def interruption(self, target: str) -> None:
-        self.interruptions.append(target)
+    def interruption(self, target_kind: str, target: str) -> None:
+        self.interruptions.append(f"{target_kind}/{target}")
 
 
 def world(spot_nodes: int) -> tuple[WorkloadController, FleetCache, FakeCluster, Events, Recorder]:

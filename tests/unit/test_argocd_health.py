@@ -213,7 +213,9 @@ def policy(generation: int = 1, **status: Any) -> dict[str, Any]:
             id="verified",
         ),
         pytest.param(
-            policy(observedGeneration=1, conditions=[cond("Verified", "False", "UnknownKey", "key 'x' is not trusted")]),
+            policy(
+                observedGeneration=1, conditions=[cond("Verified", "False", "UnknownKey", "key 'x' is not trusted")]
+            ),
             "Degraded",
             "UnknownKey: key 'x' is not trusted",
             id="an unverified policy is never Healthy",

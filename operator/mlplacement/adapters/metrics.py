@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -10,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 class PrometheusMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._targets: set[tuple[str, str]] = set()
         r = self.registry
         self.decisions = Counter(
             "mlplacement_decisions",
@@ -18,14 +21,22 @@ class PrometheusMetrics:
             registry=r,
         )
         self.refusals = Counter("mlplacement_refusals", "Workloads refused, by reason", ["reason"], registry=r)
-        self.latency = Histogram(
-            "mlplacement_decision_seconds",
-            "Time to decide one workload within a batch",
-            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+        self.rounds = Histogram(
+            "mlplacement_round_seconds",
+            "Duration of one placement round (snapshot, decisions for the whole batch, children and status)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self.round_size = Histogram(
+            "mlplacement_round_workloads",
+            "Workloads decided in one placement round",
+            buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000),
             registry=r,
         )
         self.phases = Gauge("mlplacement_workloads", "MLWorkloads by phase", ["phase"], registry=r)
-        self.health = Gauge("mlplacement_target_healthy", "1 if the target is placeable", ["kind", "name"], registry=r)
+        self.health = Gauge(
+            "mlplacement_target_healthy", "1 if the target is placeable", ["target_kind", "target"], registry=r
+        )
         self.cost = Gauge(
             "mlplacement_estimated_hourly_cost_usd",
             "Estimated hourly cost of a placed workload",
@@ -33,7 +44,12 @@ class PrometheusMetrics:
             registry=r,
         )
         self.signals = Gauge(
-            "mlplacement_signals_age_seconds", "Age of the signals document; -1 when missing", registry=r
+            "mlplacement_signals_age_seconds",
+            "Age of the signals document (NaN while there is none: see mlplacement_signals_present)",
+            registry=r,
+        )
+        self.signals_present = Gauge(
+            "mlplacement_signals_present", "1 while a valid signals document is loaded", registry=r
         )
 
         self.apply_failures = Counter(
@@ -65,7 +81,7 @@ class PrometheusMetrics:
         self.interruptions = Counter(
             "mlplacement_interruptions",
             "Workloads whose pods ran on a node about to be reclaimed (spot interruption, node removal), by pool",
-            ["target"],
+            ["target_kind", "target"],
             registry=r,
         )
         self.preemptions = Counter(
@@ -93,8 +109,8 @@ class PrometheusMetrics:
     def preemption(self, reason: str) -> None:
         self.preemptions.labels(reason).inc()
 
-    def interruption(self, target: str) -> None:
-        self.interruptions.labels(target).inc()
+    def interruption(self, target_kind: str, target: str) -> None:
+        self.interruptions.labels(target_kind, target).inc()
 
     def prewarm_gpus(self, forecast: int, held: int) -> None:
         self.prewarm_gpu_gauge.labels("forecast").set(forecast)
@@ -114,9 +130,12 @@ class PrometheusMetrics:
     def leading(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
 
-    def decision(self, target_kind: str, result: str, seconds: float) -> None:
+    def decision(self, target_kind: str, result: str) -> None:
         self.decisions.labels(target_kind, result).inc()
-        self.latency.observe(seconds)
+
+    def round_finished(self, seconds: float, workloads: int) -> None:
+        self.rounds.observe(seconds)
+        self.round_size.observe(workloads)
 
     def refusal(self, reason: str) -> None:
         self.refusals.labels(reason).inc()
@@ -125,17 +144,24 @@ class PrometheusMetrics:
         for phase, count in counts.items():
             self.phases.labels(phase).set(count)
 
-    def target_health(self, kind: str, name: str, healthy: bool) -> None:
-        self.health.labels(kind, name).set(1 if healthy else 0)
+    def target_health(self, targets: Mapping[tuple[str, str], bool]) -> None:
+        """Every target's health now; series of targets that are gone are removed, not left at their last value."""
+        for labels in set(self._targets) - set(targets):
+            self.health.remove(*labels)
+        for (kind, name), healthy in targets.items():
+            self.health.labels(kind, name).set(1 if healthy else 0)
+        self._targets = set(targets)
 
     def hourly_cost(self, namespace: str, name: str, usd: float | None) -> None:
         if usd is None:
-            self.cost.remove(namespace, name)
+            with contextlib.suppress(KeyError):  # never set, or removed already
+                self.cost.remove(namespace, name)
         else:
             self.cost.labels(namespace, name).set(usd)
 
     def signals_age(self, seconds: float | None) -> None:
-        self.signals.set(-1 if seconds is None else seconds)
+        self.signals.set(math.nan if seconds is None else seconds)
+        self.signals_present.set(0 if seconds is None else 1)
 
     def apply_failure(self, reason: str) -> None:
         self.apply_failures.labels(reason).inc()

@@ -110,13 +110,15 @@ class EventSink(Protocol):
 
 
 class Metrics(Protocol):
-    def decision(self, target_kind: str, result: str, seconds: float) -> None: ...
+    def decision(self, target_kind: str, result: str) -> None: ...
+
+    def round_finished(self, seconds: float, workloads: int) -> None: ...
 
     def refusal(self, reason: str) -> None: ...
 
     def workloads_by_phase(self, counts: Mapping[str, int]) -> None: ...
 
-    def target_health(self, kind: str, name: str, healthy: bool) -> None: ...
+    def target_health(self, targets: Mapping[tuple[str, str], bool]) -> None: ...
 
     def hourly_cost(self, namespace: str, name: str, usd: float | None) -> None: ...
 
@@ -128,7 +130,7 @@ class Metrics(Protocol):
 
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None: ...
 
-    def interruption(self, target: str) -> None: ...
+    def interruption(self, target_kind: str, target: str) -> None: ...
 
     def prewarm_gpus(self, forecast: int, held: int) -> None: ...
 
@@ -140,7 +142,10 @@ class Metrics(Protocol):
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
 
-    def decision(self, target_kind: str, result: str, seconds: float) -> None:
+    def decision(self, target_kind: str, result: str) -> None:
+        pass
+
+    def round_finished(self, seconds: float, workloads: int) -> None:
         pass
 
     def refusal(self, reason: str) -> None:
@@ -149,7 +154,7 @@ class NoMetrics:
     def workloads_by_phase(self, counts: Mapping[str, int]) -> None:
         pass
 
-    def target_health(self, kind: str, name: str, healthy: bool) -> None:
+    def target_health(self, targets: Mapping[tuple[str, str], bool]) -> None:
         pass
 
     def hourly_cost(self, namespace: str, name: str, usd: float | None) -> None:
@@ -167,7 +172,7 @@ class NoMetrics:
     def quota_usage(self, team: str, resource: str, used: float, nominal: float | None) -> None:
         pass
 
-    def interruption(self, target: str) -> None:
+    def interruption(self, target_kind: str, target: str) -> None:
         pass
 
     def prewarm_gpus(self, forecast: int, held: int) -> None:

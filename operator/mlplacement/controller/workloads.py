@@ -378,6 +378,8 @@ class WorkloadController:
         self.preempted.pop(key, None)
         self._running.pop(key, None)
         uid = (obj.get("metadata") or {}).get("uid", "")
+        namespace, _, name = key.partition("/")
+        self.metrics.hourly_cost(namespace, name, None)  # its series goes with it
         self.workloads.forget(uid)
         self.unschedulable_since.pop(uid, None)
         if self.cache.ledger.release(uid):  # its children go with it (owner references)
@@ -583,7 +585,7 @@ class WorkloadController:
             except Exception as exc:  # the drain's SIGTERM still comes; the move must not wait for this
                 log.warning("could not annotate pod %s for checkpointing: %s", pod_key, exc)
                 told = f"could not annotate pod {pod} ({type(exc).__name__}), its SIGTERM comes with the drain"
-            self.metrics.interruption(f"{target['kind']}/{target['name']}")
+            self.metrics.interruption(str(target["kind"]), str(target["name"]))
             self.fleet_changed()
             where = f"node {node} of {target['kind']} {target['name']} is being reclaimed: {why}"
             obj = self.objects[key]
@@ -618,12 +620,12 @@ class WorkloadController:
         await self.prewarmer.round(
             now, snapshot, self.statuses, self.objects, self._workload_at, self._policy_at, queued=self.pending
         )
+        # Refreshed every round, idle or not: a gauge that only moves when work is due lies in quiet times.
+        self.metrics.signals_age(snapshot.signals_age_seconds)
+        self.metrics.target_health({t.key: t.healthy for t in snapshot.targets})
         due = self._due()  # 4
         if not due:
             return []
-        self.metrics.signals_age(snapshot.signals_age_seconds)
-        for target in snapshot.targets:
-            self.metrics.target_health(target.kind.value, target.name, target.healthy)
         blocked, staying, deciding, stopping = self._partition(due, snapshot)
         for item in stopping:
             await self._stop_noncompliant(item, f"{item.violation} (enforcement Stop)", now)
@@ -639,18 +641,18 @@ class WorkloadController:
         decisions = decide_many(  # 5
             requests, policies, snapshot, running=running, namespace_labels=self.cache.namespace_labels
         )
-        elapsed = (time.perf_counter() - started) / max(1, len(decisions))
         for decision in decisions:  # 6: victims first, so their status says who displaced them
             for victim in decision.preempts:
                 await self._preempt(victim, decision, policies, now)
         await asyncio.gather(
-            *(self._act(by_key[d.request.key], d, snapshot, now, elapsed) for d in decisions),
+            *(self._act(by_key[d.request.key], d, snapshot, now) for d in decisions),
             *(self._reapply(item, snapshot) for item in staying),
             *(self._apply_failed(item, "its namespace", failure, tried=False) for item, failure in blocked),
         )
         self.metrics.workloads_by_phase(self.phase_counts())
         if scarce:
             self._quota_metrics(policies, snapshot)
+        self.metrics.round_finished(time.perf_counter() - started, len(decisions))
         return decisions
 
     # --- scarcity: what runs, preemption, quota metrics ---
@@ -889,7 +891,7 @@ class WorkloadController:
             conditions, ConditionType.COMPLIANT, True, Reason.COMPLIANT, message, generation, self.clock()
         )
 
-    async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime, seconds: float) -> None:
+    async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime) -> None:
         key = object_key(item.obj)
         status = decision_status(item.admitted, decision, self.statuses.get(key), now)
         if item.failover:
@@ -919,7 +921,7 @@ class WorkloadController:
                     *(c for c in compliance if c.get("type") == ConditionType.COMPLIANT.value),
                 ]
         kind = decision.chosen.target.kind.value if decision.chosen else "none"
-        self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value, seconds)
+        self.metrics.decision(kind, "placed" if decision.placed else decision.reason.value)
         if decision.chosen is not None:
             target = decision.chosen.target
             try:
@@ -1021,6 +1023,8 @@ class WorkloadController:
         self.statuses[key] = owned
         if "phase" in patch:
             self.cache.set_phase(meta.get("namespace", ""), meta["name"], str(patch["phase"]))
+            if patch["phase"] not in ACTIVE_PHASES:  # costs nothing while nothing runs
+                self.metrics.hourly_cost(meta.get("namespace", ""), meta["name"], None)
         if event is not None:
             self.events(obj, *event)
         return True
