@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from mlplacement.api.audit import AuditRecord
 from mlplacement.api.errors import ApplyError
 
 __all__ = [
@@ -101,6 +102,12 @@ class DatabricksJobs(Protocol):
     def get(self, workspace: Any, run_id: int) -> Any: ...
 
     def cancel(self, workspace: Any, run_id: int) -> None: ...
+
+
+class AuditSink(Protocol):
+    """Takes one audit record (api.audit); the operator writes them as JSON lines (adapters.audit)."""
+
+    def __call__(self, record: AuditRecord) -> None: ...
 
 
 class EventSink(Protocol):

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlplacement.api.audit import AuditAction
 from mlplacement.api.constants import (
     ACTIVE_PHASES,
     ANNOTATION_CHECKPOINT_REQUESTED,
@@ -37,6 +39,7 @@ from mlplacement.controller.policies import PolicyStatuses
 from mlplacement.controller.pool import PoolRuntime
 from mlplacement.controller.ports import (
     ApplyError,
+    AuditSink,
     Cluster,
     DatabricksJobs,
     EdgeClusters,
@@ -47,6 +50,7 @@ from mlplacement.controller.ports import (
 from mlplacement.controller.prewarm import Prewarmer
 from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
+from mlplacement.core.audit import audit_record
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, decide_many
 from mlplacement.core.placement.engine import recheck, target_product
@@ -127,8 +131,11 @@ class WorkloadController:
         jobs: DatabricksJobs | None = None,
         edges: EdgeClusters | None = None,
         cleanup_poll_seconds: float = CLEANUP_POLL_SECONDS,
+        audit: AuditSink | None = None,
     ) -> None:
         self.config = config
+        self.audit: AuditSink = audit or (lambda record: None)
+        self.actor = config.pod_name or socket.gethostname()
         self.cache = cache
         self.cluster = cluster
         self.events = events
@@ -273,17 +280,20 @@ class WorkloadController:
                 )
             if outcome.is_warning:
                 self.metrics.refusal(outcome.reason.value)
-            await self._write_status(
+            if await self._write_status(
                 obj,
                 desired,
                 event=("Warning" if outcome.is_warning else "Normal", outcome.reason.value, outcome.message),
-            )
+            ):
+                self._record(AuditAction.REFUSED, obj, outcome.reason.value, outcome.message)
             return outcome
         self.workloads.remember(meta.get("uid", ""), key, outcome.workload)
         self.policy_of[key] = outcome.policy_name
         if key in self.preempted:
             return None  # queued again once its children have stopped (evict_due)
         status = self.statuses[key]
+        if status.get("observedGeneration") != meta.get("generation") and key not in self.pending:
+            self._record(AuditAction.ADMITTED, obj, Reason.VERIFIED.value, f"signed by {outcome.key_id!r}", outcome)
         if status.get("observedGeneration") == meta.get("generation"):
             if status.get("phase") in FINISHED_PHASES:
                 return None  # this generation ran to its end; only a spec change runs it again
@@ -590,6 +600,7 @@ class WorkloadController:
             where = f"node {node} of {target['kind']} {target['name']} is being reclaimed: {why}"
             obj = self.objects[key]
             self.events(obj, "Warning", "Interrupted", f"{where}; {told}; placing the workload again")
+            self._record(AuditAction.INTERRUPTED, obj, "Interrupted", f"{where}; {told}", previous=target)
             queued = key in self.pending or await self.on_workload({**obj, "status": status}) is not None
             if not queued and key in self.pending:
                 self.pending[key].failover = where
@@ -716,6 +727,13 @@ class WorkloadController:
         self.pending.pop(victim.key, None)
         self.metrics.preemption(decision.preempt_reason or "Priority")
         await self._write_status(obj, status, event=("Warning", Reason.PREEMPTED.value, message))
+        self._record(
+            AuditAction.PREEMPTED,
+            obj,
+            Reason.PREEMPTED.value,
+            message,
+            previous=(current.get("placement") or {}).get("target"),
+        )
 
     async def evict_due(self) -> None:
         """Preempted workloads whose grace period is over: stop their children, then queue them again."""
@@ -793,9 +811,9 @@ class WorkloadController:
         enforcement = item.admitted.policy.enforcement
         self.metrics.compliance(enforcement.value)
         if enforcement is Enforcement.WARN:
-            self.events(
-                item.obj, "Warning", Reason.POLICY_VIOLATION.value, f"{item.violation}; left running (enforcement Warn)"
-            )
+            message = f"{item.violation}; left running (enforcement Warn)"
+            self.events(item.obj, "Warning", Reason.POLICY_VIOLATION.value, message)
+            self._record(AuditAction.WARNED, item.obj, Reason.POLICY_VIOLATION.value, message, item.admitted)
             return "stay"
         if enforcement is Enforcement.STOP:
             return "stop"
@@ -803,6 +821,34 @@ class WorkloadController:
             item.obj, "Warning", Reason.POLICY_VIOLATION.value, f"{item.violation}; moving it (enforcement Move)"
         )
         return "decide"
+
+    def _record(
+        self,
+        action: AuditAction,
+        obj: Obj,
+        reason: str,
+        message: str,
+        admitted: Admitted | None = None,
+        decision: Decision | None = None,
+        previous: Obj | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        """One audit record (api.audit) for what was just done."""
+        signals = snapshot.signals if snapshot is not None else None
+        self.audit(
+            audit_record(
+                now=self.clock(),
+                actor=self.actor,
+                action=action,
+                obj=obj,
+                reason=reason,
+                message=message,
+                admitted=admitted,
+                decision=decision,
+                signals_updated_at=signals.updated_at if signals is not None else None,
+                previous=previous,
+            )
+        )
 
     def _runs(self, status: Obj) -> bool:
         return bool((status.get("placement") or {}).get("target")) and status.get("phase") in ACTIVE_PHASES
@@ -814,6 +860,8 @@ class WorkloadController:
         self.preempted[key] = Eviction(self.monotonic(), uid, status, back_off=False)
         self.pending.pop(key, None)
         self.events(obj, "Warning", reason.value, f"{why}; stopping its children")
+        previous = (status.get("placement") or {}).get("target")
+        self._record(AuditAction.STOPPED, obj, reason.value, f"{why}; stopping its children", previous=previous)
         self.wakeup.set()
 
     async def _stop_noncompliant(self, item: Pending, why: str, now: datetime) -> None:
@@ -935,13 +983,34 @@ class WorkloadController:
             self.pending.pop(key, None)
             namespace, name = key.split("/", 1)
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
+            before = ((self.statuses.get(key) or {}).get("placement") or {}).get("target") or {}
+            moved = bool(before) and (before.get("kind"), before.get("name")) != decision.chosen.target.key
             await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
+            self._record(
+                AuditAction.MOVED if moved else AuditAction.PLACED,
+                item.obj,
+                "Placed",
+                decision.message,
+                item.admitted,
+                decision,
+                previous=before if moved else None,
+                snapshot=snapshot,
+            )
             return
         self._back_off(item)
         if status_patch(undecided(self.statuses.get(key)), undecided(status)) is None:
             return  # still waiting for the same reason: nothing new to write or announce
         severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
-        await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message))
+        if await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message)):
+            self._record(
+                AuditAction.WAITING,
+                item.obj,
+                decision.reason.value,
+                decision.message,
+                item.admitted,
+                decision,
+                snapshot=snapshot,
+            )
 
     def _namespace_failure(self, item: Pending) -> ApplyError | None:
         """The failure a workload's namespace is known to give every child (being deleted, gone), if any."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from mlplacement.adapters.audit import LogAudit
 from mlplacement.adapters.databricks import DatabricksJobs
 from mlplacement.adapters.kube import KubeEvents
 from mlplacement.adapters.remote import RemoteClusters
@@ -50,6 +51,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         shared.metrics,
         jobs=DatabricksJobs(),
         edges=RemoteClusters(),
+        audit=LogAudit(),
     )
     shared.controller = memo.controller
     shared.keys.readmit = memo.controller.readmit_all
