@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -570,14 +572,35 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
     help="MLWorkload files or directories (repeatable); default: examples/.",
 )
 @RUNNING_OPTION
+@click.option("--live", is_flag=True, help="Against the live cluster (read-only): its fleet, workloads and placements.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="For --live; default: $KUBECONFIG, ~/.kube/config.")
+@click.option("--context", help="For --live: the kubeconfig context.")
+@click.option(
+    "--namespace", default="mlplacement-system", show_default=True, help="For --live: the operator's namespace."
+)
+@click.option("--max-moves", type=int, help="Exit 3 when more running workloads would move than this.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whatif(
     policy_path: Path,
     current_path: Path | None,
     fleet_path: Path | None,
     workload_paths: tuple[Path, ...],
     running_paths: tuple[Path, ...],
+    live: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str,
+    max_moves: int | None,
+    output: str,
 ) -> None:
-    """Impact of a policy change: which workloads move, which become infeasible, cost and latency delta."""
+    """Impact of a policy change: which workloads move, which become infeasible, cost and latency delta.
+
+    Exit codes (every command): 0 done; 1 an error (bad file, unreachable cluster); 2 bad usage; 3 a gate
+    failed (here: a workload would become infeasible, or more would move than --max-moves), so a CI job can
+    stop a policy pull request."""
+    if live:
+        _whatif_live(policy_path, kubeconfig, context, namespace, max_moves, output)
+        return
     from mlplacement.core.whatif import whatif as analyse
 
     fleet = load_fleet(fleet_path)
@@ -586,6 +609,10 @@ def whatif(
     requests = _parse_workloads([(f"{p}#{i + 1}", o) for p, i, o in iter_objects(paths)])
     running = _running(running_paths, snapshot)
     changes, totals = analyse(requests, snapshot, _load_policy(current_path), _load_policy(policy_path), running)
+    if output == "json":
+        click.echo(json.dumps({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}))
+        _gate(totals, max_moves)
+        return
     if not changes:
         click.echo(f"no change for any of {totals['workloads']} workloads")
         return
@@ -606,6 +633,79 @@ def whatif(
         f"become placeable; hourly cost ${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
         + (f"; {totals['preempted']} running workloads preempted" if totals["preempted"] else "")
     )
+    _gate(totals, max_moves)
+
+
+GATE_FAILED = 3  # exit code: a what-if gate failed (see whatif --help)
+
+
+def _gate(totals: dict[str, Any], max_moves: int | None) -> None:
+    problems = []
+    if totals["becomeInfeasible"]:
+        problems.append(f"{totals['becomeInfeasible']} workloads would become infeasible")
+    if max_moves is not None and totals["moves"] > max_moves:
+        problems.append(f"{totals['moves']} workloads would move (--max-moves {max_moves})")
+    if problems:
+        click.echo("gate failed: " + "; ".join(problems), err=True)
+        sys.exit(GATE_FAILED)
+
+
+def _whatif_live(
+    policy_path: Path, kubeconfig: str | None, context: str | None, namespace: str, max_moves: int | None, output: str
+) -> None:
+    """The proposed policy against the live cluster, read-only."""
+    from mlplacement.adapters.live import read_live
+    from mlplacement.config import OperatorConfig
+    from mlplacement.core.placement.filters import hourly_cost_usd
+    from mlplacement.core.snapshot import build_snapshot
+    from mlplacement.core.whatif import whatif_live
+
+    proposed = _load_policy(policy_path)
+    try:
+        state = read_live(kubeconfig, context, namespace, OperatorConfig().signals_configmap)
+    except Exception as exc:
+        raise click.ClickException(f"cannot read the cluster: {type(exc).__name__}: {str(exc)[:300]}") from None
+    snapshot = build_snapshot(
+        now=datetime.now(UTC),
+        nodes=state.nodes,
+        pods=state.pods,
+        edge_clusters=state.edge_clusters,
+        databricks_workspaces=state.workspaces,
+        signals_configmap=state.signals_configmap,
+    )
+    targets = {f"{t.kind.value}/{t.name}": t for t in snapshot.targets}
+    workloads = []
+    for obj in state.workloads:
+        try:
+            request = request_from_workload(MLWorkload.model_validate(obj))
+        except ValidationError:
+            continue  # the operator refuses it too: nothing to move
+        status = obj.get("status") or {}
+        target = (status.get("placement") or {}).get("target") or {}
+        where = f"{target.get('kind')}/{target.get('name')}" if status.get("phase") in ("Placed", "Running") else None
+        cost = hourly_cost_usd(request, targets[where]) if where in targets else 0.0
+        if status.get("phase") in ("Succeeded", "Failed", "Refused"):
+            continue
+        workloads.append((request, where, cost))
+    changes, totals = whatif_live(workloads, snapshot, proposed)
+    if output == "json":
+        click.echo(json.dumps({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}))
+    else:
+        rows = [
+            [c.key, c.kind, c.now or "-", c.after or "-", f"{c.cost_delta_usd:+g}", _sla(c.sla_met), c.why[:120]]
+            for c in changes
+        ]
+        click.echo(table(["WORKLOAD", "CHANGE", "NOW", "AFTER", "$/H DELTA", "SLA", "WHY"], rows))
+        click.echo(
+            f"\n{totals['moves']} move, {totals['becomeInfeasible']} become infeasible, {totals['becomePlaceable']} "
+            f"become placeable, {totals['slaLost']} lose their latency target; hourly cost "
+            f"${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
+        )
+    _gate(totals, max_moves)
+
+
+def _sla(met: bool | None) -> str:
+    return "-" if met is None else ("met" if met else "LOST")
 
 
 @cli.command()

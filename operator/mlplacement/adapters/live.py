@@ -1,0 +1,48 @@
+"""Read-only view of a live cluster for `mlplacement whatif --live`: lists, never writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from mlplacement.api.constants import GROUP, VERSION
+
+
+@dataclass
+class LiveState:
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    edge_clusters: list[dict[str, Any]] = field(default_factory=list)
+    workspaces: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    signals_configmap: dict[str, Any] | None = None
+
+
+def read_live(kubeconfig: str | None, context: str | None, namespace: str, signals_configmap: str) -> LiveState:
+    """Everything placement reads, as the operator would see it; only get and list calls (a read-only
+    kubeconfig is enough)."""
+    api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    sanitize = api.sanitize_for_serialization
+
+    def listed(kind: str) -> list[dict[str, Any]]:
+        return list(custom.list_cluster_custom_object(GROUP, VERSION, kind).get("items") or [])
+
+    state = LiveState(
+        nodes=list(sanitize(core.list_node()).get("items") or []),
+        pods=list(sanitize(core.list_pod_for_all_namespaces()).get("items") or []),
+        edge_clusters=listed("edgeclusters"),
+        workspaces=listed("databricksworkspaces"),
+        policies=listed("placementpolicies"),
+        workloads=listed("mlworkloads"),
+    )
+    try:
+        state.signals_configmap = sanitize(core.read_namespaced_config_map(signals_configmap, namespace))
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    return state
