@@ -1,0 +1,67 @@
+"""The CLI for automation: JSON beside every table, no defaults tied to the current directory, refusals shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlplacement.core import keyring as keyring_core
+from tests.conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_from_another_directory_still_shows_the_examples(tmp_path: Path) -> None:
+    result = run_cli("demo", "--generated", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("MLWorkload team-") >= 3
+
+
+def test_crds_check_from_another_directory_checks_the_repository(tmp_path: Path) -> None:
+    result = run_cli("crds", "--check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def test_explain_json_is_a_stable_shape(tmp_path: Path) -> None:
+    result = run_cli("explain", REPO / "examples" / "workload-spot-batch.yaml", "-o", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (decision,) = report["decisions"]
+    assert set(decision) == {
+        "workload",
+        "placed",
+        "reason",
+        "target",
+        "hourlyCostUSD",
+        "message",
+        "candidates",
+        "rejections",
+    }
+    assert report["refused"] == []
+
+
+def test_explain_with_keys_says_what_the_operator_would_refuse(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "someone-else.pem").write_bytes(keyring_core.public_pem(keyring_core.generate_key()))
+    result = run_cli("explain", REPO / "examples" / "workload-spot-batch.yaml", "--keys", keys, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    (refused,) = json.loads(result.stdout)["refused"]
+    assert refused["reason"] in ("UnknownKey", "SignatureMissing")
+    assert json.loads(result.stdout)["decisions"] == []
+
+
+def test_simulate_json_is_the_report(tmp_path: Path) -> None:
+    result = run_cli(
+        "simulate",
+        "--fleet",
+        REPO / "examples" / "scarcity" / "fleet.yaml",
+        "--generate",
+        "5",
+        "-o",
+        "json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert {s["strategy"] for s in json.loads(result.stdout)["strategies"]} >= {"engine:defaults", "centralize"}
