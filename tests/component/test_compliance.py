@@ -193,3 +193,28 @@ def test_an_idle_round_still_refreshes_signals_age_and_target_health() -> None:
     world.run(idle)
     assert ("signals", None) in seen
     assert ("health", {("GPUPool", "eu-pool"): True, ("GPUPool", "us-pool"): True}) in seen
+
+
+def test_a_price_rise_in_the_signals_moves_what_now_breaks_its_budget() -> None:
+    world = World()
+    world.obj = signed(workload("trainer", gpus=2, intent={"dataRegion": "us-east-1", "maxHourlyCostUSD": 10}))
+
+    def signals(us_price: float, minute: int) -> dict[str, Any]:
+        text = (
+            f"updatedAt: '2026-11-22T11:{minute:02d}:00Z'\nttlSeconds: 3600\n"
+            f"pools: {{us-pool: {{gpuHourUSD: {us_price}}}, eu-pool: {{gpuHourUSD: 4.5}}}}\n"
+        )
+        return {"data": {"signals.yaml": text}}
+
+    world.cache.signals_configmap = signals(3.0, 50)  # $6/h for 2 GPUs in the US, $9/h in the EU: both within $10
+
+    async def price_rise() -> None:
+        await world.round()
+        assert world.pool() == "us-pool"
+        world.cache.signals_configmap = signals(6.0, 55)  # the US pool now costs $12/h for it: over its budget
+        await world.round()
+
+    world.run(price_rise)
+    assert world.pool() == "eu-pool"
+    (warning,) = world.warnings("PolicyViolation")
+    assert warning.startswith("GPUPool us-pool: over budget $10/h")

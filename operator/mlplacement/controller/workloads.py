@@ -52,7 +52,7 @@ from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.core.audit import audit_record
 from mlplacement.core.ledger import workload_uid
-from mlplacement.core.placement import Decision, decide_many
+from mlplacement.core.placement import Decision, decide_many, request_from_workload
 from mlplacement.core.placement.engine import recheck, target_product
 from mlplacement.core.reconcile import (
     Admitted,
@@ -153,6 +153,7 @@ class WorkloadController:
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
         # Target key -> what the rules read of it (region, GPU products, spot): a change re-checks its workloads.
         self._target_shapes: dict[tuple[str, str], tuple[object, ...]] = {}
+        self._signals_seen: datetime | None = None  # the signals' updatedAt at the last round
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
         self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
         self._policy_check = PolicyCheck()
@@ -548,21 +549,34 @@ class WorkloadController:
 
     async def recheck_changed_targets(self, snapshot: Snapshot) -> list[str]:
         """Workloads running on a target whose region, GPU products or spot-ness changed (a relabelled pool)
-        are admitted again, so the rules are checked against what the target is now; only those."""
+        are admitted again, so the rules are checked against what the target is now. When the signals change
+        (prices, preemption risk: budget and spot rules read them), every running workload is checked in
+        memory and only those the rules no longer allow where they run are admitted again."""
         shapes: dict[tuple[str, str], tuple[object, ...]] = {
             t.key: (t.region, t.gpu_products, t.spot) for t in snapshot.targets
         }
         changed = {key for key, shape in shapes.items() if self._target_shapes.get(key, shape) != shape}
         self._target_shapes = shapes
+        signals_at = snapshot.signals.updated_at if snapshot.signals is not None else None
+        signals_changed = self._signals_seen is not None and signals_at != self._signals_seen
+        self._signals_seen = signals_at
         requeued = []
-        for key, status in sorted(self.statuses.items()) if changed else ():
+        for key, status in sorted(self.statuses.items()) if changed or signals_changed else ():
             target = (status.get("placement") or {}).get("target") or {}
-            if (target.get("kind"), target.get("name")) not in changed or not self._runs(status):
+            if not self._runs(status) or key not in self.objects or key in self.pending or key in self.preempted:
                 continue
-            if key in self.objects and key not in self.pending and key not in self.preempted:
-                await self.on_workload({**self.objects[key], "status": status})
-                requeued.append(key)
+            where = (str(target.get("kind")), str(target.get("name")))
+            if where not in changed and not self._breaks_rules(key, where, snapshot):
+                continue
+            await self.on_workload({**self.objects[key], "status": status})
+            requeued.append(key)
         return requeued
+
+    def _breaks_rules(self, key: str, where: tuple[str, str], snapshot: Snapshot) -> bool:
+        workload, policy = self._workload_at(key), self._policy_at(key)
+        if workload is None or policy is None:
+            return False
+        return recheck(request_from_workload(workload), policy, snapshot, where) is not None
 
     async def checkpoint_interrupted(self) -> list[str]:
         """Children's pods on a node about to be reclaimed (an interruption taint): told to checkpoint, and the
