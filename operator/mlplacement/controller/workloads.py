@@ -151,6 +151,7 @@ class WorkloadController:
         self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
         self.interrupted_nodes: dict[str, str] = {}  # workload uid -> the reclaimed node it was told about
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
+        self.recurring: set[str] = set()  # keys of admitted workloads with intent.schedule
         # Target key -> what the rules read of it (region, GPU products, spot): a change re-checks its workloads.
         self._target_shapes: dict[tuple[str, str], tuple[object, ...]] = {}
         self._signals_seen: datetime | None = None  # the signals' updatedAt at the last round
@@ -290,6 +291,10 @@ class WorkloadController:
             return outcome
         self.workloads.remember(meta.get("uid", ""), key, outcome.workload)
         self.policy_of[key] = outcome.policy_name
+        if outcome.workload.spec.intent.schedule is not None:
+            self.recurring.add(key)  # pre-warming looks at these only
+        else:
+            self.recurring.discard(key)
         if key in self.preempted:
             return None  # queued again once its children have stopped (evict_due)
         status = self.statuses[key]
@@ -391,6 +396,7 @@ class WorkloadController:
         uid = (obj.get("metadata") or {}).get("uid", "")
         namespace, _, name = key.partition("/")
         self.metrics.hourly_cost(namespace, name, None)  # its series goes with it
+        self.recurring.discard(key)
         self.workloads.forget(uid)
         self.unschedulable_since.pop(uid, None)
         if self.cache.ledger.release(uid):  # its children go with it (owner references)
@@ -642,9 +648,11 @@ class WorkloadController:
         snapshot = self._snapshot(now)  # 3
         await self.fail_over(snapshot)
         await self.recheck_changed_targets(snapshot)
-        await self.prewarmer.round(
-            now, snapshot, self.statuses, self.objects, self._workload_at, self._policy_at, queued=self.pending
-        )
+        if self.recurring or self.prewarmer.held:
+            recurring = {key: self.statuses[key] for key in sorted(self.recurring) if key in self.statuses}
+            await self.prewarmer.round(
+                now, snapshot, recurring, self.objects, self._workload_at, self._policy_at, queued=self.pending
+            )
         # Refreshed every round, idle or not: a gauge that only moves when work is due lies in quiet times.
         self.metrics.signals_age(snapshot.signals_age_seconds)
         self.metrics.target_health({t.key: t.healthy for t in snapshot.targets})
