@@ -126,14 +126,19 @@ def test_property_requests_alike_in_static_traits_get_the_same_verdict_on_every_
     first: Any, other: Any, taken: set[str], fleet: list[Any], policy: PlacementPolicySpec
 ) -> None:
     second = replace(first, key="ns/second", **{name: getattr(other, name) for name in taken})
-    snapshot = make_fleet(*fleet)
+    assert_alike_means_same_verdicts(first, second, make_fleet(*fleet), policy)
+
+
+def assert_alike_means_same_verdicts(first: Any, second: Any, snapshot: Any, policy: PlacementPolicySpec) -> None:
+    """For every kind: equal static traits must mean the same verdict from those filters on every target."""
     one, two = make_context(first, policy, snapshot), make_context(second, policy, snapshot)
     for kind in TargetKind:
         checks = tuple(f for f in target_filters_for(first, kind, one) if f not in FREE_DEPENDENT)
         if static_traits(first, kind, checks, one) != static_traits(second, kind, checks, two):
             continue
         for target in snapshot.by_kind.get(kind, ()):
-            assert first_failure(checks, first, target, 0, one) == first_failure(checks, second, target, 0, two)
+            verdicts = {first_failure(checks, r, target, 0, c) for r, c in ((first, one), (second, two))}
+            assert len(verdicts) == 1, (first.key, second.key, kind, target.name)
 
 
 @settings(max_examples=200, deadline=None)
@@ -192,12 +197,5 @@ def test_every_field_a_static_filter_reads_is_in_its_traits(policy: PlacementPol
     for base in VARIED:
         for other in VARIED:
             for name in FIELDS:
-                twin = replace(base, key="ns/twin", **{name: getattr(other, name)})
-                one, two = make_context(base, policy, snapshot), make_context(twin, policy, snapshot)
-                for kind in TargetKind:
-                    checks = tuple(f for f in target_filters_for(base, kind, one) if f not in FREE_DEPENDENT)
-                    if static_traits(base, kind, checks, one) != static_traits(twin, kind, checks, two):
-                        continue
-                    for target in snapshot.by_kind.get(kind, ()):
-                        verdicts = (first_failure(checks, r, target, 0, c) for r, c in ((base, one), (twin, two)))
-                        assert len(set(verdicts)) == 1, (base.key, name, target.name)
+                twin = replace(base, key=f"ns/twin-with-{name}", **{name: getattr(other, name)})
+                assert_alike_means_same_verdicts(base, twin, snapshot, policy)

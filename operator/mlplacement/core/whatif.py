@@ -23,11 +23,16 @@ class Change:
 
     @property
     def kind(self) -> str:
-        if self.before is None:
-            return "becomes placeable"
-        if self.after is None:
-            return "becomes infeasible"
-        return "moves"
+        return change_kind(self.before, self.after)
+
+
+def change_kind(before: str | None, after: str | None) -> str:
+    """What happens to a workload between two answers to "where does it run" (None: nowhere)."""
+    if before is None:
+        return "becomes placeable"
+    if after is None:
+        return "becomes infeasible"
+    return "moves"
 
 
 def _target(decision: Decision) -> str | None:
@@ -88,11 +93,7 @@ class LiveChange:
 
     @property
     def kind(self) -> str:
-        if self.now is None:
-            return "becomes placeable"
-        if self.after is None:
-            return "becomes infeasible"
-        return "moves"
+        return change_kind(self.now, self.after)
 
 
 def whatif_live(
