@@ -218,3 +218,28 @@ def test_a_price_rise_in_the_signals_moves_what_now_breaks_its_budget() -> None:
     assert world.pool() == "eu-pool"
     (warning,) = world.warnings("PolicyViolation")
     assert warning.startswith("GPUPool us-pool: over budget $10/h")
+
+
+def test_status_history_keeps_the_last_transitions_and_compliance_survives_a_restart() -> None:
+    from mlplacement.core.status import HISTORY_LENGTH, owned_status, with_history
+
+    world = World()
+    world.run(world.repolicy(**EU_ONLY))
+    status = world.controller.statuses["team-a/trainer"]
+    assert [(h["phase"], h.get("target")) for h in status["history"]] == [
+        ("Placed", "GPUPool/us-pool"),
+        ("Placed", "GPUPool/eu-pool"),
+    ]
+    assert status["history"][-1]["reason"] == "Dispatched"
+    # What a restarted operator seeds from the cluster keeps Compliant and the history as its own.
+    seeded = owned_status(status)
+    assert [c["type"] for c in seeded["conditions"] if c["type"] == "Compliant"] == ["Compliant"]
+    assert seeded["history"] == status["history"]
+    # Bounded: the oldest entries go.
+    current: dict[str, Any] = {}
+    for index in range(HISTORY_LENGTH + 3):
+        current = with_history(
+            current, {"phase": "Placed", "placement": {"target": {"kind": "GPUPool", "name": f"p{index}"}}}, NOW
+        )
+    assert len(current["history"]) == HISTORY_LENGTH
+    assert current["history"][-1]["target"] == f"GPUPool/p{HISTORY_LENGTH + 2}"

@@ -391,6 +391,15 @@ class DatabricksRunStatus(StatusModel):
     attempt: int | None = None
 
 
+class HistoryEntry(StatusModel):
+    """One transition of the workload: a new phase or a new target."""
+
+    time: datetime
+    phase: Annotated[str, Field(max_length=32)]
+    reason: Annotated[str, Field(max_length=64)] = ""
+    target: Annotated[str, Field(max_length=320)] = Field(default="", description="Kind/name it runs on then.")
+
+
 class MLWorkloadStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -400,6 +409,9 @@ class MLWorkloadStatus(StatusModel):
     databricks: DatabricksRunStatus | None = None
     attempts: int | None = None
     estimated_hourly_cost_usd: float | None = None
+    history: Annotated[list[HistoryEntry], Field(max_length=10)] = Field(
+        default=[], description="The last transitions (phase or target changes), the newest last."
+    )
 
 
 class MLWorkload(Resource):

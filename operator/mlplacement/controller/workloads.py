@@ -66,7 +66,14 @@ from mlplacement.core.reconcile import (
 )
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
 from mlplacement.core.snapshot import Snapshot, Target
-from mlplacement.core.status import api_status, owned_status, set_condition, status_patch, undecided
+from mlplacement.core.status import (
+    api_status,
+    owned_status,
+    set_condition,
+    status_patch,
+    undecided,
+    with_history,
+)
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
@@ -1108,7 +1115,7 @@ class WorkloadController:
         if patch is None:
             return False
         meta = obj.get("metadata") or {}
-        owned = {**(self.statuses.get(key) or {}), **patch}
+        owned = with_history(self.statuses.get(key), {**(self.statuses.get(key) or {}), **patch}, self.clock())
         async with self._writes:
             await asyncio.to_thread(self.cluster.apply_workload_status, meta.get("namespace", ""), meta["name"], owned)
         self.statuses[key] = owned

@@ -22,6 +22,7 @@ _OWNED_FIELDS = frozenset(
         "databricks",
         "attempts",
         "estimatedHourlyCostUSD",
+        "history",
     }
 )
 _OWNED_CONDITIONS = frozenset(
@@ -32,8 +33,29 @@ _OWNED_CONDITIONS = frozenset(
         ConditionType.READY,
         ConditionType.DEGRADED,
         ConditionType.FINISHED,
+        ConditionType.COMPLIANT,
     )
 )
+
+HISTORY_LENGTH = 10  # status.history keeps the last this many transitions
+
+
+def with_history(previous: Mapping[str, Any] | None, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """``status`` with one more status.history entry when its phase or target changed since ``previous``
+    (the newest last, at most HISTORY_LENGTH): what `kubectl get -o yaml` shows of how it got here."""
+    before, after = previous or {}, dict(status)
+    target = ((after.get("placement") or {}).get("target")) or {}
+    where = f"{target.get('kind')}/{target.get('name')}" if target else ""
+    was = ((before.get("placement") or {}).get("target")) or {}
+    if after.get("phase") == before.get("phase") and target == was:
+        return after
+    conditions = {c.get("type"): c for c in after.get("conditions") or []}
+    why = conditions.get("Ready") or conditions.get("Placed") or conditions.get("Verified") or {}
+    entry = {"time": timestamp(now), "phase": str(after.get("phase") or ""), "reason": str(why.get("reason") or "")}
+    if where:
+        entry["target"] = where
+    after["history"] = [*(before.get("history") or []), entry][-HISTORY_LENGTH:]
+    return after
 
 
 def api_status(status: BaseModel) -> dict[str, Any]:
