@@ -25,6 +25,43 @@ def make_workload(name: str = "fraud-scorer", namespace: str = "team-a", **spec:
     }
 
 
+def make_pipeline(*stages: dict[str, Any], name: str = "recsys", namespace: str = "team-a") -> dict[str, Any]:
+    """An MLPipeline; by default prepare -> train -> serve, each passing one artifact on."""
+    if not stages:
+        stages = (
+            make_stage("prepare", outputs=[{"name": "features", "uri": "s3://data/features/"}]),
+            make_stage(
+                "train",
+                depends_on=["prepare"],
+                inputs=[{"name": "features", "fromStage": "prepare"}],
+                outputs=[{"name": "model", "uri": "s3://models/recsys/"}],
+            ),
+            make_stage("serve", depends_on=["train"], inputs=[{"name": "model", "fromStage": "train"}]),
+        )
+    return {
+        "apiVersion": "mlplacement.io/v1alpha1",
+        "kind": "MLPipeline",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"stages": list(stages)},
+    }
+
+
+def make_stage(
+    name: str,
+    depends_on: list[str] | None = None,
+    inputs: list[dict[str, Any]] | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    template = make_workload(name)["spec"]
+    template.update(extra.pop("template", {}))
+    stage: dict[str, Any] = {"name": name, "template": template, **extra}
+    for key, value in (("dependsOn", depends_on), ("inputs", inputs), ("outputs", outputs)):
+        if value:
+            stage[key] = value
+    return stage
+
+
 def make_policy(name: str = "default", **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "mlplacement.io/v1alpha1",

@@ -44,6 +44,13 @@ ANNOTATION_CHECKPOINT_REQUESTED: Final = f"{GROUP}/checkpoint-requested"
 LABEL_PLACEHOLDER_FOR: Final = f"{GROUP}/placeholder-for"
 ANNOTATION_EXPECTED_RUN: Final = f"{GROUP}/expected-run"
 
+# On a pipeline stage's MLWorkload (made by the operator): its pipeline and stage. Such a workload is judged by
+# its pipeline's signature and the stage's signed template, never by signature annotations of its own.
+LABEL_PIPELINE: Final = f"{GROUP}/pipeline"
+LABEL_STAGE: Final = f"{GROUP}/stage"
+# Set on a stage's MLWorkload by the stage (or whoever ran it) once it has run: JSON {"<output>": "sha256:..."}.
+ANNOTATION_OUTPUTS: Final = f"{GROUP}/outputs"
+
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (
     f"{GROUP}/pool",
@@ -62,9 +69,10 @@ class Kind(StrEnum):
     PLACEMENT_POLICY = "PlacementPolicy"
     EDGE_CLUSTER = "EdgeCluster"
     DATABRICKS_WORKSPACE = "DatabricksWorkspace"
+    ML_PIPELINE = "MLPipeline"
 
 
-SIGNED_KINDS: Final = frozenset({Kind.ML_WORKLOAD, Kind.PLACEMENT_POLICY})
+SIGNED_KINDS: Final = frozenset({Kind.ML_WORKLOAD, Kind.PLACEMENT_POLICY, Kind.ML_PIPELINE})
 
 
 class ConditionType(StrEnum):
@@ -115,6 +123,12 @@ class Reason(StrEnum):
     COMPLIANT = "Compliant"
     POLICY_VIOLATION = "PolicyViolation"
     AUTHORIZATION_LOST = "AuthorizationLost"
+    # Pipelines.
+    WAITING_FOR_DATA = "WaitingForData"
+    ARTIFACT_MISMATCH = "ArtifactMismatch"
+    STAGE_MODIFIED = "StageModified"
+    STAGE_NOT_RELEASED = "StageNotReleased"
+    RETRYING = "Retrying"
 
 
 class Phase(StrEnum):

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from mlplacement.api.constants import CATEGORY, GROUP, VERSION, Kind
 from mlplacement.api.databricks import DatabricksWorkspaceSpec, DatabricksWorkspaceStatus
 from mlplacement.api.edge import EdgeClusterSpec, EdgeClusterStatus
+from mlplacement.api.pipeline import MLPipelineSpec, MLPipelineStatus
 from mlplacement.api.policy import PlacementPolicySpec, PlacementPolicyStatus
 from mlplacement.api.structural import structural_problems
 from mlplacement.api.workload import MLWorkloadSpec, MLWorkloadStatus
@@ -132,6 +133,25 @@ KINDS: tuple[KindInfo, ...] = (
             _AGE,
             _column("Host", ".spec.host", priority=1),
             _column("Message", ".status.message", priority=1),
+        ),
+    ),
+    KindInfo(
+        kind=Kind.ML_PIPELINE,
+        description="A signed DAG of ML stages; each stage is an MLWorkload placed on its own once its inputs are "
+        "ready.",
+        plural="mlpipelines",
+        singular="mlpipeline",
+        short_names=("mlpl",),
+        namespaced=True,
+        spec=MLPipelineSpec,
+        status=MLPipelineStatus,
+        printer_columns=(
+            _column("Stages", ".status.progress", description="Stages succeeded of total."),
+            _column("Phase", ".status.phase"),
+            _column("Cost/h", ".status.estimatedHourlyCostUSD", "number"),
+            _AGE,
+            _column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
+            _column("Key", ".status.verified.keyId", priority=1),
         ),
     ),
 )

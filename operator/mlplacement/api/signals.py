@@ -28,6 +28,14 @@ class PoolSignal(WireModel):
     )
 
 
+class DatasetSignal(WireModel):
+    """A dataset's readiness as its producer reports it (pipeline stages gate on it)."""
+
+    updated_at: AwareDatetime
+    validated: bool = False
+    schema_version: Annotated[str | None, Field(max_length=64)] = None
+
+
 class Signals(WireModel):
     updated_at: AwareDatetime
     ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] = 900
@@ -52,6 +60,9 @@ class Signals(WireModel):
         default=0.6, description="Fraction off the on-demand price for spot capacity without a pool signal."
     )
     pools: dict[str, PoolSignal] = {}
+    datasets: dict[Annotated[str, Field(max_length=253)], DatasetSignal] = Field(
+        default={}, description="Readiness of datasets by name: MLPipeline stages gate on freshness and schema."
+    )
 
     def expires_at(self) -> datetime:
         return self.updated_at + timedelta(seconds=self.ttl_seconds)
@@ -68,4 +79,4 @@ def parse_signals(text: str) -> Signals:
     return Signals.model_validate(data)
 
 
-__all__ = ["SIGNALS_DATA_KEY", "PoolSignal", "Signals", "parse_signals"]
+__all__ = ["SIGNALS_DATA_KEY", "DatasetSignal", "PoolSignal", "Signals", "parse_signals"]

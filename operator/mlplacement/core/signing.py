@@ -30,7 +30,7 @@ from mlplacement.api.constants import (
 from mlplacement.core.keyring import KEY_ID_RE, Keyring, PrivateKey
 
 DOMAIN_PREFIX = b"mlplacement.io/signed-manifest/v1\n"
-NAMESPACED_SIGNED_KINDS = frozenset({Kind.ML_WORKLOAD.value})
+NAMESPACED_SIGNED_KINDS = frozenset({Kind.ML_WORKLOAD.value, Kind.ML_PIPELINE.value})
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 # A signature annotation longer than any real one is refused before decoding: no unbounded work.
 MAX_SIGNATURE_CHARS = 512
