@@ -57,6 +57,10 @@ class OperatorConfig:
     pod_name: str = ""  # MLPLACEMENT_POD_NAME: the Lease holder's name (the hostname when empty)
     # MLPLACEMENT_SHUTDOWN_GRACE_SECONDS: on SIGTERM, how long the current round may finish its writes
     shutdown_grace_seconds: float = 20.0
+    # MLPLACEMENT_GATE_POLL_SECONDS: how often pipelines re-read the objects their readiness gates name
+    gate_poll_seconds: float = 15.0
+    # MLPLACEMENT_SERVICE_ACCOUNT: the operator's own ServiceAccount; the webhook lets only it write pipeline stages
+    service_account: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -123,6 +127,8 @@ class OperatorConfig:
             )
         if self.shutdown_grace_seconds < 0:
             raise ConfigError("MLPLACEMENT_SHUTDOWN_GRACE_SECONDS must be >= 0")
+        if self.gate_poll_seconds <= 0:
+            raise ConfigError("MLPLACEMENT_GATE_POLL_SECONDS must be > 0")
         if not self.pool_label_keys:
             raise ConfigError("MLPLACEMENT_POOL_LABEL_KEYS must name at least one label")
 

@@ -50,6 +50,13 @@ class FakeCluster:
         self.statuses: dict[str, dict[str, Any]] = {}
         self.owned: dict[str, set[str]] = {}
         self.owned_types: dict[str, set[str]] = {}
+        # MLWorkloads the pipeline controller created (key -> object), MLPipeline statuses, gate objects.
+        self.workloads: dict[str, dict[str, Any]] = {}
+        self.stage_creates: list[str] = []
+        self.stage_deletes: list[str] = []
+        self.pipeline_statuses: dict[str, dict[str, Any]] = {}
+        self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.object_reads: list[tuple[str, str, str]] = []
 
     def apply_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Server-side apply as the apiserver does it for one field manager: the status stored is the other
@@ -113,6 +120,39 @@ class FakeCluster:
         existed = key in self.children
         self.children[key] = copy.deepcopy(dict(obj))
         return "updated" if existed else "created"
+
+    # --- what the pipeline controller writes: stage workloads, pipeline status; gate objects it reads ---
+
+    def create_stage(self, obj: Mapping[str, Any]) -> str:
+        from mlplacement.api.errors import ApplyError
+
+        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+        self.stage_creates.append(key)
+        existing = self.workloads.get(key)
+        if existing is not None:
+            labels = existing["metadata"].get("labels") or {}
+            if labels.get("mlplacement.io/pipeline") != obj["metadata"]["labels"]["mlplacement.io/pipeline"]:
+                raise ApplyError("NotOwned", f"MLWorkload {key} exists and is not this pipeline's stage")
+            return "exists"
+        created = copy.deepcopy(dict(obj))
+        created["metadata"].update(uid=f"uid-{key}", generation=1, creationTimestamp="2026-11-23T00:00:00Z")
+        self.workloads[key] = created
+        return "created"
+
+    def delete_stage(self, namespace: str, name: str) -> None:
+        if self.workloads.pop(f"{namespace}/{name}", None) is not None:
+            self.stage_deletes.append(f"{namespace}/{name}")
+
+    def apply_pipeline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        problems = status_schema_errors("MLPipeline", status)
+        if problems:
+            raise AssertionError(f"422 MLPipeline {namespace}/{name} status is invalid: {problems}")
+        self.pipeline_statuses[f"{namespace}/{name}"] = copy.deepcopy(dict(status))
+
+    def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.object_reads.append((kind, namespace, name))
+        found = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
 
     def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         self.pod_annotations.append((f"{namespace}/{name}", dict(annotations)))

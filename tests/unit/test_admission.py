@@ -11,7 +11,7 @@ import pytest
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.reconcile import admission_problem
 from mlplacement.core.signing import sign
-from tests.builders import keyring_of, make_policy, make_workload, with_annotations
+from tests.builders import keyring_of, make_pipeline, make_policy, make_stage, make_workload, with_annotations
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = keyring_core.generate_key("ed25519")
@@ -66,6 +66,40 @@ CASES = [
         "SignatureInvalid",
     ),
 ]
+
+
+OPERATOR = "system:serviceaccount:mlplacement-system:mlplacement"
+STAGE = make_workload("recsys-train-1")
+STAGE["metadata"]["labels"].update({"mlplacement.io/pipeline": "recsys", "mlplacement.io/stage": "train"})
+
+
+@pytest.mark.parametrize(
+    ("obj", "old", "user", "reason"),
+    [
+        pytest.param(STAGE, None, OPERATOR, None, id="the operator creates a stage from the signed template"),
+        pytest.param(STAGE, None, "alice", "StageModified", id="a person creating a stage by hand is refused"),
+        pytest.param(tampered(STAGE), STAGE, "alice", "StageModified", id="a person editing a stage's spec"),
+        pytest.param(relabelled(STAGE), STAGE, "ci-bot", None, id="annotating a stage (its outputs) passes"),
+        pytest.param(make_pipeline(), None, "alice", "SignatureMissing", id="an unsigned pipeline is refused"),
+        pytest.param(signed(make_pipeline()), None, "alice", None, id="a signed pipeline is admitted"),
+        pytest.param(
+            signed(make_pipeline(make_stage("a", depends_on=["b"]))),
+            None,
+            "alice",
+            "InvalidSpec",
+            id="a pipeline with an unknown stage in dependsOn is refused naming it",
+        ),
+    ],
+)
+def test_admission_of_pipelines_and_their_stages(
+    obj: dict[str, Any], old: dict[str, Any] | None, user: str, reason: str | None
+) -> None:
+    problem = admission_problem(obj, old, KEYRING, NOW, user=user, operator_user=OPERATOR)
+    if reason is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert problem.startswith(f"{reason}: ")
 
 
 @pytest.mark.parametrize(("obj", "old", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

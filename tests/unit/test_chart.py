@@ -75,7 +75,7 @@ def test_default_install_has_exactly_the_expected_objects(default: list[dict[str
     assert kinds == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"]
         + ["PodDisruptionBudget", "PriorityClass"]
-        + ["CustomResourceDefinition"] * 4
+        + ["CustomResourceDefinition"] * 5
     )
 
 
@@ -175,9 +175,19 @@ def test_nodes_are_read_only_pods_only_annotated_and_user_objects_only_get_statu
             # patch: the checkpoint annotation on a child's pod whose node is about to be reclaimed.
             assert set(rule["verbs"]) <= {"get", "list", "watch", "patch"}
         if "mlworkloads" in rule["resources"]:
-            assert "update" not in rule["verbs"]
-            assert "delete" not in rule["verbs"]
-            assert "create" not in rule["verbs"]
+            assert "update" not in rule["verbs"]  # a user's spec is never edited
+            if {"create", "delete"} & set(rule["verbs"]):
+                # Pipeline stages only: a rule of its own, on MLWorkloads alone, nothing else with it.
+                assert (rule["resources"], sorted(rule["verbs"])) == (["mlworkloads"], ["create", "delete"])
+
+
+def test_pipeline_gate_kinds_are_readable_only_when_listed(default: list[dict[str, Any]]) -> None:
+    assert not [rule for rule in _rules(default, "ClusterRole") if "datasets" in rule["resources"]]
+    gated = render(
+        "--set-json", 'pipelines.gateResources=[{"apiGroups":["data.example.com"],"resources":["datasets"]}]'
+    )
+    (rule,) = [rule for rule in _rules(gated, "ClusterRole") if "datasets" in rule["resources"]]
+    assert rule == {"apiGroups": ["data.example.com"], "resources": ["datasets"], "verbs": ["get"]}
 
 
 def test_every_rbac_rule_says_whether_the_framework_or_the_application_needs_it() -> None:
@@ -205,7 +215,7 @@ def test_crd_templates_are_the_crds_in_the_repo(default: list[dict[str, Any]]) -
     ("flags", "crds", "kept"),
     [
         (["--set", "crds.enabled=false"], 0, 0),
-        (["--set", "crds.keep=false"], 4, 0),
+        (["--set", "crds.keep=false"], 5, 0),
     ],
     ids=["crds.enabled=false installs none", "crds.keep=false drops the keep policy"],
 )

@@ -67,7 +67,10 @@ def refusal_of(obj: dict[str, Any]) -> str:
             id="two stages of one name",
         ),
         pytest.param(
-            [make_stage("a", outputs=[{"name": "x", "uri": "s3://x"}]), make_stage("b", inputs=[{"name": "x", "fromStage": "a"}])],
+            [
+                make_stage("a", outputs=[{"name": "x", "uri": "s3://x"}]),
+                make_stage("b", inputs=[{"name": "x", "fromStage": "a"}]),
+            ],
             "stages[1].inputs[0].fromStage: 'a' is not in the stage's dependsOn",
             id="an input from a stage the stage does not wait for",
         ),
@@ -252,7 +255,7 @@ def test_a_changed_template_reruns_that_stage_and_its_descendants_only() -> None
     plan = run.plan()
     assert [launch.workload for launch in plan.launches] == ["recsys-train-2"]
     assert sorted(plan.superseded) == ["recsys-serve-1", "recsys-train-1"]
-    assert run.stage("prepare").phase is StagePhase.SUCCEEDED and run.stage("prepare").run == 1
+    assert (run.stage("prepare").phase, run.stage("prepare").run) == (StagePhase.SUCCEEDED, 1)
     assert run.stage("serve").phase is StagePhase.WAITING_FOR_DATA
     assert ("Normal", "StageReset", "stage serve runs again: a stage it depends on runs again") in plan.events
 
@@ -298,7 +301,7 @@ def test_dataset_gates(datasets: dict[str, DatasetSignal] | None, message: str) 
     train = run.stage("train")
     if message:
         assert (train.phase, train.gate, train.message) == (StagePhase.WAITING_FOR_DATA, "dataset clicks", message)
-        assert plan.launches == [] and plan.phase is PipelinePhase.WAITING
+        assert (plan.launches, plan.phase) == ([], PipelinePhase.WAITING)
     else:
         assert [launch.stage for launch in plan.launches] == ["train"]
 
@@ -330,7 +333,8 @@ def test_object_condition_gates(fact: ObjectFact | None, message: str) -> None:
     plan = run.plan()
     train = run.stage("train")
     if message:
-        assert train.phase is StagePhase.WAITING_FOR_DATA and train.message.startswith(message)
+        assert train.phase is StagePhase.WAITING_FOR_DATA
+        assert train.message.startswith(message)
     else:
         assert [launch.stage for launch in plan.launches] == ["train"]
 
@@ -365,7 +369,8 @@ def test_critical_path_is_the_longest_chain() -> None:
 )
 def test_outputs_annotation(text: str | None, digests: dict[str, str], problem: str) -> None:
     found, why = parse_outputs(text)
-    assert found == digests and problem in why
+    assert found == digests
+    assert problem in why
 
 
 # --- properties over random DAGs and run outcomes ---

@@ -17,8 +17,17 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from mlplacement.api.constants import FINALIZER, GROUP, LABEL_WORKLOAD_UID, REVISION_ANNOTATIONS, VERSION
+from mlplacement.api.constants import (
+    FINALIZER,
+    GROUP,
+    LABEL_PIPELINE,
+    LABEL_STAGE,
+    LABEL_WORKLOAD_UID,
+    REVISION_ANNOTATIONS,
+    VERSION,
+)
 from mlplacement.api.errors import ApplyError
 
 log = logging.getLogger("mlplacement.kube")
@@ -80,6 +89,62 @@ class KubeCluster:
             "application/apply-patch+yaml",
             [("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
+
+    def apply_pipeline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MLPipeline",
+            "metadata": {"name": name, "namespace": namespace},
+            "status": dict(status),
+        }
+        self._patch(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlpipelines/{name}/status",
+            body,
+            "application/apply-patch+yaml",
+            [("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+
+    def create_stage(self, obj: Mapping[str, Any]) -> str:
+        meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        try:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "mlworkloads", dict(obj), field_manager=FIELD_MANAGER
+            )
+            return "created"
+        except ApiException as exc:
+            if exc.status != 409:
+                raise apply_failure(exc) from None
+        except (OSError, TimeoutError, urllib3.exceptions.HTTPError) as exc:
+            raise ApplyError("Unreachable", f"{type(exc).__name__}: the API server did not answer") from None
+        existing = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "mlworkloads", name)
+        theirs = (existing.get("metadata") or {}).get("labels") or {}
+        ours = meta.get("labels") or {}
+        if any(theirs.get(label) != ours.get(label) for label in (LABEL_PIPELINE, LABEL_STAGE)):
+            raise ApplyError("NotOwned", f"MLWorkload {namespace}/{name} exists and is not this pipeline's stage")
+        return "exists"
+
+    def delete_stage(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, "mlworkloads", name, body={"propagationPolicy": "Background"}
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            return dict(
+                resource.get(name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS).to_dict()
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise apply_failure(exc) from None
+        except ResourceNotFoundError:
+            raise ApplyError("UnknownKind", f"the API server serves no {kind} in {api_version}") from None
 
     def add_workload_finalizer(self, namespace: str, name: str) -> None:
         # Server-side apply with a manager of its own: finalizers are a set, so only this entry becomes ours.

@@ -123,14 +123,19 @@ def critical_path(stages: Sequence[_Stage], hours: Mapping[str, float]) -> tuple
     for name in topological_order(stages):
         before = max(
             (best[upstream] for upstream in by_name[name].depends_on),
-            key=lambda entry: entry[0],
+            key=_longest,
             default=(0.0, []),
         )
         best[name] = (before[0] + hours.get(name, 0.0), [*before[1], name])
     if not best:
         return [], 0.0
-    length, path = max(best.values(), key=lambda entry: entry[0])
+    length, path = max(best.values(), key=_longest)
     return path, length
+
+
+def _longest(entry: tuple[float, list[str]]) -> tuple[float, int]:
+    """Longest by hours; between equal ones (nothing known yet) the one with more stages."""
+    return entry[0], len(entry[1])
 
 
 __all__ = ["critical_path", "dag_problems", "descendants", "find_cycle", "topological_order"]

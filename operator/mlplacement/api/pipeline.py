@@ -185,7 +185,7 @@ class ArtifactRecord(StatusModel):
     name: Annotated[str, Field(max_length=63)]
     uri: Annotated[str, Field(max_length=2048)] = ""
     digest: Annotated[str, Field(max_length=71)] = ""
-    from_stage: Annotated[str, Field(max_length=STAGE_NAME_MAX)] = ""
+    from_stage: Annotated[str | None, Field(max_length=STAGE_NAME_MAX)] = None
 
 
 class StageStatus(StatusModel):

@@ -67,6 +67,28 @@ class Cluster(Protocol):
     def patch_edge_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
 
+class PipelineCluster(Protocol):
+    """What the pipeline controller writes and reads. Blocking: called off the event loop."""
+
+    def create_stage(self, obj: Mapping[str, Any]) -> str:
+        """Create a stage's MLWorkload; "created", or "exists" when this pipeline's stage of that name is there.
+
+        Raises ApplyError when the cluster refuses, or a same-named MLWorkload is not this pipeline's stage."""
+        ...
+
+    def delete_stage(self, namespace: str, name: str) -> None:
+        """Delete a stage's MLWorkload (its children go with it); gone already is fine."""
+        ...
+
+    def apply_pipeline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Server-side apply of the pipeline's status (the operator owns all of it but kopf's part)."""
+        ...
+
+    def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """Any namespaced object (a readiness gate); None when it does not exist. Raises ApplyError on refusal."""
+        ...
+
+
 class Leases(Protocol):
     """coordination.k8s.io Leases as plain objects. Blocking. A write whose resourceVersion is stale, or a create
     that finds one, raises the adapter's conflict error (any exception means: not written)."""

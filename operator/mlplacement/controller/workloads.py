@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from mlplacement.api.workload import MLWorkload, MLWorkloadStatus, TargetKind, V
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
+from mlplacement.controller.pipelines import is_stage
 from mlplacement.controller.policies import PolicyStatuses
 from mlplacement.controller.pool import PoolRuntime
 from mlplacement.controller.ports import (
@@ -65,6 +66,7 @@ from mlplacement.core.reconcile import (
     decision_status,
 )
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
+from mlplacement.core.signing import Verdict
 from mlplacement.core.snapshot import Snapshot, Target
 from mlplacement.core.status import (
     api_status,
@@ -142,6 +144,9 @@ class WorkloadController:
     ) -> None:
         self.config = config
         self.audit: AuditSink = audit or (lambda record: None)
+        # The signature gate of pipeline stages (PipelineController.stage_verdict); without it a stage workload
+        # needs a signature of its own, which it never has: fail closed.
+        self.stages: Callable[[Obj], Verdict | Refusal | None] | None = None
         self.actor = config.pod_name or socket.gethostname()
         self.cache = cache
         self.cluster = cluster
@@ -261,6 +266,11 @@ class WorkloadController:
         obj = admission_view(obj)  # all later work reads this much; the rest of the body is not kept
         self.objects[key] = obj
         namespace = meta.get("namespace", "")
+        signature = None
+        if self.stages is not None and is_stage(obj):
+            signature = self.stages(obj)
+            if signature is None:
+                return None  # its pipeline is not known yet after a start: admitted once it is (readmit)
         outcome = admit(
             obj,
             policies=self.cache.policies,
@@ -268,6 +278,7 @@ class WorkloadController:
             now=self.clock(),
             dependency_phases=self.cache.dependency_phases(namespace),
             policy_check=self._policy_check,
+            signature=signature,
         )
         if isinstance(outcome, Refusal):
             self.pending.pop(key, None)
@@ -389,8 +400,14 @@ class WorkloadController:
 
     async def readmit_all(self) -> None:
         """Policies or trusted keys changed: every known workload goes through admission again."""
-        for key, obj in list(self.objects.items()):
-            await self.on_workload({**obj, "status": self.statuses.get(key) or {}})
+        await self.readmit(list(self.objects))
+
+    async def readmit(self, keys: Iterable[str]) -> None:
+        """These workloads go through admission again (what they are judged by changed)."""
+        for key in keys:
+            obj = self.objects.get(key)
+            if obj is not None:
+                await self.on_workload({**obj, "status": self.statuses.get(key) or {}})
 
     def forget(self, obj: Obj) -> None:
         key = object_key(obj)

@@ -14,10 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mlplacement.api.base import Resource
 from mlplacement.api.constants import (
     ANNOTATION_KEY_ID,
     ANNOTATION_SIGNATURE_EXPIRES,
     LABEL_DEFAULT_POLICY,
+    LABEL_PIPELINE,
+    LABEL_STAGE,
     SIGNATURE_ANNOTATIONS,
     ConditionType,
     Kind,
@@ -25,6 +28,7 @@ from mlplacement.api.constants import (
     Reason,
 )
 from mlplacement.api.errors import describe_validation_error
+from mlplacement.api.pipeline import MLPipeline
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec, PlacementPolicyStatus
 from mlplacement.api.workload import (
     CandidateSummary,
@@ -154,7 +158,7 @@ class PolicyCheck:
             spec = Refusal(
                 ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"PlacementPolicy {name}: ")
             )
-        self._memo[name] = _CheckedPolicy(obj, keyring, now, _verdict_horizon(obj, keyring, now), verdict, spec)
+        self._memo[name] = _CheckedPolicy(obj, keyring, now, verdict_horizon(obj, keyring, now), verdict, spec)
         return verdict, spec
 
 
@@ -166,7 +170,7 @@ def _shifted(moment: datetime, by: timedelta) -> datetime | None:
         return None
 
 
-def _verdict_horizon(obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> datetime | None:
+def verdict_horizon(obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> datetime | None:
     """The next moment after ``now`` at which verifying ``obj`` could give another answer (None: never)."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     moments: list[datetime | None] = []
@@ -191,16 +195,20 @@ def admit(
     now: datetime,
     dependency_phases: Mapping[str, str] | None = None,
     policy_check: PolicyCheck | None = None,
+    signature: Verdict | Refusal | None = None,
 ) -> Admitted | Refusal:
     """Parse, verify the workload and its policy, check dependencies. Fail closed at every step.
 
     ``policy_check`` reuses each policy's verdict across the workloads admitted under it (a drain admits
-    thousands under one policy); without it the policy is verified for this call alone."""
+    thousands under one policy); without it the policy is verified for this call alone. ``signature`` is the
+    verdict of a pipeline stage (its pipeline's, given by the pipeline controller) instead of its own."""
     try:
         workload = MLWorkload.model_validate(obj)
     except ValidationError as exc:
         return Refusal(ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"{describe(obj)}: "))
-    verdict = verify(obj, keyring, now)
+    if isinstance(signature, Refusal):
+        return signature
+    verdict = signature if signature is not None else verify(obj, keyring, now)
     if not verdict.ok:
         return Refusal(ConditionType.VERIFIED, verdict.reason, verdict.message)
     resolved = resolve_policy(workload, policies)
@@ -270,18 +278,39 @@ def _signed_part(obj: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def admission_problem(
-    obj: Mapping[str, Any], old: Mapping[str, Any] | None, keyring: Keyring, now: datetime
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    keyring: Keyring,
+    now: datetime,
+    *,
+    user: str = "",
+    operator_user: str = "",
 ) -> str | None:
-    """Why an MLWorkload or PlacementPolicy should be rejected at apply time, or None to admit it.
+    """Why an MLWorkload, MLPipeline or PlacementPolicy should be rejected at apply time, or None to admit it.
 
     Only a change of what is signed (spec, signature annotations) is judged: finalizer, label and other
-    metadata updates pass, so cleanup of an object whose signature has since expired is never blocked.
+    metadata updates pass, so cleanup of an object whose signature has since expired is never blocked. A
+    pipeline stage's MLWorkload carries no signature of its own: only the operator (``operator_user``) may
+    create it or change its spec; the operator still checks it against the signed pipeline before it runs.
     """
-    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
         return None
     if old is not None and _signed_part(old) == _signed_part(obj):
         return None
-    model = PlacementPolicy if obj.get("kind") == Kind.PLACEMENT_POLICY else MLWorkload
+    labels = meta.get("labels") or {}
+    if obj.get("kind") == Kind.ML_WORKLOAD and LABEL_PIPELINE in labels:
+        if operator_user and user == operator_user:
+            return None
+        return (
+            f"{Reason.STAGE_MODIFIED.value}: {describe(obj)} is stage {labels.get(LABEL_STAGE, '?')!r} of MLPipeline "
+            f"{labels[LABEL_PIPELINE]!r}: only the operator writes a stage; change and re-sign the pipeline"
+        )
+    models: dict[str, type[Resource]] = {
+        Kind.PLACEMENT_POLICY.value: PlacementPolicy,
+        Kind.ML_PIPELINE.value: MLPipeline,
+    }
+    model = models.get(str(obj.get("kind")), MLWorkload)
     try:
         model.model_validate(obj)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from mlplacement.adapters.kube import KubeEvents
 from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
+from mlplacement.controller.pipelines import PipelineController, is_stage
 from mlplacement.controller.state import tracked_pod
 from mlplacement.controller.workloads import WorkloadController
 
@@ -53,14 +54,26 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         edges=RemoteClusters(),
         audit=LogAudit(),
     )
+    memo.pipelines = PipelineController(
+        config, shared.cache, shared.cluster, KubeEvents(shared.api_client), readmit=memo.controller.readmit
+    )
+    memo.controller.stages = memo.pipelines.stage_verdict
     shared.controller = memo.controller
-    shared.keys.readmit = memo.controller.readmit_all
-    memo.tasks = [asyncio.create_task(memo.controller.run())]
+
+    async def keys_changed() -> None:
+        memo.pipelines.keys_changed()
+        await memo.controller.readmit_all()
+
+    shared.keys.readmit = keys_changed
+    memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(memo.pipelines.run())]
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     """SIGTERM: the round in progress finishes (bounded by MLPLACEMENT_SHUTDOWN_GRACE_SECONDS), none starts."""
+    pipelines = getattr(memo, "pipelines", None)
+    if pipelines is not None:
+        pipelines.stop()
     controller = getattr(memo, "controller", None)
     if controller is not None:
         await controller.stop(memo.config.shutdown_grace_seconds)
@@ -75,7 +88,15 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 # needs admission. Deletion that must wait for remote cleanup uses the operator's own finalizer.
 @kopf.on.event(GROUP, VERSION, "mlworkloads")
 async def workload(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await memo.controller.on_workload_event(type, dict(body))
+    obj = dict(body)
+    if is_stage(obj):  # first: the stage gate must know the stage before it is admitted
+        await memo.pipelines.on_stage_event(type, obj)
+    await memo.controller.on_workload_event(type, obj)
+
+
+@kopf.on.event(GROUP, VERSION, "mlpipelines")
+async def pipeline(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await memo.pipelines.on_pipeline_event(type, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, "placementpolicies")

@@ -143,7 +143,10 @@ async def run_operator(config: OperatorConfig) -> int:
     if config.webhook_port:
         shared.serving = ServingCertificate()
         certs = WebhookCertificates(config, cluster, shared.serving)
-        webhook = WebhookServer(config.webhook_port, shared.serving, lambda: cache.keyring)
+        operator_user = (
+            f"system:serviceaccount:{config.namespace}:{config.service_account}" if config.service_account else ""
+        )
+        webhook = WebhookServer(config.webhook_port, shared.serving, lambda: cache.keyring, operator_user)
         await webhook.start()
         shared.tasks.append(asyncio.create_task(_keep_certificates(certs, elector, config)))
     try:

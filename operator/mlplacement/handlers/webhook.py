@@ -23,14 +23,17 @@ from mlplacement.core.reconcile import admission_problem
 log = logging.getLogger("mlplacement.webhook")
 
 # The chart's webhook paths are /<id>.
-WEBHOOK_HANDLER_IDS = ("validate-mlworkloads", "validate-placementpolicies")
+WEBHOOK_HANDLER_IDS = ("validate-mlworkloads", "validate-placementpolicies", "validate-mlpipelines")
 # The API server sends at most its request size limit (3 MiB) plus the old object; anything larger is not a
 # review from it.
 MAX_REVIEW_BYTES = 8 * 1024 * 1024
 
 
-def review_response(review: Any, keyring: Keyring, now: datetime) -> dict[str, Any]:
-    """The AdmissionReview answer to ``review``. Never raises: what cannot be judged is refused with a reason."""
+def review_response(review: Any, keyring: Keyring, now: datetime, operator_user: str = "") -> dict[str, Any]:
+    """The AdmissionReview answer to ``review``. Never raises: what cannot be judged is refused with a reason.
+
+    ``operator_user`` is the operator's own user name (system:serviceaccount:<namespace>:<name>): the only one
+    allowed to write pipeline stages."""
     request = review.get("request") if isinstance(review, Mapping) else None
     uid = request.get("uid") if isinstance(request, Mapping) else None
     if not isinstance(uid, str) or not isinstance(request, Mapping):
@@ -39,7 +42,11 @@ def review_response(review: Any, keyring: Keyring, now: datetime) -> dict[str, A
     if request.get("operation") == "DELETE" or not isinstance(obj, Mapping):
         return _answer(uid, True)
     try:
-        problem = admission_problem(obj, old if isinstance(old, Mapping) else None, keyring, now)
+        user_info = request.get("userInfo")
+        user = str(user_info.get("username") or "") if isinstance(user_info, Mapping) else ""
+        problem = admission_problem(
+            obj, old if isinstance(old, Mapping) else None, keyring, now, user=user, operator_user=operator_user
+        )
     except Exception as exc:  # a verdict must come back for any input; the operator's own gate still holds
         log.exception("admission check failed")
         problem = f"the object could not be checked ({type(exc).__name__})"
@@ -56,7 +63,10 @@ def _answer(uid: str, allowed: bool, message: str = "", code: int = 200) -> dict
 class WebhookServer:
     """HTTPS on ``port`` with the (swappable) serving certificate; one route per WEBHOOK_HANDLER_IDS."""
 
-    def __init__(self, port: int, serving: ServingCertificate, keyring: Callable[[], Keyring]) -> None:
+    def __init__(
+        self, port: int, serving: ServingCertificate, keyring: Callable[[], Keyring], operator_user: str = ""
+    ) -> None:
+        self.operator_user = operator_user
         self.port = port
         self.serving = serving
         self.keyring = keyring
@@ -73,7 +83,7 @@ class WebhookServer:
             review = json.loads(await request.read())
         except ValueError:
             review = None
-        return web.json_response(review_response(review, self.keyring(), datetime.now(UTC)))
+        return web.json_response(review_response(review, self.keyring(), datetime.now(UTC), self.operator_user))
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)

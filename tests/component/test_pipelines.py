@@ -1,0 +1,383 @@
+"""The pipeline controller with the workload controller, at the cluster port: stages become MLWorkloads as
+their gates open, run stage by stage, retry alone, re-run downstream of a change only; the signature gate
+holds for stages (a hand-edited or unreleased stage never runs, a pipeline that stops verifying stops them)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.pipelines import PipelineController
+from mlplacement.controller.state import FleetCache
+from mlplacement.controller.workloads import WorkloadController
+from mlplacement.core import keyring as keyring_core
+from tests.builders import make_pipeline, make_policy, make_stage
+from tests.component.fakes import Clock, Events, FakeCluster
+from tests.component.test_capacity_and_failures import NOW
+from tests.component.test_workload_controller import KEY, gpu_node, signed
+
+FEATURES = "sha256:" + "1" * 64
+MODEL = "sha256:" + "2" * 64
+
+
+class World:
+    """A cluster with one A100 pool; the fake's MLWorkloads are delivered to both controllers as a watch would."""
+
+    def __init__(self, pipeline: dict[str, Any] | None = None) -> None:
+        self.config = OperatorConfig()
+        self.cache = FleetCache(config=self.config)
+        self.cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
+        self.cache.on_policy(signed(make_policy("default")), deleted=False)
+        self.cache.on_node(gpu_node("n1", "a100-euw1"), deleted=False)
+        self.cluster, self.events = FakeCluster(), Events()
+        self.pipeline_events = Events()
+        self.clock = Clock()
+        self.now = NOW
+        self.controller = WorkloadController(
+            self.config, self.cache, self.cluster, self.events, clock=lambda: self.now, monotonic=self.clock
+        )
+        self.pipelines = PipelineController(
+            self.config,
+            self.cache,
+            self.cluster,
+            self.pipeline_events,
+            readmit=self.controller.readmit,
+            clock=lambda: self.now,
+            monotonic=self.clock,
+        )
+        self.controller.stages = self.pipelines.stage_verdict
+        self.obj = pipeline or make_pipeline()
+        self.generation = 0
+        self.delivered: dict[str, Any] = {}
+
+    def run(self, *steps: Callable[[], Awaitable[None]]) -> None:
+        async def scenario() -> None:
+            for step in steps:
+                await step()
+
+        asyncio.run(scenario())
+
+    # --- what users and the cluster do ---
+
+    async def apply(self, obj: dict[str, Any] | None = None, sign: bool = True) -> None:
+        """kubectl apply of the (re-)signed pipeline: a new generation."""
+        self.generation += 1
+        self.obj = copy.deepcopy(obj or self.obj)
+        self.obj["metadata"].update(uid="uid-pipeline", generation=self.generation)
+        body = signed(self.obj) if sign else self.obj
+        await self.pipelines.on_pipeline_event("MODIFIED", body)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Rounds of both controllers, the watch delivering what changed, until nothing does."""
+        for _ in range(8):
+            await self.pipelines.round()
+            await self.watch()
+            await self.controller.place_round()
+            for child in list(self.cluster.children.values()):
+                self.controller.on_home_child(child, deleted=False)
+            await self.watch()
+
+    async def watch(self) -> None:
+        for key in sorted(set(self.delivered) - set(self.cluster.workloads)):
+            gone = self.delivered.pop(key)
+            await self.pipelines.on_stage_event("DELETED", gone)
+            await self.controller.on_workload_event("DELETED", gone)
+        for key, obj in sorted(self.cluster.workloads.items()):
+            seen = {**obj, "status": self.cluster.statuses.get(key) or {}}
+            if self.delivered.get(key) != seen:
+                self.delivered[key] = copy.deepcopy(seen)
+                await self.pipelines.on_stage_event("MODIFIED", seen)
+                await self.controller.on_workload_event("MODIFIED", seen)
+
+    def finish(self, stage_workload: str, outcome: str = "Complete", **outputs: str) -> Callable[[], Awaitable[None]]:
+        """The stage's Job ends (as the Job controller writes it) and the stage records its outputs."""
+
+        async def step() -> None:
+            job = self.cluster.children[("Job", "team-a", f"mlw-{stage_workload}")]
+            job["status"] = {"conditions": [{"type": outcome, "status": "True"}]}
+            if outputs:
+                annotations = self.cluster.workloads[f"team-a/{stage_workload}"]["metadata"].setdefault(
+                    "annotations", {}
+                )
+                annotations["mlplacement.io/outputs"] = json.dumps(outputs)
+            self.now += timedelta(hours=1)
+            await self.controller.on_child(job)
+            await self.settle()
+
+        return step
+
+    # --- what we look at ---
+
+    def status(self) -> dict[str, Any]:
+        return self.cluster.pipeline_statuses["team-a/recsys"]
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.status()["stages"] if s["name"] == name)
+
+    def jobs(self) -> list[str]:
+        return sorted(name for kind, _, name in self.cluster.children if kind == "Job")
+
+    def workload_status(self, name: str) -> dict[str, Any]:
+        return self.controller.statuses[f"team-a/{name}"]
+
+
+def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:
+    world = World()
+    seen: list[Any] = []
+
+    async def look() -> None:
+        seen.append((world.jobs(), world.status()["progress"], world.stage("train")["phase"]))
+
+    world.run(
+        world.apply,
+        look,
+        world.finish("recsys-prepare-1", features=FEATURES),
+        look,
+        world.finish("recsys-train-1", model=MODEL),
+        world.finish("recsys-serve-1"),
+    )
+    assert seen == [
+        (["mlw-recsys-prepare-1"], "0/3", "WaitingForData"),
+        (["mlw-recsys-prepare-1", "mlw-recsys-train-1"], "1/3", "Scheduled"),
+    ]
+    status = world.status()
+    assert (status["phase"], status["progress"], status["criticalPath"]) == (
+        "Succeeded",
+        "3/3",
+        ["prepare", "train", "serve"],
+    )
+    assert world.stage("train")["consumed"] == [
+        {"name": "features", "uri": "s3://data/features/", "digest": FEATURES, "fromStage": "prepare"}
+    ]
+    assert world.stage("train")["produced"] == [{"name": "model", "uri": "s3://models/recsys/", "digest": MODEL}]
+    assert world.stage("train")["target"] == "GPUPool/a100-euw1"
+    # Each stage workload is the signed template exactly, owned by the pipeline, admitted on its signature.
+    train = world.cluster.workloads["team-a/recsys-train-1"]
+    assert train["spec"] == world.obj["spec"]["stages"][1]["template"]
+    assert train["metadata"]["ownerReferences"][0]["kind"] == "MLPipeline"
+    verified = world.workload_status("recsys-train-1")["verified"]
+    assert verified["keyId"] == "platform"
+    assert [reason for _, reason, _ in world.pipeline_events].count("StageStarted") == 3
+
+
+def test_a_failed_stage_retries_alone_and_completed_stages_never_rerun() -> None:
+    obj = make_pipeline()
+    obj["spec"]["stages"][1]["retry"] = {"maxAttempts": 2, "backoffSeconds": 0}
+    world = World(obj)
+    world.run(
+        world.apply,
+        world.finish("recsys-prepare-1", features=FEATURES),
+        world.finish("recsys-train-1", outcome="Failed"),
+    )
+    assert world.cluster.stage_creates.count("team-a/recsys-prepare-1") == 1
+    assert "team-a/recsys-prepare-2" not in world.cluster.stage_creates
+    assert world.cluster.stage_deletes == ["team-a/recsys-train-1"]
+    assert "team-a/recsys-train-2" in world.cluster.workloads
+    train = world.stage("train")
+    assert (train["phase"], train["run"], train["attempts"]) == ("Scheduled", 2, 1)
+    assert any(reason == "Retrying" for _, reason, _ in world.pipeline_events)
+
+
+def test_retries_exhausted_fail_the_pipeline_and_nothing_downstream_starts() -> None:
+    obj = make_pipeline()
+    obj["spec"]["stages"][0]["retry"] = {"maxAttempts": 1}
+    world = World(obj)
+    world.run(world.apply, world.finish("recsys-prepare-1", outcome="Failed"))
+    status = world.status()
+    assert status["phase"] == "Failed"
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "Failed")
+    assert world.jobs() == ["mlw-recsys-prepare-1"]
+
+
+def test_a_template_change_reruns_that_stage_and_its_descendants_only() -> None:
+    world = World()
+
+    async def change_train() -> None:
+        changed = copy.deepcopy(world.obj)
+        changed["spec"]["stages"][1]["template"]["args"] = ["--epochs", "5"]
+        await world.apply(changed)
+
+    world.run(
+        world.apply,
+        world.finish("recsys-prepare-1", features=FEATURES),
+        world.finish("recsys-train-1", model=MODEL),
+        world.finish("recsys-serve-1"),
+        change_train,
+    )
+    assert sorted(world.cluster.stage_deletes) == ["team-a/recsys-serve-1", "team-a/recsys-train-1"]
+    assert sorted(world.cluster.workloads) == ["team-a/recsys-prepare-1", "team-a/recsys-train-2"]
+    assert (world.stage("prepare")["phase"], world.stage("prepare")["run"]) == ("Succeeded", 1)
+    assert world.stage("serve")["phase"] == "WaitingForData"
+    assert world.status()["progress"] == "1/3"
+
+
+def test_a_hand_edited_stage_is_refused_and_its_children_stopped() -> None:
+    world = World()
+
+    async def edit_by_hand() -> None:
+        edited = copy.deepcopy(world.cluster.workloads["team-a/recsys-prepare-1"])
+        edited["spec"]["image"] = "registry.example.com/attacker/miner:1"
+        edited["metadata"]["generation"] = 2
+        world.cluster.workloads["team-a/recsys-prepare-1"] = edited
+        await world.settle()
+
+    world.run(world.apply, edit_by_hand)
+    status = world.workload_status("recsys-prepare-1")
+    verified = next(c for c in status["conditions"] if c["type"] == "Verified")
+    assert (status["phase"], verified["reason"]) == ("Refused", "StageModified")
+    assert "spec differs from stage 'prepare' of the signed MLPipeline recsys" in verified["message"]
+    assert ("Job", "team-a", "mlw-recsys-prepare-1") in world.cluster.deletes
+    assert world.stage("prepare")["phase"] == "Refused"
+    assert world.status()["phase"] == "Failed"
+
+
+def test_a_stage_made_by_hand_before_its_gates_open_does_not_run() -> None:
+    world = World()
+
+    async def sneak_in() -> None:
+        template = world.obj["spec"]["stages"][1]["template"]
+        world.cluster.workloads["team-a/recsys-train-1"] = {
+            "apiVersion": "mlplacement.io/v1alpha1",
+            "kind": "MLWorkload",
+            "metadata": {
+                "name": "recsys-train-1",
+                "namespace": "team-a",
+                "uid": "uid-sneaky",
+                "generation": 1,
+                "labels": {"mlplacement.io/pipeline": "recsys", "mlplacement.io/stage": "train"},
+            },
+            "spec": copy.deepcopy(template),
+        }
+        await world.settle()
+
+    world.run(world.apply, sneak_in)
+    status = world.workload_status("recsys-train-1")
+    assert status["phase"] == "Waiting"
+    placed = next(c for c in status["conditions"] if c["type"] == "Placed")
+    assert placed["reason"] == "StageNotReleased"
+    assert "stage train: stage prepare has not succeeded" in placed["message"]
+    assert world.jobs() == ["mlw-recsys-prepare-1"]
+
+
+def test_a_pipeline_that_no_longer_verifies_stops_its_running_stages() -> None:
+    world = World()
+
+    async def edit_without_signing() -> None:
+        changed = copy.deepcopy(world.obj)
+        changed["spec"]["stages"][0]["template"]["image"] = "registry.example.com/other:2"
+        stale = signed(world.obj)["metadata"]["annotations"]  # the old signature over the old spec
+        changed["metadata"]["annotations"] = stale
+        await world.apply(changed, sign=False)
+
+    world.run(world.apply, edit_without_signing)
+    assert world.status()["phase"] == "Refused"
+    verified = next(c for c in world.status()["conditions"] if c["type"] == "Verified")
+    assert verified["reason"] == "SignatureInvalid"
+    stage_status = world.workload_status("recsys-prepare-1")
+    assert stage_status["phase"] == "Refused"
+    assert ("Job", "team-a", "mlw-recsys-prepare-1") in world.cluster.deletes
+    compliant = next(c for c in stage_status["conditions"] if c["type"] == "Compliant")
+    assert compliant["reason"] == "AuthorizationLost"
+
+
+def test_deleting_the_pipeline_removes_its_stages() -> None:
+    world = World()
+
+    async def delete() -> None:
+        await world.pipelines.on_pipeline_event("DELETED", world.obj)
+        await world.settle()
+
+    world.run(world.apply, world.finish("recsys-prepare-1", features=FEATURES), delete)
+    assert world.cluster.workloads == {}
+    assert sorted(world.cluster.stage_deletes) == ["team-a/recsys-prepare-1", "team-a/recsys-train-1"]
+
+
+def signals_with(datasets: dict[str, Any]) -> dict[str, Any]:
+    document = {"updatedAt": NOW.isoformat(), "ttlSeconds": 3600, "datasets": datasets}
+    return {"metadata": {"name": "mlplacement-signals"}, "data": {"signals.yaml": json.dumps(document)}}
+
+
+def test_a_stage_waits_on_its_dataset_gate_until_the_signals_say_it_is_fresh() -> None:
+    obj = make_pipeline(make_stage("train", gates={"datasets": [{"dataset": "clicks", "maxAgeMinutes": 60}]}))
+    world = World(obj)
+    seen: list[Any] = []
+
+    async def stale_then_fresh() -> None:
+        stale = {"clicks": {"updatedAt": (NOW - timedelta(hours=2)).isoformat(), "validated": True}}
+        world.cache.on_signals(signals_with(stale))
+        await world.settle()
+        seen.append((world.stage("train")["phase"], world.stage("train")["message"], world.jobs()))
+        world.cache.on_signals(signals_with({"clicks": {"updatedAt": NOW.isoformat(), "validated": True}}))
+        await world.settle()
+        seen.append((world.stage("train")["phase"], world.jobs()))
+
+    world.run(world.apply, stale_then_fresh)
+    assert seen == [
+        ("WaitingForData", "dataset clicks was updated 2h00m ago; the gate allows 60m", []),
+        ("Scheduled", ["mlw-recsys-train-1"]),
+    ]
+    assert world.status()["conditions"][1]["type"] == "Ready"
+
+
+def test_object_gates_are_read_once_per_poll_period_and_open_on_the_condition() -> None:
+    gate = {"apiVersion": "data.example.com/v1", "kind": "Dataset", "name": "clicks"}
+    world = World(make_pipeline(make_stage("train", gates={"objects": [gate]})))
+    key = ("data.example.com/v1", "Dataset", "team-a", "clicks")
+
+    async def ready_later() -> None:
+        assert world.stage("train")["message"] == "Dataset team-a/clicks: not found"
+        world.cluster.objects[key] = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        await world.settle()
+        assert world.jobs() == []  # read again only after the poll period
+        world.clock.now += world.config.gate_poll_seconds
+        await world.settle()
+
+    world.run(world.apply, ready_later)
+    assert world.jobs() == ["mlw-recsys-train-1"]
+    assert len(world.cluster.object_reads) == 2
+
+
+def test_a_settled_pipeline_costs_no_writes() -> None:
+    world = World()
+    counts: list[tuple[int, int, int]] = []
+
+    async def idle_rounds() -> None:
+        before = (len(world.cluster.stage_creates), len(world.pipeline_events), len(world.cluster.status_patches))
+        writes = dict(world.cluster.pipeline_statuses)
+        for _ in range(5):
+            await world.settle()
+        after = (len(world.cluster.stage_creates), len(world.pipeline_events), len(world.cluster.status_patches))
+        counts.extend([before, after])
+        assert world.cluster.pipeline_statuses == writes
+
+    world.run(world.apply, idle_rounds)
+    assert counts[0] == counts[1]
+
+
+def test_stages_wait_untouched_for_their_pipeline_after_a_restart() -> None:
+    world = World()
+
+    async def restart() -> None:
+        statuses = dict(world.cluster.pipeline_statuses)
+        fresh = World()
+        fresh.cluster = world.cluster
+        fresh.controller.cluster = fresh.pipelines.cluster = world.cluster
+        fresh.controller.pool.cluster = world.cluster
+        patches = len(world.cluster.status_patches)
+        await fresh.watch()  # the stage workloads are listed before their pipeline
+        assert len(world.cluster.status_patches) == patches  # parked: no status written
+        body = signed({**world.obj, "status": statuses["team-a/recsys"]})
+        body["metadata"].update(uid="uid-pipeline", generation=1)
+        await fresh.pipelines.on_pipeline_event("ADDED", body)
+        await fresh.pipelines.round()
+        assert fresh.workload_status("recsys-prepare-1")["phase"] in ("Placed", "Running")
+        assert fresh.cluster.stage_creates.count("team-a/recsys-prepare-1") == 1
+
+    world.run(world.apply, restart)
