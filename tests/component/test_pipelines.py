@@ -20,6 +20,7 @@ from tests.builders import make_pipeline, make_policy, make_stage
 from tests.component.fakes import Clock, Events, FakeCluster
 from tests.component.test_capacity_and_failures import NOW
 from tests.component.test_workload_controller import KEY, gpu_node, signed
+from tests.unit.test_argocd_health import PIPELINE_LUA, health
 
 FEATURES = "sha256:" + "1" * 64
 MODEL = "sha256:" + "2" * 64
@@ -164,6 +165,9 @@ def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:
     verified = world.workload_status("recsys-train-1")["verified"]
     assert verified["keyId"] == "platform"
     assert [reason for _, reason, _ in world.pipeline_events].count("StageStarted") == 3
+    # What Argo CD makes of the status the operator wrote, under the shipped health check.
+    argocd = health({"metadata": {"generation": 1}, "status": status}, PIPELINE_LUA)
+    assert argocd == ("Healthy", "all 3 stages succeeded (3/3 stages)")
 
 
 def test_a_failed_stage_retries_alone_and_completed_stages_never_rerun() -> None:

@@ -226,3 +226,80 @@ def test_placement_policy_health(obj: dict[str, Any], expected: str, message: st
     status, text = health(obj, POLICY_LUA)
     assert status == expected
     assert message in text
+
+
+PIPELINE_LUA = REPO / "argocd" / "mlpipeline-health.lua"
+PIPELINE_HEALTH_KEY = "resource.customizations.health.mlplacement.io_MLPipeline"
+
+
+def pipeline(phase: str, *conditions: dict[str, str], progress: str = "1/3") -> dict[str, Any]:
+    return workload(observedGeneration=2, phase=phase, progress=progress, conditions=list(conditions))
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected", "message"),
+    [
+        pytest.param(workload(), "Progressing", "generation 2", id="not seen yet"),
+        pytest.param(
+            pipeline("Succeeded", cond("Ready", "True", "Succeeded", "all 3 stages succeeded"), progress="3/3"),
+            "Healthy",
+            "all 3 stages succeeded (3/3 stages)",
+            id="every stage succeeded",
+        ),
+        pytest.param(
+            pipeline("Running", cond("Ready", "True", "Serving", "serve serving; every other stage succeeded")),
+            "Healthy",
+            "serve serving",
+            id="the last stage serves: that is its goal",
+        ),
+        pytest.param(
+            pipeline(
+                "Waiting",
+                cond("Ready", "False", "WaitingForData", "stage train: dataset clicks is not validated"),
+                cond("Degraded", "False", "NoFailedStage"),
+            ),
+            "Progressing",
+            "WaitingForData: stage train: dataset clicks is not validated (1/3 stages)",
+            id="a stage waiting for its data is progress",
+        ),
+        pytest.param(
+            pipeline(
+                "Running",
+                cond("Ready", "False", "ArtifactMismatch", "stage eval: input model expects ..."),
+                cond("Degraded", "True", "ArtifactMismatch", "eval (ArtifactMismatch)"),
+            ),
+            "Degraded",
+            "stage failed: eval (ArtifactMismatch)",
+            id="a refused stage while others still run is Degraded",
+        ),
+        pytest.param(
+            pipeline("Failed", cond("Degraded", "True", "Failed", "train (Failed)")),
+            "Degraded",
+            "train (Failed)",
+            id="failed",
+        ),
+        pytest.param(
+            pipeline("Refused", cond("Verified", "False", "SignatureInvalid", "spec changed after signing")),
+            "Degraded",
+            "Refused: SignatureInvalid: spec changed after signing",
+            id="a pipeline that does not verify is never Healthy",
+        ),
+    ],
+)
+def test_pipeline_health(obj: dict[str, Any], expected: str, message: str) -> None:
+    status, text = health(obj, PIPELINE_LUA)
+    assert status == expected
+    assert message in text
+
+
+def test_argocd_cm_carries_the_pipeline_lua() -> None:
+    configmap = YAML(typ="safe", pure=True).load(ARGOCD_CM.read_text(encoding="utf-8"))
+    assert configmap["data"][PIPELINE_HEALTH_KEY] == PIPELINE_LUA.read_text(encoding="utf-8")
+
+
+def test_every_pipeline_phase_has_a_case() -> None:
+    from mlplacement.api.pipeline import PipelinePhase
+
+    lua = PIPELINE_LUA.read_text(encoding="utf-8")
+    unhandled = {"Pending", "Waiting", "Running", "Succeeded"}  # read through Ready and Degraded, not by name
+    assert {p.value for p in PipelinePhase} - unhandled <= {p for p in ("Refused", "Failed") if f'"{p}"' in lua}

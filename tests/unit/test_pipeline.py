@@ -416,3 +416,16 @@ def test_stages_start_only_after_their_upstream_and_a_success_is_never_redone(
         run.now += timedelta(seconds=1)
     names = [stage.name for stage in pipeline.spec.stages]
     assert set(run.previous) == set(names)
+
+
+def test_an_inference_stage_that_serves_counts_as_done_and_opens_its_downstream() -> None:
+    serve = make_stage("serve", template={"type": "Inference", "intent": {"latencyTargetMs": 50}})
+    run = Run(make_pipeline(serve, make_stage("smoke-test", depends_on=["serve"])))
+    run.plan()
+    run.runs["recsys-serve-1"] = StageRun(phase="Running", target="Edge/store-17")
+    plan = run.plan()
+    assert plan.serving == ["serve"]
+    assert [launch.stage for launch in plan.launches] == ["smoke-test"]
+    run.finish("smoke-test")
+    plan = run.plan()
+    assert (plan.ready, plan.done, plan.phase) == (True, 2, PipelinePhase.RUNNING)

@@ -343,6 +343,9 @@ class PipelineController:
         broken = [s for s in plan.stages if s.phase in (StagePhase.FAILED, StagePhase.REFUSED)]
         if plan.phase is PipelinePhase.SUCCEEDED:
             ready: tuple[bool, str, str] = (True, Reason.SUCCEEDED.value, f"all {len(plan.stages)} stages succeeded")
+        elif plan.ready:
+            serving = ", ".join(plan.serving)
+            ready = (True, "Serving", f"{serving} serving; every other stage succeeded")
         else:
             blocking = broken[0] if broken else next(s for s in plan.stages if s.phase is not StagePhase.SUCCEEDED)
             ready = (False, blocking.reason or blocking.phase.value, f"stage {blocking.name}: {blocking.message}")

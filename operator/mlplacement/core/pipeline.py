@@ -30,7 +30,7 @@ from mlplacement.api.pipeline import (
     StageStatus,
 )
 from mlplacement.api.signals import DatasetSignal
-from mlplacement.api.workload import MLWorkloadSpec
+from mlplacement.api.workload import MLWorkloadSpec, WorkloadType
 
 # A stage workload's name carries the pipeline's name in a label value: at most 63 characters.
 PIPELINE_NAME_MAX = 63
@@ -87,9 +87,16 @@ class PipelinePlan:
     hourly_cost_usd: float | None = None
     next_check: datetime | None = None  # the earliest retry: plan again then even if nothing happens
 
+    serving: list[str] = field(default_factory=list)  # inference stages up and serving: their work is to run
+
     @property
     def done(self) -> int:
-        return sum(1 for stage in self.stages if stage.phase is StagePhase.SUCCEEDED)
+        return sum(1 for stage in self.stages if stage.phase is StagePhase.SUCCEEDED or stage.name in self.serving)
+
+    @property
+    def ready(self) -> bool:
+        """Every stage succeeded, or serves (an inference stage's goal is to keep running)."""
+        return self.done == len(self.stages)
 
 
 def pipeline_name_problem(name: str) -> str | None:
@@ -340,7 +347,7 @@ class _Planner:
         """What the stage would consume, and the first closed gate (or None when all are open)."""
         for upstream in stage.depends_on:
             done = self.done[upstream]
-            if done.phase is not StagePhase.SUCCEEDED:
+            if done.phase is not StagePhase.SUCCEEDED and not self._serves(upstream, done):
                 state = done.phase.value + (f" ({done.reason})" if done.reason else "")
                 return [], (
                     f"stage {upstream}",
@@ -434,10 +441,16 @@ class _Planner:
         elif record.phase in BROKEN:
             self.plan.events.append(("Warning", record.reason or "StageFailed", f"stage {name}: {record.message}"))
 
+    def _serves(self, name: str, record: StageStatus) -> bool:
+        stage = self.pipeline.spec.stage(name)
+        running = record.phase is StagePhase.RUNNING
+        return running and stage is not None and stage.template.type is WorkloadType.INFERENCE
+
     def finish(self, previous: Mapping[str, StageStatus]) -> PipelinePlan:
         stages = self.pipeline.spec.stages
         records = [self.done[stage.name] for stage in stages]
         self.plan.stages = records
+        self.plan.serving = [record.name for record in records if self._serves(record.name, record)]
         broken = {record.name for record in records if record.phase in BROKEN}
         stuck = descendants(stages, broken)
         active = any(record.phase in IN_FLIGHT for record in records)
