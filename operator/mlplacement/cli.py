@@ -30,6 +30,7 @@ from mlplacement.adapters.files import (
 from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS
 from mlplacement.api.crds import render_all
 from mlplacement.api.errors import describe_validation_error
+from mlplacement.api.pipeline import MLPipeline
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
 from mlplacement.api.trace import TRACE_API_VERSION, Trace
 from mlplacement.api.workload import MLWorkload
@@ -250,9 +251,26 @@ def _load_policy(path: Path | None) -> PlacementPolicySpec:
         raise click.ClickException(f"{path}: {describe_validation_error(exc, 'PlacementPolicy ')}") from None
 
 
+def _parse_pipeline(where: str, obj: dict[str, Any]) -> MLPipeline:
+    try:
+        return MLPipeline.model_validate(obj)
+    except ValidationError as exc:
+        raise click.ClickException(f"{where}: {describe_validation_error(exc, 'MLPipeline ')}") from None
+
+
 def _parse_workloads(objects: list[tuple[str, dict[str, Any]]]) -> list[PlacementRequest]:
-    requests = []
+    """Requests for the MLWorkloads in ``objects`` and for every stage of the MLPipelines there."""
+    from mlplacement.core.pipeline_estimate import stage_workloads
+
+    expanded: list[tuple[str, dict[str, Any]]] = []
     for where, obj in objects:
+        if obj.get("kind") == "MLPipeline":
+            _parse_pipeline(where, obj)
+            expanded += [(f"{where} stage {stage}", workload) for stage, workload in stage_workloads(obj)]
+        else:
+            expanded.append((where, obj))
+    requests = []
+    for where, obj in expanded:
         if obj.get("kind") != "MLWorkload":
             continue
         try:
@@ -326,7 +344,9 @@ def explain(
     keys_dir: Path | None,
     output: str,
 ) -> None:
-    """Show where each MLWorkload in FILES would run, every candidate's score and every rejection."""
+    """Show where each MLWorkload in FILES would run, every candidate's score and every rejection; for an
+    MLPipeline, where each stage would run and why, a run's cost, the data moved between stages (egress $)
+    and the critical path."""
     from mlplacement.core.keyring import parse_keyring
     from mlplacement.core.signing import verify
 
@@ -340,11 +360,12 @@ def explain(
         keyring = parse_keyring({p.name: p.read_bytes() for p in sorted(keys_dir.glob("*.pem"))})
         kept = []
         for where, obj in objects:
-            verdict = verify(obj, keyring, now) if obj.get("kind") == "MLWorkload" else None
+            verdict = verify(obj, keyring, now) if obj.get("kind") in ("MLWorkload", "MLPipeline") else None
             if verdict is not None and not verdict.ok:
                 meta = obj.get("metadata") or {}
                 refused.append(
                     {
+                        "kind": obj.get("kind"),
                         "workload": f"{meta.get('namespace') or ''}/{meta.get('name')}",
                         "file": where,
                         "reason": verdict.reason.value,
@@ -354,17 +375,43 @@ def explain(
             else:
                 kept.append((where, obj))
         objects = kept
-    requests = _parse_workloads(objects)
-    if not requests and not refused:
-        raise click.ClickException("no MLWorkload found in the given files")
-    decisions = decide_many(requests, {None: policy}, snapshot, running=_running(running_paths, snapshot))
+    pipelines = [(where, obj) for where, obj in objects if obj.get("kind") == "MLPipeline"]
+    requests = _parse_workloads([(where, obj) for where, obj in objects if obj.get("kind") != "MLPipeline"])
+    if not requests and not refused and not pipelines:
+        raise click.ClickException("no MLWorkload or MLPipeline found in the given files")
+    running = _running(running_paths, snapshot)
+    decisions = decide_many(requests, {None: policy}, snapshot, running=running) if requests else []
+    estimates = [_estimate(where, obj, policy, snapshot, running) for where, obj in pipelines]
     if output == "json":
-        click.echo(json.dumps({"refused": refused, "decisions": [_decision_json(d) for d in decisions]}, indent=2))
+        from mlplacement.core.pipeline_estimate import estimate_json
+
+        document = {
+            "refused": refused,
+            "decisions": [_decision_json(d) for d in decisions],
+            "pipelines": [estimate_json(e) for e in estimates],
+        }
+        click.echo(json.dumps(document, indent=2))
         return
     for item in refused:
-        click.echo(f"MLWorkload {item['workload']}\n  refused: {item['reason']}: {item['message']}\n")
+        click.echo(f"{item['kind']} {item['workload']}\n  refused: {item['reason']}: {item['message']}\n")
     for decision in decisions:
         click.echo(render_decision(decision) + "\n")
+    from mlplacement.core.pipeline_estimate import render_pipeline_estimate
+
+    for estimate in estimates:
+        click.echo(render_pipeline_estimate(estimate) + "\n")
+
+
+def _estimate(where: str, obj: dict[str, Any], policy: PlacementPolicySpec, snapshot: Any, running: list[Any]) -> Any:
+    """A pipeline's dry run: each stage decided on its own (stages run at different times)."""
+    from mlplacement.core.pipeline_estimate import estimate_pipeline, stage_workloads
+
+    pipeline = _parse_pipeline(where, obj)
+    decisions = {}
+    for stage, workload in stage_workloads(obj):
+        (request,) = _parse_workloads([(f"{where} stage {stage}", workload)])
+        (decisions[stage],) = decide_many([request], {None: policy}, snapshot, running=running)
+    return estimate_pipeline(pipeline, decisions, snapshot)
 
 
 def _decision_json(decision: Any) -> dict[str, Any]:
@@ -405,7 +452,8 @@ def _decision_json(decision: Any) -> dict[str, Any]:
     help="Directory of MLWorkload (and PlacementPolicy) files; default: the source checkout's examples/.",
 )
 def demo(generated: int, seed: int, examples_dir: Path) -> None:
-    """Place examples/ plus a generated mixed batch on the embedded sample fleet, and explain each decision."""
+    """Place examples/ plus a generated mixed batch on the embedded sample fleet, and explain each decision;
+    dry-run the example pipelines stage by stage."""
     fleet = load_fleet(None)
     snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
     if not examples_dir.is_dir():
@@ -413,7 +461,9 @@ def demo(generated: int, seed: int, examples_dir: Path) -> None:
     objects = [(f"{p}#{i + 1}", o) for p, i, o in iter_objects([examples_dir])] if examples_dir.is_dir() else []
     policy_objects = [o for _, o in objects if o.get("kind") == "PlacementPolicy"]
     policy = PlacementPolicy.model_validate(policy_objects[0]).spec if policy_objects else PlacementPolicySpec()
-    examples = _parse_workloads(objects)
+    pipelines = [(where, obj) for where, obj in objects if obj.get("kind") == "MLPipeline"]
+    # Pipeline stages run one after another, never all at once: shown as a dry run of the DAG, below.
+    examples = _parse_workloads([(where, obj) for where, obj in objects if obj.get("kind") != "MLPipeline"])
     batch = _parse_workloads([(m["metadata"]["name"], m) for m in generate_workloads(generated, seed)])
     kinds = ", ".join(
         f"{sum(len(ts) for ts in regions.values())} {kind.value}" for kind, regions in snapshot.by_kind_region.items()
@@ -433,6 +483,12 @@ def demo(generated: int, seed: int, examples_dir: Path) -> None:
     placed = sum(d.placed for d in everything)
     cost = sum(d.chosen.hourly_cost_usd for d in everything if d.chosen is not None)
     click.echo(f"\n{placed}/{len(everything)} placed, ${cost:.2f}/h in total")
+    if pipelines:
+        from mlplacement.core.pipeline_estimate import render_pipeline_estimate
+
+        click.echo("\n== The examples/ pipelines, stage by stage (each stage placed when its inputs are ready) ==\n")
+        for where, obj in pipelines:
+            click.echo(render_pipeline_estimate(_estimate(where, obj, policy, snapshot, [])) + "\n")
 
 
 def _load_trace(path: Path) -> Trace:
@@ -657,7 +713,8 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
     "workload_paths",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="MLWorkload files or directories (repeatable); default: examples/.",
+    help="MLWorkload and MLPipeline files or directories (repeatable; a pipeline counts stage by stage); "
+    "default: examples/.",
 )
 @RUNNING_OPTION
 @click.option("--live", is_flag=True, help="Against the live cluster (read-only): its fleet, workloads and placements.")

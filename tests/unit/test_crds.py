@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -13,6 +14,7 @@ from mlplacement.api.constants import SIGNED_KINDS, Kind
 from mlplacement.api.crds import KIND_INFO, KINDS, render_all
 from mlplacement.api.databricks import DatabricksWorkspace
 from mlplacement.api.edge import EdgeCluster
+from mlplacement.api.pipeline import MLPipeline
 from mlplacement.api.policy import PlacementPolicy
 from mlplacement.api.signals import SIGNALS_DATA_KEY, parse_signals
 from mlplacement.api.trace import Trace
@@ -25,6 +27,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "PlacementPolicy": PlacementPolicy,
     "EdgeCluster": EdgeCluster,
     "DatabricksWorkspace": DatabricksWorkspace,
+    "MLPipeline": MLPipeline,
 }
 
 
@@ -218,3 +221,13 @@ def test_wire_names_spell_units() -> None:
     spec = json.dumps(crd_schema("MLWorkload"))
     for name in ("sizeGB", "dataSizeGB", "maxHourlyCostUSD", "latencyTargetMs"):
         assert f'"{name}"' in spec
+
+
+def test_pipeline_input_rules_are_in_model_and_crd() -> None:
+    message = "an input comes from a stage (fromStage) or a uri, not both"
+    stage = {"name": "a", "template": base_workload()["spec"], "inputs": [{"name": "x"}]}
+    pipeline = {**base_workload(), "kind": "MLPipeline", "spec": {"stages": [stage]}}
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        MLPipeline.model_validate(pipeline)
+    assert message in cel_messages(crd_schema("MLPipeline"))
+    assert crd_schema("MLPipeline")["properties"]["spec"]["properties"]["stages"]["maxItems"] == 50
