@@ -45,3 +45,14 @@ def test_values_are_parsed_by_type() -> None:
 def test_bad_settings_are_refused_by_name(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         OperatorConfig.from_env(environ)
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    from dataclasses import fields
+
+    from mlplacement.config import OperatorConfig
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    missing = [f.name for f in fields(OperatorConfig) if f"`MLPLACEMENT_{f.name.upper()}`" not in readme]
+    assert missing == []
