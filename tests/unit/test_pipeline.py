@@ -429,3 +429,15 @@ def test_an_inference_stage_that_serves_counts_as_done_and_opens_its_downstream(
     run.finish("smoke-test")
     plan = run.plan()
     assert (plan.ready, plan.done, plan.phase) == (True, 2, PipelinePhase.RUNNING)
+
+
+def test_a_removed_stage_and_runs_nothing_points_at_are_deleted_but_not_someone_elses() -> None:
+    run = Run()
+    run.plan()
+    run.runs["recsys-prepare-0"] = StageRun(phase="Failed")  # an old run whose delete did not happen
+    run.runs["recsys-train-9"] = StageRun(phase="Pending", owned=False)  # labelled as a stage by someone else
+    run.obj = make_pipeline(make_stage("train"))  # prepare (and serve) leave the pipeline
+    plan = run.plan()
+    assert sorted(plan.superseded) == ["recsys-prepare-0", "recsys-prepare-1"]
+    assert ("Normal", "StageRemoved", "stage prepare is no longer in the pipeline") in plan.events
+    assert [stage.name for stage in plan.stages] == ["train"]

@@ -65,9 +65,13 @@ def is_stage(obj: Obj) -> bool:
     return LABEL_PIPELINE in ((obj.get("metadata") or {}).get("labels") or {})
 
 
-def stage_run(obj: Obj) -> StageRun:
-    """What a stage workload's status and outputs annotation report."""
+def stage_run(obj: Obj, pipeline_uid: str | None = None) -> StageRun:
+    """What a stage workload's status and outputs annotation report; owned when its owner is the pipeline."""
     meta = obj.get("metadata") or {}
+    owners = meta.get("ownerReferences") or []
+    owned = any(o.get("kind") == Kind.ML_PIPELINE.value and o.get("controller") for o in owners) and (
+        pipeline_uid is None or any(o.get("uid") == pipeline_uid for o in owners)
+    )
     status = obj.get("status") or {}
     phase = status.get("phase")
     conditions: dict[str, Mapping[str, Any]] = {str(c.get("type")): c for c in status.get("conditions") or []}
@@ -87,6 +91,7 @@ def stage_run(obj: Obj) -> StageRun:
         hourly_cost_usd=status.get("estimatedHourlyCostUSD"),
         outputs=outputs,
         outputs_problem=problem,
+        owned=owned,
     )
 
 
@@ -268,7 +273,7 @@ class PipelineController:
 
     async def round(self) -> dict[str, PipelinePlan | Refusal]:
         """Plan and act on every pipeline; returns what was decided per pipeline (for tests and logs)."""
-        now = self.clock()
+        now = self.clock().replace(microsecond=0)  # status times to the second, like the API's own
         signals, _problem = signals_from_configmap(self.cache.signals_configmap)
         datasets = signals.datasets if signals is not None else None
         results: dict[str, PipelinePlan | Refusal] = {}

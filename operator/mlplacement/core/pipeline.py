@@ -50,6 +50,7 @@ class StageRun:
     hourly_cost_usd: float | None = None
     outputs: Mapping[str, str] = field(default_factory=dict)
     outputs_problem: str = ""
+    owned: bool = True  # made by this pipeline (its owner reference), not labelled so by someone else
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,17 @@ def plan_pipeline(
         else:
             record = old
         planner.advance(stage, record, old)
-    return planner.finish(previous)
+    for name, old in sorted(previous.items()):
+        if name not in digests:
+            planner.plan.events.append(("Normal", "StageRemoved", f"stage {name} is no longer in the pipeline"))
+    plan = planner.finish(previous)
+    # Runs of ours nothing points at any more (a removed stage, a delete that failed, a crash between a new run
+    # and the old one's delete) go too; a workload someone else labelled as a stage is left to them.
+    current = {record.workload for record in plan.stages} | {launch.workload for launch in plan.launches}
+    for name, run in sorted(runs.items()):
+        if run.owned and name not in current and name not in plan.superseded:
+            plan.superseded.append(name)
+    return plan
 
 
 class _Planner:
