@@ -37,6 +37,7 @@ class World:
         self.cache.on_node(gpu_node("n1", "a100-euw1"), deleted=False)
         self.cluster, self.events = FakeCluster(), Events()
         self.pipeline_events = Events()
+        self.audit: list[Any] = []
         self.clock = Clock()
         self.now = NOW
         self.controller = WorkloadController(
@@ -50,6 +51,7 @@ class World:
             readmit=self.controller.readmit,
             clock=lambda: self.now,
             monotonic=self.clock,
+            audit=self.audit.append,
         )
         self.controller.stages = self.pipelines.stage_verdict
         self.obj = pipeline or make_pipeline()
@@ -165,6 +167,15 @@ def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:
     verified = world.workload_status("recsys-train-1")["verified"]
     assert verified["keyId"] == "platform"
     assert [reason for _, reason, _ in world.pipeline_events].count("StageStarted") == 3
+    # The audit trail says when each stage started and finished, under which key.
+    records = [(r.action.value, r.reason, r.message.split(":")[0]) for r in world.audit]
+    assert records[:2] == [
+        ("StageStarted", "StageStarted", "stage prepare"),
+        ("Waiting", "WaitingForData", "stage train"),
+    ]
+    assert ("StageFinished", "StageSucceeded", "stage serve") in records
+    assert {r.workload_key_id for r in world.audit} == {"platform"}
+    assert {r.object.kind for r in world.audit} == {"MLPipeline"}
     # What Argo CD makes of the status the operator wrote, under the shipped health check.
     argocd = health({"metadata": {"generation": 1}, "status": status}, PIPELINE_LUA)
     assert argocd == ("Healthy", "all 3 stages succeeded (3/3 stages)")

@@ -26,6 +26,10 @@ class AuditAction(StrEnum):
     STOPPED = "Stopped"
     WARNED = "Warned"
     INTERRUPTED = "Interrupted"
+    # Pipelines (object: the MLPipeline; the message names the stage).
+    STAGE_STARTED = "StageStarted"
+    STAGE_FINISHED = "StageFinished"
+    STAGE_RESET = "StageReset"
 
 
 class AuditObject(WireModel):

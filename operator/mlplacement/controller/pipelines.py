@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mlplacement.api.audit import AuditAction
 from mlplacement.api.constants import (
     ANNOTATION_OUTPUTS,
     API_VERSION,
@@ -34,8 +36,9 @@ from mlplacement.api.errors import ApplyError, describe_validation_error
 from mlplacement.api.pipeline import MLPipeline, MLPipelineStatus, PipelinePhase, StagePhase, StageStatus
 from mlplacement.api.workload import VerifiedStatus
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.ports import EventSink, PipelineCluster
+from mlplacement.controller.ports import AuditSink, EventSink, PipelineCluster
 from mlplacement.controller.state import FleetCache, object_key
+from mlplacement.core.audit import audit_record
 from mlplacement.core.keyring import Keyring
 from mlplacement.core.pipeline import (
     GateFacts,
@@ -55,6 +58,14 @@ from mlplacement.core.snapshot import signals_from_configmap
 from mlplacement.core.status import api_status, set_condition
 
 log = logging.getLogger("mlplacement.pipelines")
+# Plan events that are audit records of their own kind; the rest (a stage's end, in whichever way) are
+# StageFinished with the Event's reason.
+_AUDITED = {
+    "StageStarted": AuditAction.STAGE_STARTED,
+    "StageReset": AuditAction.STAGE_RESET,
+    "StageRemoved": AuditAction.STAGE_RESET,
+    Reason.WAITING_FOR_DATA.value: AuditAction.WAITING,
+}
 Obj = Mapping[str, Any]
 WARM_UP_SECONDS = 15.0  # after a start, time for the pipeline watch to list what exists
 # A workload's condition that explains its phase best, in order of precedence.
@@ -121,8 +132,11 @@ class PipelineController:
         readmit: Callable[[Iterable[str]], Awaitable[None]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        audit: AuditSink | None = None,
     ) -> None:
         self.config = config
+        self.audit: AuditSink = audit or (lambda record: None)
+        self.actor = config.pod_name or socket.gethostname()
         self.cache = cache
         self.cluster = cluster
         self.events = events
@@ -330,7 +344,19 @@ class PipelineController:
             await self._delete(namespace, name)
         for type_, reason, message in plan.events:
             self.events(view, type_, reason, message)
+            action = _AUDITED.get(reason, AuditAction.STAGE_FINISHED)
+            self._record(action, view, reason, message, verdict)
         return plan
+
+    def _record(self, action: AuditAction, view: Obj, reason: str, message: str, verdict: Verdict | None) -> None:
+        record = audit_record(
+            now=self.clock(), actor=self.actor, action=action, obj=view, reason=reason, message=message
+        )
+        if verdict is not None and verdict.ok:
+            record = record.model_copy(
+                update={"workload_key_id": verdict.key_id or "", "workload_digest": verdict.digest or ""}
+            )
+        self.audit(record)
 
     def _status(
         self,
@@ -403,6 +429,7 @@ class PipelineController:
         )
         if await self._write_status(key, known, status):
             self.events(known.view, "Warning", refusal.reason.value, refusal.message)
+            self._record(AuditAction.REFUSED, known.view, refusal.reason.value, refusal.message, None)
 
     async def _write_status(self, key: str, known: _Known, status: dict[str, Any]) -> bool:
         if _comparable(known.status) == _comparable(status):

@@ -195,9 +195,11 @@ def plan_pipeline(
         else:
             record = old
         planner.advance(stage, record, old)
-    for name, old in sorted(previous.items()):
+    for name, gone in sorted(previous.items()):
         if name not in digests:
             planner.plan.events.append(("Normal", "StageRemoved", f"stage {name} is no longer in the pipeline"))
+            if gone.workload:
+                planner.plan.superseded.append(gone.workload)
     plan = planner.finish(previous)
     # Runs of ours nothing points at any more (a removed stage, a delete that failed, a crash between a new run
     # and the old one's delete) go too; a workload someone else labelled as a stage is left to them.

@@ -55,7 +55,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         audit=LogAudit(),
     )
     memo.pipelines = PipelineController(
-        config, shared.cache, shared.cluster, KubeEvents(shared.api_client), readmit=memo.controller.readmit
+        config,
+        shared.cache,
+        shared.cluster,
+        KubeEvents(shared.api_client),
+        readmit=memo.controller.readmit,
+        audit=LogAudit(),
     )
     memo.controller.stages = memo.pipelines.stage_verdict
     shared.controller = memo.controller
