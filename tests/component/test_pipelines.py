@@ -53,6 +53,8 @@ class World:
             monotonic=self.clock,
             audit=self.audit.append,
         )
+        self.stage_counts: list[dict[str, int]] = []
+        self.pipelines.metrics.pipeline_stages = lambda counts: self.stage_counts.append(dict(counts))  # type: ignore[method-assign]
         self.controller.stages = self.pipelines.stage_verdict
         self.obj = pipeline or make_pipeline()
         self.generation = 0
@@ -176,6 +178,7 @@ def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:
     assert ("StageFinished", "StageSucceeded", "stage serve") in records
     assert {r.workload_key_id for r in world.audit} == {"platform"}
     assert {r.object.kind for r in world.audit} == {"MLPipeline"}
+    assert world.stage_counts[-1] == {"Succeeded": 3}
     # What Argo CD makes of the status the operator wrote, under the shipped health check.
     argocd = health({"metadata": {"generation": 1}, "status": status}, PIPELINE_LUA)
     assert argocd == ("Healthy", "all 3 stages succeeded (3/3 stages)")

@@ -55,3 +55,13 @@ def test_a_round_is_one_observation_whatever_its_size() -> None:
     assert value(registry, "mlplacement_round_seconds_count") == 2
     assert value(registry, "mlplacement_round_seconds_sum") == pytest.approx(0.21)
     assert value(registry, "mlplacement_round_workloads_sum") == 501
+
+
+def test_pipeline_stages_count_every_phase_and_drop_to_zero() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    metrics.pipeline_stages({"Running": 2, "WaitingForData": 1})
+    assert value(registry, "mlplacement_pipeline_stages", phase="Running") == 2
+    metrics.pipeline_stages({"Succeeded": 3})
+    assert value(registry, "mlplacement_pipeline_stages", phase="Running") == 0
+    assert value(registry, "mlplacement_pipeline_stages", phase="Succeeded") == 3

@@ -34,6 +34,9 @@ class PrometheusMetrics:
             registry=r,
         )
         self.phases = Gauge("mlplacement_workloads", "MLWorkloads by phase", ["phase"], registry=r)
+        self.stage_phases = Gauge(
+            "mlplacement_pipeline_stages", "MLPipeline stages by phase, over every pipeline", ["phase"], registry=r
+        )
         self.health = Gauge(
             "mlplacement_target_healthy", "1 if the target is placeable", ["target_kind", "target"], registry=r
         )
@@ -143,6 +146,13 @@ class PrometheusMetrics:
     def workloads_by_phase(self, counts: Mapping[str, int]) -> None:
         for phase, count in counts.items():
             self.phases.labels(phase).set(count)
+
+    def pipeline_stages(self, counts: Mapping[str, int]) -> None:
+        """Stages by phase now; every phase is set, 0 when none is in it (a dashboard sums them)."""
+        from mlplacement.api.pipeline import StagePhase
+
+        for phase in StagePhase:
+            self.stage_phases.labels(phase.value).set(counts.get(phase.value, 0))
 
     def target_health(self, targets: Mapping[tuple[str, str], bool]) -> None:
         """Every target's health now; series of targets that are gone are removed, not left at their last value."""

@@ -36,7 +36,7 @@ from mlplacement.api.errors import ApplyError, describe_validation_error
 from mlplacement.api.pipeline import MLPipeline, MLPipelineStatus, PipelinePhase, StagePhase, StageStatus
 from mlplacement.api.workload import VerifiedStatus
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.ports import AuditSink, EventSink, PipelineCluster
+from mlplacement.controller.ports import AuditSink, EventSink, Metrics, NoMetrics, PipelineCluster
 from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.audit import audit_record
 from mlplacement.core.keyring import Keyring
@@ -133,8 +133,10 @@ class PipelineController:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         audit: AuditSink | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or NoMetrics()
         self.audit: AuditSink = audit or (lambda record: None)
         self.actor = config.pod_name or socket.gethostname()
         self.cache = cache
@@ -299,6 +301,11 @@ class PipelineController:
             if key in self._readmit_after_round:
                 self._readmit_after_round.discard(key)
                 await self.readmit(sorted(self.stages_of.get(key, ())))
+        counts: dict[str, int] = {}
+        for known in self.pipelines.values():
+            for stage in known.status.get("stages") or []:
+                counts[str(stage.get("phase"))] = counts.get(str(stage.get("phase")), 0) + 1
+        self.metrics.pipeline_stages(counts)  # refreshed every round, idle or not
         return results
 
     async def _reconcile(self, key: str, known: _Known, now: datetime, datasets: Any) -> PipelinePlan | Refusal:

@@ -167,6 +167,8 @@ class Metrics(Protocol):
 
     def compliance(self, action: str) -> None: ...
 
+    def pipeline_stages(self, counts: Mapping[str, int]) -> None: ...
+
 
 class NoMetrics:
     """Metrics that go nowhere (tests, CLI)."""
@@ -211,4 +213,7 @@ class NoMetrics:
         pass
 
     def compliance(self, action: str) -> None:
+        pass
+
+    def pipeline_stages(self, counts: Mapping[str, int]) -> None:
         pass

@@ -61,6 +61,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         KubeEvents(shared.api_client),
         readmit=memo.controller.readmit,
         audit=LogAudit(),
+        metrics=shared.metrics,
     )
     memo.controller.stages = memo.pipelines.stage_verdict
     shared.controller = memo.controller
