@@ -399,3 +399,47 @@ def test_stages_wait_untouched_for_their_pipeline_after_a_restart() -> None:
         assert fresh.cluster.stage_creates.count("team-a/recsys-prepare-1") == 1
 
     world.run(world.apply, restart)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (bounded; yields, never sleeps)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def test_the_loop_plans_pipelines_with_news_and_sweeps_all_each_gate_poll_period() -> None:
+    world = World()
+    planned: list[str] = []
+    original = world.pipelines._reconcile
+
+    async def recording(key: str, *args: Any) -> Any:
+        planned.append(key)
+        return await original(key, *args)
+
+    world.pipelines._reconcile = recording  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await world.apply()
+        other = make_pipeline(make_stage("solo"), name="other")
+        other["metadata"].update(uid="uid-other", generation=1)
+        await world.pipelines.on_pipeline_event("ADDED", signed(other))
+        task = asyncio.create_task(world.pipelines.run())
+        await until(lambda: sorted(set(planned)) == ["team-a/other", "team-a/recsys"])  # the first pass: all
+        planned.clear()
+        job = world.cluster.children[("Job", "team-a", "mlw-recsys-prepare-1")]
+        job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+        await world.controller.on_child(job)
+        await world.watch()  # the stage's new status reaches the pipeline controller: recsys has news
+        await until(lambda: "team-a/recsys" in planned)
+        assert "team-a/other" not in planned
+        planned.clear()
+        world.clock.now += world.config.gate_poll_seconds
+        world.pipelines.wakeup.set()
+        await until(lambda: "team-a/other" in planned)  # the period's sweep plans every pipeline
+        world.pipelines.stop()
+        await task
+
+    asyncio.run(scenario())

@@ -118,7 +118,7 @@ class _Known:
     view: Obj  # what admission reads: identity, generation, signature annotations, spec
     status: dict[str, Any]  # the status as last written (by us) or seen
     verdict: Verdict | None = None
-    verdict_for: tuple[int, int] | None = None  # (id(view), id(keyring)) the verdict was made for
+    verdict_keyring: Keyring | None = None  # the keyring the verdict was made with
     verdict_until: datetime | None = None
 
 
@@ -152,6 +152,10 @@ class PipelineController:
         self.wakeup = asyncio.Event()
         self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_after_round: set[str] = set()
+        # Pipelines with news since their last plan; every pipeline is planned again each gate poll period
+        # (datasets age, gate objects change, retries come due without an event).
+        self._dirty: set[str] = set()
+        self._sweep_at = monotonic()
         self._stopping = False
 
     # --- events ---
@@ -176,6 +180,7 @@ class PipelineController:
         # longer released), each is admitted again: a stage of a pipeline that no longer verifies is stopped,
         # stages waiting for their pipeline after a start are admitted.
         self._readmit_after_round.add(key)
+        self._dirty.add(key)
         self.wakeup.set()
 
     async def on_stage_event(self, event_type: str | None, obj: Obj) -> None:
@@ -192,10 +197,12 @@ class PipelineController:
             self.runs[key] = run
             self.stages_of.setdefault(pipeline, set()).add(key)
         if pipeline in self.pipelines:
+            self._dirty.add(pipeline)
             self.wakeup.set()
 
     def keys_changed(self) -> None:
         """The trusted keys changed: every pipeline's verdict is made again in the next round."""
+        self._dirty |= set(self.pipelines)
         self.wakeup.set()
 
     # --- the stage gate ---
@@ -257,15 +264,14 @@ class PipelineController:
         it could change (an expiry) changed."""
         keyring: Keyring = self.cache.keyring
         now = self.clock()
-        made_for = (id(known.view), id(keyring))
         if (
             known.verdict is not None
-            and known.verdict_for == made_for
+            and known.verdict_keyring is keyring
             and (known.verdict_until is None or now < known.verdict_until)
         ):
-            return known.verdict
+            return known.verdict  # a new view is a new _Known: its verdict starts empty
         known.verdict = verify(known.view, keyring, now)
-        known.verdict_for = made_for
+        known.verdict_keyring = keyring
         known.verdict_until = verdict_horizon(known.view, keyring, now)
         return known.verdict
 
@@ -278,8 +284,13 @@ class PipelineController:
             self.wakeup.clear()
             if self._stopping:
                 break
+            keys: set[str] | None = None
+            if self.monotonic() < self._sweep_at:
+                keys = set(self._dirty)
+            else:
+                self._sweep_at = self.monotonic() + self.config.gate_poll_seconds
             try:
-                await self.round()
+                await self.round(keys)
             except Exception:
                 log.exception("the pipeline round failed; the next one tries again")
 
@@ -287,13 +298,14 @@ class PipelineController:
         self._stopping = True
         self.wakeup.set()
 
-    async def round(self) -> dict[str, PipelinePlan | Refusal]:
-        """Plan and act on every pipeline; returns what was decided per pipeline (for tests and logs)."""
+    async def round(self, keys: set[str] | None = None) -> dict[str, PipelinePlan | Refusal]:
+        """Plan and act on ``keys`` (every pipeline when None); returns what was decided per pipeline."""
         now = self.clock().replace(microsecond=0)  # status times to the second, like the API's own
         signals, _problem = signals_from_configmap(self.cache.signals_configmap)
         datasets = signals.datasets if signals is not None else None
         results: dict[str, PipelinePlan | Refusal] = {}
-        for key in sorted(self.pipelines):
+        for key in sorted(self.pipelines if keys is None else keys):
+            self._dirty.discard(key)
             known = self.pipelines.get(key)
             if known is None:
                 continue
