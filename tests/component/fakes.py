@@ -55,6 +55,7 @@ class FakeCluster:
         self.stage_creates: list[str] = []
         self.stage_deletes: list[str] = []
         self.pipeline_statuses: dict[str, dict[str, Any]] = {}
+        self.pipeline_status_writes = 0
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.object_reads: list[tuple[str, str, str]] = []
 
@@ -148,6 +149,7 @@ class FakeCluster:
         if problems:
             raise AssertionError(f"422 MLPipeline {namespace}/{name} status is invalid: {problems}")
         self.pipeline_statuses[f"{namespace}/{name}"] = copy.deepcopy(dict(status))
+        self.pipeline_status_writes += 1
 
     def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.object_reads.append((kind, namespace, name))
