@@ -171,8 +171,8 @@ def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:
     assert [reason for _, reason, _ in world.pipeline_events].count("StageStarted") == 3
     # At the cluster port: one create per stage, and a pipeline status write per transition, no more.
     assert world.cluster.stage_creates == [f"team-a/recsys-{s}-1" for s in ("prepare", "train", "serve")]
-    # Per stage: released (Created), placed (Dispatched, target known), finished; the first two of the next
-    # stage share a write with the end of the one before: 7 for three stages, none while nothing changes.
+    # Per stage: released (Created), placed (Dispatched, target known), finished; a release shares its write
+    # with the end of the stage before: 7 for three stages, none while nothing changes.
     assert world.cluster.pipeline_status_writes == 7
     # The audit trail says when each stage started and finished, under which key.
     records = [(r.action.value, r.reason, r.message.split(":")[0]) for r in world.audit]
