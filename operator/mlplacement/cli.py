@@ -802,9 +802,8 @@ def _whatif_live(
     """The proposed policy against the live cluster, read-only."""
     from mlplacement.adapters.live import read_live
     from mlplacement.config import OperatorConfig
-    from mlplacement.core.placement.filters import hourly_cost_usd
     from mlplacement.core.snapshot import build_snapshot
-    from mlplacement.core.whatif import whatif_live
+    from mlplacement.core.whatif import live_workloads, whatif_live
 
     proposed = _load_policy(policy_path)
     try:
@@ -819,21 +818,7 @@ def _whatif_live(
         databricks_workspaces=state.workspaces,
         signals_configmap=state.signals_configmap,
     )
-    targets = {f"{t.kind.value}/{t.name}": t for t in snapshot.targets}
-    workloads = []
-    for obj in state.workloads:
-        try:
-            request = request_from_workload(MLWorkload.model_validate(obj))
-        except ValidationError:
-            continue  # the operator refuses it too: nothing to move
-        status = obj.get("status") or {}
-        target = (status.get("placement") or {}).get("target") or {}
-        where = f"{target.get('kind')}/{target.get('name')}" if status.get("phase") in ("Placed", "Running") else None
-        cost = hourly_cost_usd(request, targets[where]) if where in targets else 0.0
-        if status.get("phase") in ("Succeeded", "Failed", "Refused"):
-            continue
-        workloads.append((request, where, cost))
-    changes, totals = whatif_live(workloads, snapshot, proposed)
+    changes, totals = whatif_live(live_workloads(state.workloads, snapshot), snapshot, proposed)
     if output == "json":
         click.echo(json.dumps({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}))
     else:

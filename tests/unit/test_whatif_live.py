@@ -67,3 +67,31 @@ def test_the_gate_exits_3_so_ci_can_refuse_the_policy_pull_request(tmp_path: Pat
     assert "gate failed" in result.stderr
     fine = run_cli("whatif", "--policy", repo / "examples" / "policy-default.yaml", "--max-moves", "100", "-o", "json")
     assert fine.returncode == 0, fine.stderr
+
+
+def test_admission_warnings_list_the_infeasible_first_then_moves_and_stay_short() -> None:
+    from mlplacement.core.whatif import WARNING_CHARS, LiveChange, impact_warnings
+
+    changes = [
+        LiveChange("team-a/a", "GPUPool/us", "GPUPool/eu", 1.0, None, "outside allowed regions [eu-west-1]"),
+        LiveChange("team-a/b", "GPUPool/us", None, -2.0, None, "x" * 300),
+        LiveChange("team-a/c", None, "GPUPool/eu", 1.0, None, ""),
+        LiveChange("team-a/d", "GPUPool/us", "GPUPool/eu", 1.0, None, ""),
+    ]
+    totals = {
+        "workloads": 9,
+        "moves": 2,
+        "becomeInfeasible": 1,
+        "becomePlaceable": 1,
+        "slaLost": 0,
+        "hourlyCostBeforeUSD": 10.0,
+        "hourlyCostAfterUSD": 11.0,
+    }
+    warnings = impact_warnings("default", changes, totals)
+    assert warnings[0] == (
+        "what-if for PlacementPolicy default: 2 move, 1 become infeasible, 1 become placeable, 0 lose their latency "
+        "target; hourly cost $10.0 -> $11.0"
+    )
+    assert [w.split(":")[1].strip().split()[0] for w in warnings[1:4]] == ["team-a/b", "team-a/a", "team-a/d"]
+    assert warnings[-1] == "what-if: 1 more; `mlplacement whatif --live` lists them all"
+    assert all(len(w) <= WARNING_CHARS for w in warnings)

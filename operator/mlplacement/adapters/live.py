@@ -26,6 +26,11 @@ def read_live(kubeconfig: str | None, context: str | None, namespace: str, signa
     """Everything placement reads, as the operator would see it; only get and list calls (a read-only
     kubeconfig is enough)."""
     api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    return read_live_with(api, namespace, signals_configmap)
+
+
+def read_live_with(api: client.ApiClient, namespace: str, signals_configmap: str) -> LiveState:
+    """read_live through an existing client (the operator's own, in the webhook)."""
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     sanitize = api.sanitize_for_serialization
 

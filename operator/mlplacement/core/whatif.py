@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.core.placement import Decision, PlacementRequest, decide_many
+from mlplacement.api.workload import MLWorkload
+from mlplacement.core.placement import Decision, PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot
 
@@ -155,3 +158,55 @@ def whatif_live(
         "hourlyCostAfterUSD": round(after_cost, 2),
     }
     return changes, totals
+
+
+def live_workloads(
+    objects: Sequence[Mapping[str, Any]],
+    snapshot: Snapshot,
+    under_policy: Callable[[MLWorkload], bool] = lambda workload: True,
+) -> list[tuple[PlacementRequest, str | None, float]]:
+    """The live MLWorkloads whatif_live weighs: each with where it runs now (None while it waits) and its
+    hourly cost there. Finished, refused and invalid ones are left out (nothing of theirs can move)."""
+    from mlplacement.core.placement.filters import hourly_cost_usd
+
+    targets = {f"{t.kind.value}/{t.name}": t for t in snapshot.targets}
+    found = []
+    for obj in objects:
+        status = obj.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed", "Refused"):
+            continue
+        try:
+            workload = MLWorkload.model_validate(obj)
+        except ValidationError:
+            continue  # the operator refuses it too: nothing to move
+        if not under_policy(workload):
+            continue
+        request = request_from_workload(workload)
+        target = (status.get("placement") or {}).get("target") or {}
+        where = f"{target.get('kind')}/{target.get('name')}" if status.get("phase") in ("Placed", "Running") else None
+        cost = hourly_cost_usd(request, targets[where]) if where in targets else 0.0
+        found.append((request, where, cost))
+    return found
+
+
+WARNING_CHARS = 200  # kubectl prints each warning on a line; the API server truncates long ones
+WARNINGS_LISTED = 3
+
+
+def impact_warnings(policy: str, changes: Sequence[LiveChange], totals: Mapping[str, Any]) -> list[str]:
+    """What `kubectl apply` of a policy change shows as warnings: the what-if summary, then the first moves."""
+    if not changes:
+        return [f"what-if: no workload under PlacementPolicy {policy} changes ({totals['workloads']} checked)"]
+    summary = (
+        f"what-if for PlacementPolicy {policy}: {totals['moves']} move, {totals['becomeInfeasible']} become "
+        f"infeasible, {totals['becomePlaceable']} become placeable, {totals['slaLost']} lose their latency target; "
+        f"hourly cost ${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
+    )
+    listed = sorted(changes, key=lambda c: (c.kind != "becomes infeasible", c.kind != "moves", c.key))
+    lines = [summary]
+    for change in listed[:WARNINGS_LISTED]:
+        line = f"what-if: {change.key} {change.kind}: {change.now or 'waiting'} -> {change.after or 'nowhere'}"
+        lines.append(f"{line} ({change.why})" if change.why else line)
+    if len(changes) > WARNINGS_LISTED:
+        lines.append(f"what-if: {len(changes) - WARNINGS_LISTED} more; `mlplacement whatif --live` lists them all")
+    return [line if len(line) <= WARNING_CHARS else line[: WARNING_CHARS - 3] + "..." for line in lines]

@@ -24,10 +24,12 @@ import kopf
 from aiohttp import web
 
 from mlplacement.adapters.kube import KubeCluster, KubeLeases, load_client
+from mlplacement.adapters.live import read_live_with
 from mlplacement.adapters.metrics import PrometheusMetrics
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.keys import KeyReloader
 from mlplacement.controller.leader import LeaderElector, candidate_identity
+from mlplacement.controller.policy_impact import PolicyImpact
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.webhook_tls import ServingCertificate, WebhookCertificates
 from mlplacement.handlers.webhook import WebhookServer
@@ -146,7 +148,11 @@ async def run_operator(config: OperatorConfig) -> int:
         operator_user = (
             f"system:serviceaccount:{config.namespace}:{config.service_account}" if config.service_account else ""
         )
-        webhook = WebhookServer(config.webhook_port, shared.serving, lambda: cache.keyring, operator_user)
+        impact = PolicyImpact(
+            lambda: read_live_with(api_client, config.namespace, config.signals_configmap),
+            pool_label_keys=config.pool_label_keys,
+        )
+        webhook = WebhookServer(config.webhook_port, shared.serving, lambda: cache.keyring, operator_user, impact)
         await webhook.start()
         shared.tasks.append(asyncio.create_task(_keep_certificates(certs, elector, config)))
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,17 @@ def review_response(review: Any, keyring: Keyring, now: datetime, operator_user:
     return _answer(uid, problem is None, problem or "", 403)
 
 
+def policy_change(review: Any) -> bool:
+    """A PlacementPolicy created, or updated in what it says (its spec): what a what-if is worth running for."""
+    request = review.get("request") if isinstance(review, Mapping) else None
+    if not isinstance(request, Mapping) or request.get("operation") not in ("CREATE", "UPDATE"):
+        return False
+    obj, old = request.get("object"), request.get("oldObject")
+    if not isinstance(obj, Mapping) or obj.get("kind") != "PlacementPolicy":
+        return False
+    return not isinstance(old, Mapping) or old.get("spec") != obj.get("spec")
+
+
 def _answer(uid: str, allowed: bool, message: str = "", code: int = 200) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if not allowed:
@@ -64,9 +75,15 @@ class WebhookServer:
     """HTTPS on ``port`` with the (swappable) serving certificate; one route per WEBHOOK_HANDLER_IDS."""
 
     def __init__(
-        self, port: int, serving: ServingCertificate, keyring: Callable[[], Keyring], operator_user: str = ""
+        self,
+        port: int,
+        serving: ServingCertificate,
+        keyring: Callable[[], Keyring],
+        operator_user: str = "",
+        impact: Callable[[Mapping[str, Any]], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.operator_user = operator_user
+        self.impact = impact
         self.port = port
         self.serving = serving
         self.keyring = keyring
@@ -83,7 +100,13 @@ class WebhookServer:
             review = json.loads(await request.read())
         except ValueError:
             review = None
-        return web.json_response(review_response(review, self.keyring(), datetime.now(UTC), self.operator_user))
+        answer = review_response(review, self.keyring(), datetime.now(UTC), self.operator_user)
+        if self.impact is not None and answer["response"]["allowed"] and policy_change(review):
+            # Admitted on its signature; the what-if of what it would do is told, never a reason to refuse.
+            warnings = await self.impact(review["request"]["object"])
+            if warnings:
+                answer["response"]["warnings"] = warnings
+        return web.json_response(answer)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)
