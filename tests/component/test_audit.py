@@ -58,6 +58,9 @@ def test_a_move_and_a_revocation_leave_one_record_each_in_the_documented_schema(
     assert (moved.previous_target.name, moved.target.name) == ("us-pool", "eu-pool")  # type: ignore[union-attr]
     assert moved.policy is not None
     assert moved.policy.name == "default"
+    # Which version of the policy decided: the move was made under the tightened one, not the first.
+    assert moved.policy.digest.startswith("sha256:")
+    assert moved.policy.digest != records[1].policy.digest  # type: ignore[union-attr]
     assert moved.workload_key_id == "platform"
     assert [c.name for c in moved.candidates] == ["eu-pool"]
     assert [r.action.value for r in revoked] == ["Admitted", "Placed", "Stopped", "Refused"]

@@ -56,6 +56,7 @@ class AuditCandidate(WireModel):
 class AuditPolicy(WireModel):
     name: str
     key_id: str = ""
+    digest: str = Field(default="", description="sha256 of the policy's signed bytes: which version decided.")
 
 
 class AuditRecord(WireModel):

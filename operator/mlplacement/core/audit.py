@@ -55,7 +55,11 @@ def audit_record(
         message=message,
         workload_key_id=admitted.key_id if admitted is not None else "",
         workload_digest=admitted.digest if admitted is not None else "",
-        policy=AuditPolicy(name=admitted.policy_name, key_id=admitted.policy_key_id) if admitted is not None else None,
+        policy=(
+            AuditPolicy(name=admitted.policy_name, key_id=admitted.policy_key_id, digest=admitted.policy_digest)
+            if admitted is not None
+            else None
+        ),
         signals_updated_at=signals_updated_at,
         target=target,
         previous_target=(

@@ -83,6 +83,7 @@ class Admitted:
     key_id: str
     digest: str
     policy_key_id: str
+    policy_digest: str = ""
 
 
 def describe(obj: Mapping[str, Any]) -> str:
@@ -253,6 +254,7 @@ def admit(
         key_id=verdict.key_id or "",
         digest=verdict.digest or "",
         policy_key_id=policy_verdict.key_id or "",
+        policy_digest=policy_verdict.digest or "",
     )
 
 
