@@ -162,6 +162,13 @@ def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:
     ]
     assert world.stage("train")["produced"] == [{"name": "model", "uri": "s3://models/recsys/", "digest": MODEL}]
     assert world.stage("train")["target"] == "GPUPool/a100-euw1"
+    # Its pods are told what they consume, to check what they read against the lineage.
+    job = world.cluster.children[("Job", "team-a", "mlw-recsys-train-1")]
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["MLPLACEMENT_INPUT_FEATURES_URI"], env["MLPLACEMENT_INPUT_FEATURES_DIGEST"]) == (
+        "s3://data/features/",
+        FEATURES,
+    )
     # Each stage workload is the signed template exactly, owned by the pipeline, admitted on its signature.
     train = world.cluster.workloads["team-a/recsys-train-1"]
     assert train["spec"] == world.obj["spec"]["stages"][1]["template"]
@@ -448,3 +455,21 @@ def test_the_loop_plans_pipelines_with_news_and_sweeps_all_each_gate_poll_period
         await task
 
     asyncio.run(scenario())
+
+
+def test_a_stage_whose_inputs_annotation_is_edited_is_refused_for_its_lineage() -> None:
+    world = World()
+
+    async def point_elsewhere() -> None:
+        edited = copy.deepcopy(world.cluster.workloads["team-a/recsys-train-1"])
+        inputs = json.loads(edited["metadata"]["annotations"]["mlplacement.io/inputs"])
+        inputs["features"]["digest"] = "sha256:" + "6" * 64
+        edited["metadata"]["annotations"]["mlplacement.io/inputs"] = json.dumps(inputs)
+        world.cluster.workloads["team-a/recsys-train-1"] = edited
+        await world.settle()
+
+    world.run(world.apply, world.finish("recsys-prepare-1", features=FEATURES), point_elsewhere)
+    status = world.workload_status("recsys-train-1")
+    verified = next(c for c in status["conditions"] if c["type"] == "Verified")
+    assert (status["phase"], verified["reason"]) == ("Refused", "ArtifactMismatch")
+    assert ("Job", "team-a", "mlw-recsys-train-1") in world.cluster.deletes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import kubernetes_validate
+import pytest
 
 from mlplacement.api.workload import MLWorkload
 from mlplacement.core.manifests import build_children
@@ -63,5 +64,33 @@ def test_every_child_is_valid_for_the_kubernetes_api() -> None:
         for spec in ({}, {"type": "Inference", "intent": {"latencyTargetMs": 200}}):
             obj = make_workload(name="trainer", namespace="team-a", resources={"gpus": 1}, **spec)
             obj["metadata"]["uid"] = "uid-trainer"
+            obj["metadata"]["annotations"] = {"mlplacement.io/inputs": INPUTS}  # a pipeline stage's
             for child in build_children(obj, MLWorkload.model_validate(obj).spec, target):
                 kubernetes_validate.validate(child, KUBERNETES_SCHEMA_VERSION, strict=True)
+
+
+INPUTS = '{"click-features": {"uri": "s3://data/features/", "digest": "sha256:' + "1" * 64 + '"}}'
+
+
+@pytest.mark.parametrize(
+    ("annotation", "env"),
+    [
+        pytest.param(
+            INPUTS,
+            [
+                {"name": "MLPLACEMENT_INPUT_CLICK_FEATURES_URI", "value": "s3://data/features/"},
+                {"name": "MLPLACEMENT_INPUT_CLICK_FEATURES_DIGEST", "value": "sha256:" + "1" * 64},
+            ],
+            id="a stage's inputs become environment variables its code can check",
+        ),
+        pytest.param("not json", None, id="an unreadable annotation adds nothing"),
+        pytest.param(None, None, id="a workload outside a pipeline gets nothing"),
+    ],
+)
+def test_a_stages_inputs_reach_its_pods(annotation: str | None, env: list[dict[str, str]] | None) -> None:
+    obj = make_workload(name="trainer", namespace="team-a", resources={"gpus": 1})
+    obj["metadata"]["uid"] = "uid-trainer"
+    if annotation is not None:
+        obj["metadata"]["annotations"] = {"mlplacement.io/inputs": annotation}
+    (job,) = build_children(obj, MLWorkload.model_validate(obj).spec, ON_DEMAND)
+    assert job["spec"]["template"]["spec"]["containers"][0].get("env") == env

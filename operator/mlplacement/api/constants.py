@@ -50,6 +50,11 @@ LABEL_PIPELINE: Final = f"{GROUP}/pipeline"
 LABEL_STAGE: Final = f"{GROUP}/stage"
 # Set on a stage's MLWorkload by the stage (or whoever ran it) once it has run: JSON {"<output>": "sha256:..."}.
 ANNOTATION_OUTPUTS: Final = f"{GROUP}/outputs"
+# Set by the operator when it creates a stage's MLWorkload: what it consumes, JSON {"<input>": {"uri", "digest"}}.
+# Its pods see each as MLPLACEMENT_INPUT_<NAME>_URI and _DIGEST, to check what they read.
+ANNOTATION_INPUTS: Final = f"{GROUP}/inputs"
+# Annotations admission reads besides the signature ones (a change admits the workload again).
+ADMITTED_ANNOTATIONS: Final = (ANNOTATION_INPUTS,)
 
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from mlplacement.api.audit import AuditAction
 from mlplacement.api.constants import (
+    ANNOTATION_INPUTS,
     ANNOTATION_OUTPUTS,
     API_VERSION,
     LABEL_MANAGED_BY,
@@ -46,6 +48,7 @@ from mlplacement.core.pipeline import (
     ObjectKey,
     PipelinePlan,
     StageRun,
+    parse_inputs,
     parse_outputs,
     pipeline_name_problem,
     plan_pipeline,
@@ -244,6 +247,18 @@ class PipelineController:
         record: Mapping[str, Any] = next(
             (s for s in known.status.get("stages") or [] if s.get("name") == stage_name), {}
         )
+        consumed = {
+            str(a.get("name")): {"uri": str(a.get("uri") or ""), "digest": str(a.get("digest") or "")}
+            for a in record.get("consumed") or []
+        }
+        told = parse_inputs((meta.get("annotations") or {}).get(ANNOTATION_INPUTS))
+        if record.get("workload") == name and told != consumed:
+            return Refusal(
+                ConditionType.VERIFIED,
+                Reason.ARTIFACT_MISMATCH,
+                f"its {ANNOTATION_INPUTS} annotation differs from what MLPipeline {pipeline_name} recorded for stage "
+                f"{stage_name!r}: it would read other artifacts than its lineage says",
+            )
         if record.get("workload") != name:
             why = record.get("message") or "its gates are not open"
             return Refusal(
@@ -358,7 +373,7 @@ class PipelineController:
         # Released in memory before the workloads exist: their first admission must find them released.
         await self._write_status(key, known, status)
         for launch in plan.launches:
-            await self._create(view, pipeline, launch.stage, launch.workload, launch.spec)
+            await self._create(view, pipeline, launch.stage, launch.workload, launch.spec, launch.inputs)
         for name in plan.superseded:
             await self._delete(namespace, name)
         for type_, reason, message in plan.events:
@@ -463,15 +478,16 @@ class PipelineController:
             return False
         return True
 
-    async def _create(self, view: Obj, pipeline: MLPipeline, stage: str, workload: str, spec: Obj) -> None:
+    async def _create(self, view: Obj, pipeline: MLPipeline, stage: str, workload: str, spec: Obj, inputs: Obj) -> None:
         meta = pipeline.metadata
-        obj = {
+        obj: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": Kind.ML_WORKLOAD.value,
             "metadata": {
                 "name": workload,
                 "namespace": meta.namespace,
                 "labels": {LABEL_PIPELINE: meta.name, LABEL_STAGE: stage, LABEL_MANAGED_BY: "mlplacement"},
+                "annotations": {ANNOTATION_INPUTS: json.dumps(inputs, sort_keys=True)} if inputs else {},
                 "ownerReferences": [
                     {
                         "apiVersion": API_VERSION,

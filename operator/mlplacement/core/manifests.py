@@ -8,12 +8,14 @@ after a crash gets 409 Conflict instead of a second child.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlplacement.api.constants import (
     ANNOTATION_EXPECTED_RUN,
+    ANNOTATION_INPUTS,
     ANNOTATION_TARGET,
     ANNOTATION_WORKLOAD_GENERATION,
     GPU_RESOURCE,
@@ -94,7 +96,28 @@ def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[st
     }
 
 
-def _container(spec: MLWorkloadSpec) -> dict[str, Any]:
+def input_env(workload: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A pipeline stage's inputs (its mlplacement.io/inputs annotation) as MLPLACEMENT_INPUT_<NAME>_URI and
+    _DIGEST: the stage's code can check that what it reads is what its lineage records."""
+    annotations = (workload.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(ANNOTATION_INPUTS)
+    if not text:
+        return []
+    try:
+        inputs = json.loads(text)
+    except ValueError:
+        return []
+    env = []
+    for name, artifact in sorted(inputs.items() if isinstance(inputs, dict) else []):
+        if not isinstance(artifact, dict):
+            continue
+        prefix = "MLPLACEMENT_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", str(name)).upper()
+        env.append({"name": f"{prefix}_URI", "value": str(artifact.get("uri") or "")})
+        env.append({"name": f"{prefix}_DIGEST", "value": str(artifact.get("digest") or "")})
+    return env
+
+
+def _container(spec: MLWorkloadSpec, extra_env: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     if spec.resources.cpu is not None:
@@ -114,15 +137,22 @@ def _container(spec: MLWorkloadSpec) -> dict[str, Any]:
         container["command"] = list(spec.command)
     if spec.args:
         container["args"] = list(spec.args)
-    if spec.env:
-        container["env"] = [{"name": e.name, "value": e.value} for e in spec.env]
+    env = [{"name": e.name, "value": e.value} for e in spec.env] + [dict(e) for e in extra_env]
+    if env:
+        container["env"] = env
     if spec.type is WorkloadType.INFERENCE:
         container["ports"] = [{"name": "http", "containerPort": SERVICE_PORT}]
     return container
 
 
-def _pod_spec(spec: MLWorkloadSpec, target: Target, pool_label_key: str | None, restart: str) -> dict[str, Any]:
-    pod: dict[str, Any] = {"restartPolicy": restart, "containers": [_container(spec)]}
+def _pod_spec(
+    spec: MLWorkloadSpec,
+    target: Target,
+    pool_label_key: str | None,
+    restart: str,
+    extra_env: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {"restartPolicy": restart, "containers": [_container(spec, extra_env)]}
     if pool_label_key is not None:
         pod["nodeSelector"] = {pool_label_key: target.name}
     tolerations: list[dict[str, Any]] = []
@@ -190,7 +220,7 @@ def build_children(
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": pod_labels},
-                    "spec": _pod_spec(spec, target, pool_label_key, "Always"),
+                    "spec": _pod_spec(spec, target, pool_label_key, "Always", input_env(workload)),
                 },
             },
         }
@@ -209,7 +239,10 @@ def build_children(
             # Retries are the operator's (spec.retry), not the Job controller's: one pod per attempt.
             "backoffLimit": 0,
             "podFailurePolicy": DISRUPTION_IS_NOT_FAILURE,
-            "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(spec, target, pool_label_key, "Never")},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": _pod_spec(spec, target, pool_label_key, "Never", input_env(workload)),
+            },
         },
     }
     if spec.databricks is not None and spec.databricks.timeout_seconds:

@@ -75,6 +75,7 @@ class Launch:
     stage: str
     workload: str
     spec: Mapping[str, Any]
+    inputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # input -> {uri, digest}
 
 
 @dataclass
@@ -109,6 +110,26 @@ def pipeline_name_problem(name: str) -> str | None:
 def stage_workload_name(pipeline: str, stage: str, run: int) -> str:
     """Deterministic: the same pipeline, stage and run always name the same MLWorkload."""
     return f"{pipeline}-{stage}-{run}"
+
+
+def inputs_of(consumed: Sequence[ArtifactRecord]) -> dict[str, dict[str, str]]:
+    """What a stage consumes, as its workload's inputs annotation carries it."""
+    return {artifact.name: {"uri": artifact.uri, "digest": artifact.digest} for artifact in consumed}
+
+
+def parse_inputs(text: str | None) -> dict[str, dict[str, str]] | None:
+    """The inputs annotation, or None when it is not the shape inputs_of writes."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ("uri", "digest")) for v in data.values()
+    ):
+        return None
+    return {str(name): {"uri": v["uri"], "digest": v["digest"]} for name, v in data.items()}
 
 
 def canonical_digest(value: Any) -> str:
@@ -247,7 +268,8 @@ class _Planner:
             if record.phase is StagePhase.SUCCEEDED:
                 return record  # its workload may be gone; what it produced is in status
             # Released but not there (just created, or deleted by hand): created again under the same name.
-            self.plan.launches.append(Launch(stage.name, record.workload, self._template(stage)))
+            launch = Launch(stage.name, record.workload, self._template(stage), inputs_of(record.consumed))
+            self.plan.launches.append(launch)
             return record
         update: dict[str, Any] = {"target": run.target or record.target}
         if run.hourly_cost_usd is not None:
@@ -339,7 +361,7 @@ class _Planner:
             self.plan.superseded.append(record.workload)  # the failed run a retry replaces
         run = record.run + 1
         workload = stage_workload_name(self.pipeline.metadata.name, stage.name, run)
-        self.plan.launches.append(Launch(stage.name, workload, self._template(stage)))
+        self.plan.launches.append(Launch(stage.name, workload, self._template(stage), inputs_of(consumed)))
         return _with(
             record,
             phase=StagePhase.SCHEDULED,

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from mlplacement.api.base import Resource
 from mlplacement.api.constants import (
+    ADMITTED_ANNOTATIONS,
     ANNOTATION_KEY_ID,
     ANNOTATION_SIGNATURE_EXPIRES,
     LABEL_DEFAULT_POLICY,
@@ -270,7 +271,9 @@ def admission_view(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
     kept = {key: meta[key] for key in _KEPT_METADATA if key in meta}
     annotations = meta.get("annotations") or {}
-    kept["annotations"] = {key: annotations[key] for key in SIGNATURE_ANNOTATIONS if key in annotations}
+    kept["annotations"] = {
+        key: annotations[key] for key in (*SIGNATURE_ANNOTATIONS, *ADMITTED_ANNOTATIONS) if key in annotations
+    }
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept, "spec": obj.get("spec")}
 
 
