@@ -473,3 +473,25 @@ def test_a_stage_whose_inputs_annotation_is_edited_is_refused_for_its_lineage() 
     verified = next(c for c in status["conditions"] if c["type"] == "Verified")
     assert (status["phase"], verified["reason"]) == ("Refused", "ArtifactMismatch")
     assert ("Job", "team-a", "mlw-recsys-train-1") in world.cluster.deletes
+
+
+def test_a_stage_is_created_once_even_before_its_watch_event_comes() -> None:
+    world = World()
+
+    async def rounds_without_the_watch() -> None:
+        world.generation += 1
+        world.obj["metadata"].update(uid="uid-pipeline", generation=world.generation)
+        await world.pipelines.on_pipeline_event("ADDED", signed(world.obj))
+        for _ in range(3):
+            await world.pipelines.round()
+
+    async def delete_by_hand() -> None:
+        await world.settle()  # the watch delivers it
+        del world.cluster.workloads["team-a/recsys-prepare-1"]
+        await world.settle()  # the watch says it is gone: released, so it is created again
+
+    world.run(rounds_without_the_watch)
+    assert world.cluster.stage_creates == ["team-a/recsys-prepare-1"]
+    world.run(delete_by_hand)
+    assert world.cluster.stage_creates == ["team-a/recsys-prepare-1"] * 2
+    assert "team-a/recsys-prepare-1" in world.cluster.workloads

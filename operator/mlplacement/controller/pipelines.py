@@ -502,6 +502,10 @@ class PipelineController:
         }
         try:
             await asyncio.to_thread(self.cluster.create_stage, obj)
+            # Known from now, not only once its watch event comes: the next round must not create it again.
+            key = f"{meta.namespace}/{workload}"
+            self.runs.setdefault(key, StageRun())
+            self.stages_of.setdefault(f"{meta.namespace}/{meta.name}", set()).add(key)
         except ApplyError as exc:
             self.events(view, "Warning", "StageCreateFailed", f"stage {stage}: MLWorkload {workload}: {exc.message}")
             # Its record says released: the next round finds no workload and creates it again.
