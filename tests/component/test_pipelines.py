@@ -495,3 +495,29 @@ def test_a_stage_is_created_once_even_before_its_watch_event_comes() -> None:
     world.run(delete_by_hand)
     assert world.cluster.stage_creates == ["team-a/recsys-prepare-1"] * 2
     assert "team-a/recsys-prepare-1" in world.cluster.workloads
+
+
+def test_a_rerun_annotation_runs_a_stage_again_once_per_value() -> None:
+    world = World()
+
+    async def ask(value: str) -> None:
+        world.obj["metadata"].setdefault("annotations", {})["mlplacement.io/rerun"] = value
+        await world.pipelines.on_pipeline_event("MODIFIED", signed(world.obj))  # metadata only: no new generation
+        await world.settle()
+
+    async def rerun_train() -> None:
+        await ask("train@1")
+        await ask("train@1")  # the same request again: nothing new
+        await ask("nope@2")
+
+    world.run(
+        world.apply,
+        world.finish("recsys-prepare-1", features=FEATURES),
+        world.finish("recsys-train-1", model=MODEL),
+        rerun_train,
+    )
+    assert world.cluster.stage_creates.count("team-a/recsys-train-2") == 1
+    assert "team-a/recsys-prepare-2" not in world.cluster.stage_creates
+    assert world.status()["rerunHandled"] == "nope@2"
+    assert ("Warning", "RerunIgnored", "mlplacement.io/rerun: no stage nope") in world.pipeline_events
+    assert world.stage("train")["run"] == 2

@@ -441,3 +441,20 @@ def test_a_removed_stage_and_runs_nothing_points_at_are_deleted_but_not_someone_
     assert sorted(plan.superseded) == ["recsys-prepare-0", "recsys-prepare-1"]
     assert ("Normal", "StageRemoved", "stage prepare is no longer in the pipeline") in plan.events
     assert [stage.name for stage in plan.stages] == ["train"]
+
+
+def test_a_rerun_asked_for_runs_that_stage_and_what_depends_on_it_again() -> None:
+    obj = make_pipeline()
+    obj["spec"]["stages"][0]["retry"] = {"maxAttempts": 1}
+    run = Run(obj)
+    run.plan()
+    run.finish("prepare", phase="Failed")
+    assert run.plan().phase is PipelinePhase.FAILED
+    raw = {stage["name"]: stage for stage in run.obj["spec"]["stages"]}
+    facts = GateFacts(now=NOW)
+    plan = plan_pipeline(run.pipeline, raw, run.previous, run.runs, facts, rerun_asked=["prepare"])
+    assert [launch.workload for launch in plan.launches] == ["recsys-prepare-2"]
+    assert plan.superseded == ["recsys-prepare-1"]
+    assert ("Normal", "StageReset", "stage prepare runs again: a rerun was asked for") in plan.events
+    prepare = next(s for s in plan.stages if s.name == "prepare")
+    assert (prepare.phase, prepare.attempts) == (StagePhase.SCHEDULED, 0)

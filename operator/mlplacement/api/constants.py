@@ -53,8 +53,11 @@ ANNOTATION_OUTPUTS: Final = f"{GROUP}/outputs"
 # Set by the operator when it creates a stage's MLWorkload: what it consumes, JSON {"<input>": {"uri", "digest"}}.
 # Its pods see each as MLPLACEMENT_INPUT_<NAME>_URI and _DIGEST, to check what they read.
 ANNOTATION_INPUTS: Final = f"{GROUP}/inputs"
-# Annotations admission reads besides the signature ones (a change admits the workload again).
-ADMITTED_ANNOTATIONS: Final = (ANNOTATION_INPUTS,)
+# Put on an MLPipeline by a person to run stages again (and what depends on them) without a spec change:
+# "<stage>[,<stage>...][@<anything>]"; each new value is acted on once (status.rerunHandled keeps the last).
+ANNOTATION_RERUN: Final = f"{GROUP}/rerun"
+# Annotations admission reads besides the signature ones (a change admits the object again).
+ADMITTED_ANNOTATIONS: Final = (ANNOTATION_INPUTS, ANNOTATION_RERUN)
 
 # Node labels that group GPU nodes into pools, in order of precedence.
 POOL_LABEL_KEYS: Final = (

@@ -217,6 +217,9 @@ class MLPipelineStatus(StatusModel):
     stages_total: int | None = None
     estimated_hourly_cost_usd: float | None = None
     critical_path: Annotated[list[Annotated[str, Field(max_length=STAGE_NAME_MAX)]], Field(max_length=STAGES_MAX)] = []
+    rerun_handled: Annotated[str | None, Field(max_length=1024)] = Field(
+        default=None, description="The last mlplacement.io/rerun annotation acted on."
+    )
     stages: Annotated[list[StageStatus], Field(max_length=STAGES_MAX)] = []
 
 

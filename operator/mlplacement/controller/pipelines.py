@@ -25,6 +25,7 @@ from mlplacement.api.audit import AuditAction
 from mlplacement.api.constants import (
     ANNOTATION_INPUTS,
     ANNOTATION_OUTPUTS,
+    ANNOTATION_RERUN,
     API_VERSION,
     LABEL_MANAGED_BY,
     LABEL_PIPELINE,
@@ -366,10 +367,10 @@ class PipelineController:
             if (run := self.runs.get(workload_key)) is not None
         }
         objects = await self._read_gate_objects(pipeline, previous, namespace)
-        plan = plan_pipeline(
-            pipeline, raw_stages, previous, runs, GateFacts(now=now, datasets=datasets, objects=objects)
-        )
-        status = self._status(known, pipeline, plan, verdict, generation, now)
+        rerun, handled = self._rerun_asked(view, known, raw_stages)
+        facts = GateFacts(now=now, datasets=datasets, objects=objects)
+        plan = plan_pipeline(pipeline, raw_stages, previous, runs, facts, rerun_asked=rerun)
+        status = self._status(known, pipeline, plan, verdict, generation, now, handled)
         # Released in memory before the workloads exist: their first admission must find them released.
         await self._write_status(key, known, status)
         for launch in plan.launches:
@@ -392,6 +393,19 @@ class PipelineController:
             )
         self.audit(record)
 
+    def _rerun_asked(self, view: Obj, known: _Known, raw_stages: Mapping[str, Any]) -> tuple[list[str], str | None]:
+        """The stages a new mlplacement.io/rerun annotation asks to run again (once per value), and the value
+        status records as handled."""
+        value = str(((view.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RERUN) or "")
+        handled = known.status.get("rerunHandled")
+        if not value or value == handled:
+            return [], handled
+        names = [name.strip() for name in value.split("@", 1)[0].split(",") if name.strip()]
+        unknown = [name for name in names if name not in raw_stages]
+        if unknown:
+            self.events(view, "Warning", "RerunIgnored", f"{ANNOTATION_RERUN}: no stage {', '.join(unknown)}")
+        return [name for name in names if name in raw_stages], value
+
     def _status(
         self,
         known: _Known,
@@ -400,6 +414,7 @@ class PipelineController:
         verdict: Verdict,
         generation: int | None,
         now: datetime,
+        rerun_handled: str | None,
     ) -> dict[str, Any]:
         conditions = list(known.status.get("conditions") or [])
         conditions = set_condition(
@@ -435,6 +450,7 @@ class PipelineController:
             estimated_hourly_cost_usd=plan.hourly_cost_usd,
             critical_path=plan.critical_path,
             stages=plan.stages,
+            rerun_handled=rerun_handled,
         )
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 

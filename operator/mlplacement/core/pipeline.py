@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,13 +193,16 @@ def plan_pipeline(
     previous: Mapping[str, StageStatus],
     runs: Mapping[str, StageRun],
     facts: GateFacts,
+    rerun_asked: Collection[str] = (),
 ) -> PipelinePlan:
     """The next status of every stage and the actions that get there. ``raw_stages`` are the stages as
-    written (what is signed), ``previous`` the last status by stage name, ``runs`` the stage workloads by name."""
+    written (what is signed), ``previous`` the last status by stage name, ``runs`` the stage workloads by name;
+    ``rerun_asked`` stages run again (with what depends on them) whatever state they are in."""
     spec = pipeline.spec
     digests = {name: template_digest(raw) for name, raw in raw_stages.items()}
     changed = {name for name, old in previous.items() if name in digests and old.template_digest != digests[name]}
-    rerun = descendants(spec.stages, changed)
+    asked = {name for name in rerun_asked if name in digests and name in previous}
+    rerun = descendants(spec.stages, changed | asked)
     planner = _Planner(pipeline, raw_stages, runs, facts)
     for name in topological_order(spec.stages):
         stage = spec.stage(name)
@@ -211,7 +214,11 @@ def plan_pipeline(
             record = StageStatus(name=name, run=old.run, template_digest=digests[name])
             if old.workload:
                 planner.plan.superseded.append(old.workload)
-            why = "its template changed" if name in changed else "a stage it depends on runs again"
+            why = (
+                "its template changed"
+                if name in changed
+                else ("a rerun was asked for" if name in asked else "a stage it depends on runs again")
+            )
             planner.plan.events.append(("Normal", "StageReset", f"stage {name} runs again: {why}"))
         else:
             record = old
