@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-operator clean \
+.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-pipelines bench-operator clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -70,6 +70,9 @@ bench: $(STAMP) ## Run the placement engine benchmark
 
 bench-controller: $(STAMP) ## The controller at the cluster port: calls per placement, idle calls, rate, memory per workload
 	$(BIN)/python bench/controller.py
+
+bench-pipelines: $(STAMP) ## The pipeline controller at the cluster port: calls per stage, idle calls, a round on news vs a sweep
+	$(BIN)/python bench/pipelines.py
 
 bench-operator: $(STAMP) ## Operator drain, memory and latency vs a one-handler kopf operator (needs a control plane: KUBEBUILDER_ASSETS or setup-envtest)
 	$(BIN)/python bench/drain.py

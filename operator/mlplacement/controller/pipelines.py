@@ -54,6 +54,7 @@ from mlplacement.core.pipeline import (
     pipeline_name_problem,
     plan_pipeline,
     same_spec,
+    template_digest,
 )
 from mlplacement.core.pipeline import object_key as gate_key
 from mlplacement.core.reconcile import Refusal, admission_view, describe, verdict_horizon
@@ -124,6 +125,8 @@ class _Known:
     verdict: Verdict | None = None
     verdict_keyring: Keyring | None = None  # the keyring the verdict was made with
     verdict_until: datetime | None = None
+    parsed: MLPipeline | str | None = None  # the model, or why it is invalid; None until first planned
+    digests: dict[str, str] | None = None  # each stage's template_digest (canonical JSON is not free)
 
 
 class PipelineController:
@@ -340,13 +343,15 @@ class PipelineController:
         view = known.view
         meta = view.get("metadata") or {}
         generation = meta.get("generation")
-        try:
-            pipeline = MLPipeline.model_validate(view)
-            problem = pipeline_name_problem(pipeline.metadata.name)
-        except ValidationError as exc:
-            problem = describe_validation_error(exc, f"{describe(view)}: ")
-        if problem:
-            refusal = Refusal(ConditionType.READY, Reason.INVALID_SPEC, problem)
+        if known.parsed is None:  # once per version of the object: a sweep re-plans, it does not re-parse
+            try:
+                parsed = MLPipeline.model_validate(view)
+                known.parsed = pipeline_name_problem(parsed.metadata.name) or parsed
+            except ValidationError as exc:
+                known.parsed = describe_validation_error(exc, f"{describe(view)}: ")
+        pipeline, problem = (known.parsed, None) if isinstance(known.parsed, MLPipeline) else (None, known.parsed)
+        if pipeline is None or problem:
+            refusal = Refusal(ConditionType.READY, Reason.INVALID_SPEC, str(problem))
             await self._write_refusal(key, known, refusal, now)
             return refusal
         verdict = self._verdict(known)
@@ -369,7 +374,9 @@ class PipelineController:
         objects = await self._read_gate_objects(pipeline, previous, namespace)
         rerun, handled = self._rerun_asked(view, known, raw_stages)
         facts = GateFacts(now=now, datasets=datasets, objects=objects)
-        plan = plan_pipeline(pipeline, raw_stages, previous, runs, facts, rerun_asked=rerun)
+        if known.digests is None:
+            known.digests = {name: template_digest(raw) for name, raw in raw_stages.items()}
+        plan = plan_pipeline(pipeline, raw_stages, previous, runs, facts, rerun_asked=rerun, digests=known.digests)
         status = self._status(known, pipeline, plan, verdict, generation, now, handled)
         # Released in memory before the workloads exist: their first admission must find them released.
         await self._write_status(key, known, status)

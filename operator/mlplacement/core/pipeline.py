@@ -194,12 +194,15 @@ def plan_pipeline(
     runs: Mapping[str, StageRun],
     facts: GateFacts,
     rerun_asked: Collection[str] = (),
+    digests: Mapping[str, str] | None = None,
 ) -> PipelinePlan:
     """The next status of every stage and the actions that get there. ``raw_stages`` are the stages as
     written (what is signed), ``previous`` the last status by stage name, ``runs`` the stage workloads by name;
-    ``rerun_asked`` stages run again (with what depends on them) whatever state they are in."""
+    ``rerun_asked`` stages run again (with what depends on them) whatever state they are in; ``digests`` are
+    the stages' template_digest when the caller keeps them (they change only with the spec)."""
     spec = pipeline.spec
-    digests = {name: template_digest(raw) for name, raw in raw_stages.items()}
+    if digests is None:
+        digests = {name: template_digest(raw) for name, raw in raw_stages.items()}
     changed = {name for name, old in previous.items() if name in digests and old.template_digest != digests[name]}
     asked = {name for name in rerun_asked if name in digests and name in previous}
     rerun = descendants(spec.stages, changed | asked)
@@ -278,6 +281,8 @@ class _Planner:
             launch = Launch(stage.name, record.workload, self._template(stage), inputs_of(record.consumed))
             self.plan.launches.append(launch)
             return record
+        if run.phase is None:
+            return record  # created, not admitted yet: nothing new to say
         update: dict[str, Any] = {"target": run.target or record.target}
         if run.hourly_cost_usd is not None:
             update["estimated_hourly_cost_usd"] = run.hourly_cost_usd
