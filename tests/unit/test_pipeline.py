@@ -458,3 +458,44 @@ def test_a_rerun_asked_for_runs_that_stage_and_what_depends_on_it_again() -> Non
     assert ("Normal", "StageReset", "stage prepare runs again: a rerun was asked for") in plan.events
     prepare = next(s for s in plan.stages if s.name == "prepare")
     assert (prepare.phase, prepare.attempts) == (StagePhase.SCHEDULED, 0)
+
+
+def test_a_stage_refused_for_a_passing_reason_follows_its_workload_when_it_runs_again() -> None:
+    run = Run()
+    run.plan()
+    run.runs["recsys-prepare-1"] = StageRun(phase="Refused", reason="UnknownKey", message="key 'platform' ...")
+    run.plan()
+    assert (run.stage("prepare").phase, run.stage("prepare").reason) == (StagePhase.REFUSED, "UnknownKey")
+    run.runs["recsys-prepare-1"] = StageRun(phase="Running", target="GPUPool/a")  # the key is trusted again
+    run.plan()
+    assert run.stage("prepare").phase is StagePhase.RUNNING
+
+
+def test_a_refused_stage_workload_deleted_by_hand_is_created_again_from_the_template() -> None:
+    run = Run()
+    run.plan()
+    run.runs["recsys-prepare-1"] = StageRun(phase="Refused", reason="StageModified")
+    run.plan()
+    del run.runs["recsys-prepare-1"]
+    plan = run.plan()
+    assert [(launch.workload, launch.spec) for launch in plan.launches] == [
+        ("recsys-prepare-1", run.obj["spec"]["stages"][0]["template"])
+    ]
+
+
+def test_a_retry_whose_gates_closed_meanwhile_waits_then_replaces_the_failed_run_once() -> None:
+    obj = make_pipeline(
+        make_stage("train", gates={"datasets": [{"dataset": "clicks"}]}, retry={"maxAttempts": 3, "backoffSeconds": 0})
+    )
+    run = Run(obj, datasets={"clicks": dataset()})
+    run.plan()
+    run.finish("train", phase="Failed")
+    run.plan()  # Retrying, due now
+    run.facts = {"datasets": {}}  # the dataset is withdrawn before the retry
+    for _ in range(3):
+        plan = run.plan()
+        assert (plan.launches, run.stage("train").phase) == ([], StagePhase.WAITING_FOR_DATA)
+        assert run.stage("train").attempts == 1  # waiting is not failing again
+    run.facts = {"datasets": {"clicks": dataset()}}
+    plan = run.plan()
+    assert ([launch.workload for launch in plan.launches], plan.superseded) == (["recsys-train-2"], ["recsys-train-1"])

@@ -1,8 +1,9 @@
 """The pipeline controller: each MLPipeline's stages become MLWorkloads as their gates open.
 
-Watch events only update what it knows; a round plans every pipeline (core.pipeline, pure) and performs
-the plan: create the released stages' workloads, delete superseded runs, write status when it changed,
-one Event per transition. It is also the signature gate for stage workloads (``stage_verdict``): a stage
+Watch events only update what it knows and mark their pipeline; a round plans the marked pipelines (every
+pipeline once per gate poll period: datasets age, gate objects change and retries come due without an event)
+with core.pipeline (pure) and performs the plan: create the released stages' workloads, delete superseded
+runs, write status when it changed, one Event and audit record per transition. It is also the signature gate for stage workloads (``stage_verdict``): a stage
 runs only while its pipeline verifies, its spec is exactly the signed template and the pipeline released it.
 """
 
@@ -81,13 +82,11 @@ def is_stage(obj: Obj) -> bool:
     return LABEL_PIPELINE in ((obj.get("metadata") or {}).get("labels") or {})
 
 
-def stage_run(obj: Obj, pipeline_uid: str | None = None) -> StageRun:
-    """What a stage workload's status and outputs annotation report; owned when its owner is the pipeline."""
+def stage_run(obj: Obj) -> StageRun:
+    """What a stage workload's status and outputs annotation report; owned when a pipeline made it."""
     meta = obj.get("metadata") or {}
     owners = meta.get("ownerReferences") or []
-    owned = any(o.get("kind") == Kind.ML_PIPELINE.value and o.get("controller") for o in owners) and (
-        pipeline_uid is None or any(o.get("uid") == pipeline_uid for o in owners)
-    )
+    owned = any(o.get("kind") == Kind.ML_PIPELINE.value and o.get("controller") for o in owners)
     status = obj.get("status") or {}
     phase = status.get("phase")
     conditions: dict[str, Mapping[str, Any]] = {str(c.get("type")): c for c in status.get("conditions") or []}

@@ -261,19 +261,26 @@ class _Planner:
     def advance(self, stage: PipelineStage, record: StageStatus, old: StageStatus | None) -> None:
         if record.phase is StagePhase.RETRYING and record.retry_at is not None and self.now < record.retry_at:
             self._wake_at(record.retry_at)
-        elif record.workload and record.phase is not StagePhase.RETRYING:
+        elif self._running_a_run(record):
             record = self._follow(stage, record)
         else:
             record = self._release(stage, record)
         self._announce(record, old)
         self.done[stage.name] = record
 
+    @staticmethod
+    def _running_a_run(record: StageStatus) -> bool:
+        """The record follows a released run; otherwise its gates decide (not released yet, a retry due, or held
+        by a gate: then it names the gate, and ``workload`` is at most the failed run a retry replaces)."""
+        waiting = record.phase in (StagePhase.RETRYING, StagePhase.WAITING_FOR_DATA) or bool(record.gate)
+        return bool(record.workload) and not waiting
+
     # --- a run in flight or finished ---
 
     def _follow(self, stage: PipelineStage, record: StageStatus) -> StageStatus:
         run = self.runs.get(record.workload)
-        if record.phase in BROKEN:
-            return record
+        if record.phase is StagePhase.FAILED:
+            return record  # out of attempts, or produced other than it declared: a rerun or a change restarts it
         if run is None:
             if record.phase is StagePhase.SUCCEEDED:
                 return record  # its workload may be gone; what it produced is in status
