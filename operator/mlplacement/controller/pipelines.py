@@ -3,8 +3,9 @@
 Watch events only update what it knows and mark their pipeline; a round plans the marked pipelines (every
 pipeline once per gate poll period: datasets age, gate objects change and retries come due without an event)
 with core.pipeline (pure) and performs the plan: create the released stages' workloads, delete superseded
-runs, write status when it changed, one Event and audit record per transition. It is also the signature gate for stage workloads (``stage_verdict``): a stage
-runs only while its pipeline verifies, its spec is exactly the signed template and the pipeline released it.
+runs, write status when it changed, one Event and audit record per transition. It is also the signature
+gate for stage workloads (``stage_verdict``): a stage runs only while its pipeline verifies, its spec is
+exactly the signed template and the pipeline released it.
 """
 
 from __future__ import annotations
