@@ -499,3 +499,21 @@ def test_a_retry_whose_gates_closed_meanwhile_waits_then_replaces_the_failed_run
     run.facts = {"datasets": {"clicks": dataset()}}
     plan = run.plan()
     assert ([launch.workload for launch in plan.launches], plan.superseded) == (["recsys-train-2"], ["recsys-train-1"])
+
+
+def test_an_input_from_a_serving_stage_waits_for_the_output_it_names() -> None:
+    serve = make_stage(
+        "serve",
+        template={"type": "Inference", "intent": {"latencyTargetMs": 50}},
+        outputs=[{"name": "endpoint-card", "uri": "s3://cards/serve"}],
+    )
+    probe = make_stage("probe", depends_on=["serve"], inputs=[{"name": "endpoint-card", "fromStage": "serve"}])
+    run = Run(make_pipeline(serve, probe))
+    run.plan()
+    run.runs["recsys-serve-1"] = StageRun(phase="Running")
+    plan = run.plan()
+    assert plan.launches == []
+    assert run.stage("probe").message == "stage serve serves but has not recorded endpoint-card"
+    run.runs["recsys-serve-1"] = StageRun(phase="Running", outputs={"endpoint-card": FEATURES})
+    assert [launch.workload for launch in run.plan().launches] == ["recsys-probe-1"]
+    assert run.stage("probe").consumed[0].digest == FEATURES

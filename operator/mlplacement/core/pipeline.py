@@ -300,6 +300,12 @@ class _Planner:
         if run.phase == "Refused":
             return _with(record, phase=StagePhase.REFUSED, reason=run.reason, message=run.message, **update)
         running = run.phase == "Running"
+        if running and stage.template.type is WorkloadType.INFERENCE:
+            # A serving stage never succeeds; what it has recorded is what stages after it consume.
+            update["produced"] = [
+                ArtifactRecord(name=o.name, uri=o.uri, digest=run.outputs.get(o.name) or o.digest or "")
+                for o in stage.outputs
+            ]
         phase = StagePhase.RUNNING if running else StagePhase.SCHEDULED
         reason = run.reason or (run.phase or "Created")
         message = run.message or f"MLWorkload {record.workload} is {run.phase or 'being admitted'}"
@@ -410,7 +416,8 @@ class _Planner:
                 )
             missing = [artifact.name for artifact in done.produced if not artifact.digest]
             if missing:
-                message = f"stage {upstream} succeeded but has not recorded {', '.join(missing)}"
+                state = "succeeded" if done.phase is StagePhase.SUCCEEDED else "serves"
+                message = f"stage {upstream} {state} but has not recorded {', '.join(missing)}"
                 return [], (f"stage {upstream}", Reason.WAITING_FOR_DATA, message)
         consumed: list[ArtifactRecord] = []
         for item in stage.inputs:
@@ -418,7 +425,10 @@ class _Planner:
                 consumed.append(ArtifactRecord(name=item.name, uri=item.uri or "", digest=item.digest or ""))
                 continue
             produced = {a.name: a for a in self.done[item.from_stage].produced}
-            recorded = produced[item.upstream_output]
+            recorded = produced.get(item.upstream_output)
+            if recorded is None or not recorded.digest:  # a serving stage records its outputs when it has them
+                message = f"stage {item.from_stage} has not recorded {item.upstream_output}"
+                return [], (f"stage {item.from_stage}", Reason.WAITING_FOR_DATA, message)
             if item.digest and item.digest != recorded.digest:
                 message = (
                     f"input {item.name} expects {item.digest} but stage {item.from_stage} recorded "
