@@ -393,8 +393,13 @@ def dags(draw: st.DrawFn) -> dict[str, Any]:
     return make_pipeline(*stages)
 
 
-@settings(max_examples=60, deadline=None)
-@given(obj=dags(), outcomes=st.lists(st.sampled_from(["Succeeded", "Failed", "Running"]), min_size=1, max_size=40))
+@settings(max_examples=80, deadline=None)
+@given(
+    obj=dags(),
+    outcomes=st.lists(
+        st.sampled_from(["Succeeded", "Failed", "Running", "Placed", "Refused", "gone"]), min_size=1, max_size=40
+    ),
+)
 def test_stages_start_only_after_their_upstream_and_a_success_is_never_redone(
     obj: dict[str, Any], outcomes: list[str]
 ) -> None:
@@ -405,14 +410,22 @@ def test_stages_start_only_after_their_upstream_and_a_success_is_never_redone(
     outcome = iter(outcomes)
     for _ in range(len(outcomes) + 1):
         plan = run.plan()
+        current = {s.workload for s in plan.stages}
+        assert not current & set(plan.superseded)  # never deletes what a stage follows
+        assert len({launch.stage for launch in plan.launches}) == len(plan.launches)  # one run per stage at a time
         for launch in plan.launches:
             assert all(run.stage(up).phase is StagePhase.SUCCEEDED for up in upstream[launch.stage])
             assert launch.stage not in succeeded
         succeeded |= {s.name for s in plan.stages if s.phase is StagePhase.SUCCEEDED}
+        for name in plan.superseded:
+            run.runs.pop(name, None)
         for stage in plan.stages:
-            if stage.phase in (StagePhase.SCHEDULED, StagePhase.RUNNING):
+            if stage.phase in (StagePhase.SCHEDULED, StagePhase.RUNNING, StagePhase.REFUSED) and not stage.gate:
                 result = next(outcome, "Running")
-                run.runs[stage.workload] = StageRun(phase=result)
+                if result == "gone":  # deleted by hand: its pipeline creates it again
+                    run.runs.pop(stage.workload, None)
+                else:
+                    run.runs[stage.workload] = StageRun(phase=result)
         run.now += timedelta(seconds=1)
     names = [stage.name for stage in pipeline.spec.stages]
     assert set(run.previous) == set(names)
