@@ -75,30 +75,22 @@ class KubeCluster:
     def apply_workload_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Server-side apply on the status subresource: conditions merge by type (a list-map in the CRD), so
         conditions another writer set are kept, and no stale copy of the whole list can drop them."""
+        self._apply_status("MLWorkload", "mlworkloads", namespace, name, status)
+
+    def apply_pipeline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self._apply_status("MLPipeline", "mlpipelines", namespace, name, status)
+
+    def _apply_status(self, kind: str, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "MLWorkload",
+            "kind": kind,
             "metadata": {"name": name, "namespace": namespace},
             "status": dict(status),
         }
         # The generated client offers only merge patches for custom objects; apply is the same PATCH verb
         # with another content type.
         self._patch(
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlworkloads/{name}/status",
-            body,
-            "application/apply-patch+yaml",
-            [("fieldManager", FIELD_MANAGER), ("force", "true")],
-        )
-
-    def apply_pipeline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "MLPipeline",
-            "metadata": {"name": name, "namespace": namespace},
-            "status": dict(status),
-        }
-        self._patch(
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/mlpipelines/{name}/status",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status",
             body,
             "application/apply-patch+yaml",
             [("fieldManager", FIELD_MANAGER), ("force", "true")],

@@ -44,7 +44,6 @@ from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import AuditSink, EventSink, Metrics, NoMetrics, PipelineCluster
 from mlplacement.controller.state import FleetCache, object_key
 from mlplacement.core.audit import audit_record
-from mlplacement.core.keyring import Keyring
 from mlplacement.core.pipeline import (
     GateFacts,
     ObjectFact,
@@ -59,8 +58,8 @@ from mlplacement.core.pipeline import (
     template_digest,
 )
 from mlplacement.core.pipeline import object_key as gate_key
-from mlplacement.core.reconcile import Refusal, admission_view, describe, verdict_horizon
-from mlplacement.core.signing import Verdict, verify
+from mlplacement.core.reconcile import Refusal, SignatureCheck, admission_view, describe
+from mlplacement.core.signing import Verdict
 from mlplacement.core.snapshot import signals_from_configmap
 from mlplacement.core.status import api_status, set_condition
 
@@ -122,9 +121,6 @@ def _object_fact(obj: Obj | None) -> ObjectFact:
 class _Known:
     view: Obj  # what admission reads: identity, generation, signature annotations, spec
     status: dict[str, Any]  # the status as last written (by us) or seen
-    verdict: Verdict | None = None
-    verdict_keyring: Keyring | None = None  # the keyring the verdict was made with
-    verdict_until: datetime | None = None
     parsed: MLPipeline | str | None = None  # the model, or why it is invalid; None until first planned
     digests: dict[str, str] | None = None  # each stage's template_digest (canonical JSON is not free)
 
@@ -159,6 +155,7 @@ class PipelineController:
         self.wakeup = asyncio.Event()
         self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_after_round: set[str] = set()
+        self._signatures = SignatureCheck()  # each pipeline's verdict, made again only when it could change
         # Pipelines with news since their last plan; every pipeline is planned again each gate poll period
         # (datasets age, gate objects change, retries come due without an event).
         self._dirty: set[str] = set()
@@ -171,6 +168,7 @@ class PipelineController:
         key = object_key(obj)
         if event_type == "DELETED":
             self.pipelines.pop(key, None)
+            self._signatures.forget(key)
             await self._remove_stages(key)
             return
         view = admission_view(obj)
@@ -279,20 +277,8 @@ class PipelineController:
         )
 
     def _verdict(self, known: _Known) -> Verdict:
-        """The pipeline's signature verdict, made again only when the object, the keyring or the next moment
-        it could change (an expiry) changed."""
-        keyring: Keyring = self.cache.keyring
-        now = self.clock()
-        if (
-            known.verdict is not None
-            and known.verdict_keyring is keyring
-            and (known.verdict_until is None or now < known.verdict_until)
-        ):
-            return known.verdict  # a new view is a new _Known: its verdict starts empty
-        known.verdict = verify(known.view, keyring, now)
-        known.verdict_keyring = keyring
-        known.verdict_until = verdict_horizon(known.view, keyring, now)
-        return known.verdict
+        key = object_key(known.view)
+        return self._signatures.verdict(key, known.view, self.cache.keyring, self.clock())
 
     # --- the loop ---
 

@@ -123,26 +123,30 @@ def resolve_policy(
 
 
 @dataclass
-class _CheckedPolicy:
+class _Checked:
     obj: Mapping[str, Any]
     keyring: Keyring
     checked_at: datetime
     holds_until: datetime | None
     verdict: Verdict
-    spec: PlacementPolicySpec | Refusal
+    parsed: Any
 
 
-class PolicyCheck:
-    """Each policy's verdict and parsed spec, reused while the object and the keyring are the same ones and
-    the clock has not reached the next moment the verdict could change (the signature's expiry, a key's
-    validity bounds): re-verifying per workload would give the same answer, thousands of times."""
+class SignatureCheck:
+    """Each object's verdict, reused while the object and the keyring are the same ones and the clock has not
+    reached the next moment the verdict could change (the signature's expiry, a key's validity bounds):
+    re-verifying per workload, or per round, would give the same answer, thousands of times."""
 
     def __init__(self) -> None:
-        self._memo: dict[str, _CheckedPolicy] = {}
+        self._memo: dict[str, _Checked] = {}
 
-    def __call__(
-        self, name: str, obj: Mapping[str, Any], keyring: Keyring, now: datetime
-    ) -> tuple[Verdict, PlacementPolicySpec | Refusal]:
+    def verdict(self, name: str, obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> Verdict:
+        return self._checked(name, obj, keyring, now).verdict
+
+    def forget(self, name: str) -> None:
+        self._memo.pop(name, None)
+
+    def _checked(self, name: str, obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> _Checked:
         memo = self._memo.get(name)
         if (
             memo is not None
@@ -151,17 +155,33 @@ class PolicyCheck:
             and memo.checked_at <= now
             and (memo.holds_until is None or now < memo.holds_until)
         ):
-            return memo.verdict, memo.spec
-        verdict = verify(obj, keyring, now)
-        spec: PlacementPolicySpec | Refusal
+            return memo
+        memo = _Checked(
+            obj, keyring, now, verdict_horizon(obj, keyring, now), verify(obj, keyring, now), self._parse(name, obj)
+        )
+        self._memo[name] = memo
+        return memo
+
+    def _parse(self, name: str, obj: Mapping[str, Any]) -> Any:
+        return None
+
+
+class PolicyCheck(SignatureCheck):
+    """Each policy's verdict and parsed spec (see SignatureCheck for how long they are reused)."""
+
+    def __call__(
+        self, name: str, obj: Mapping[str, Any], keyring: Keyring, now: datetime
+    ) -> tuple[Verdict, PlacementPolicySpec | Refusal]:
+        checked = self._checked(name, obj, keyring, now)
+        return checked.verdict, checked.parsed
+
+    def _parse(self, name: str, obj: Mapping[str, Any]) -> PlacementPolicySpec | Refusal:
         try:
-            spec = PlacementPolicy.model_validate(obj).spec
+            return PlacementPolicy.model_validate(obj).spec
         except ValidationError as exc:
-            spec = Refusal(
+            return Refusal(
                 ConditionType.READY, Reason.INVALID_SPEC, describe_validation_error(exc, f"PlacementPolicy {name}: ")
             )
-        self._memo[name] = _CheckedPolicy(obj, keyring, now, verdict_horizon(obj, keyring, now), verdict, spec)
-        return verdict, spec
 
 
 def _shifted(moment: datetime, by: timedelta) -> datetime | None:
