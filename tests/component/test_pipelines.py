@@ -521,3 +521,20 @@ def test_a_rerun_annotation_runs_a_stage_again_once_per_value() -> None:
     assert world.status()["rerunHandled"] == "nope@2"
     assert ("Warning", "RerunIgnored", "mlplacement.io/rerun: no stage nope") in world.pipeline_events
     assert world.stage("train")["run"] == 2
+
+
+def test_a_retry_comes_due_on_time_between_sweeps() -> None:
+    obj = make_pipeline()
+    obj["spec"]["stages"][0]["retry"] = {"maxAttempts": 2, "backoffSeconds": 5}
+    world = World(obj)
+
+    async def loop_after_the_backoff() -> None:
+        assert world.stage("prepare")["phase"] == "Retrying"
+        world.pipelines._sweep_at = world.clock.now + 1000  # no sweep due: only the retry may wake it
+        world.now += timedelta(seconds=6)
+        task = asyncio.create_task(world.pipelines.run())
+        await until(lambda: "team-a/recsys-prepare-2" in world.cluster.stage_creates)
+        world.pipelines.stop()
+        await task
+
+    world.run(world.apply, world.finish("recsys-prepare-1", outcome="Failed"), loop_after_the_backoff)

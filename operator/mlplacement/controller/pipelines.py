@@ -155,6 +155,7 @@ class PipelineController:
         self.wakeup = asyncio.Event()
         self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_after_round: set[str] = set()
+        self._due: dict[str, datetime] = {}  # pipeline key -> when a retry comes due
         self._signatures = SignatureCheck()  # each pipeline's verdict, made again only when it could change
         # Pipelines with news since their last plan; every pipeline is planned again each gate poll period
         # (datasets age, gate objects change, retries come due without an event).
@@ -169,6 +170,7 @@ class PipelineController:
         if event_type == "DELETED":
             self.pipelines.pop(key, None)
             self._signatures.forget(key)
+            self._due.pop(key, None)
             await self._remove_stages(key)
             return
         view = admission_view(obj)
@@ -284,11 +286,17 @@ class PipelineController:
 
     async def run(self) -> None:
         while not self._stopping:
+            timeout = self.config.gate_poll_seconds
+            if self._due:  # a retry's backoff may end before the next sweep
+                until = (min(self._due.values()) - self.clock()).total_seconds()
+                timeout = min(timeout, max(until, 0.0))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.gate_poll_seconds)
+                await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
             self.wakeup.clear()
             if self._stopping:
                 break
+            now = self.clock()
+            self._dirty |= {key for key, due in self._due.items() if due <= now}
             keys: set[str] | None = None
             if self.monotonic() < self._sweep_at:
                 keys = set(self._dirty)
@@ -314,7 +322,12 @@ class PipelineController:
             known = self.pipelines.get(key)
             if known is None:
                 continue
-            results[key] = await self._reconcile(key, known, now, datasets)
+            results[key] = outcome = await self._reconcile(key, known, now, datasets)
+            next_check = outcome.next_check if isinstance(outcome, PipelinePlan) else None
+            if next_check is None:
+                self._due.pop(key, None)
+            else:
+                self._due[key] = next_check
             if key in self._readmit_after_round:
                 self._readmit_after_round.discard(key)
                 await self.readmit(sorted(self.stages_of.get(key, ())))

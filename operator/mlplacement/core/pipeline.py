@@ -231,7 +231,7 @@ def plan_pipeline(
             planner.plan.events.append(("Normal", "StageRemoved", f"stage {name} is no longer in the pipeline"))
             if gone.workload:
                 planner.plan.superseded.append(gone.workload)
-    plan = planner.finish(previous)
+    plan = planner.finish()
     # Runs of ours nothing points at any more (a removed stage, a delete that failed, a crash between a new run
     # and the old one's delete) go too; a workload someone else labelled as a stage is left to them.
     current = {record.workload for record in plan.stages} | {launch.workload for launch in plan.launches}
@@ -510,7 +510,7 @@ class _Planner:
         running = record.phase is StagePhase.RUNNING
         return running and stage is not None and stage.template.type is WorkloadType.INFERENCE
 
-    def finish(self, previous: Mapping[str, StageStatus]) -> PipelinePlan:
+    def finish(self) -> PipelinePlan:
         stages = self.pipeline.spec.stages
         records = [self.done[stage.name] for stage in stages]
         self.plan.stages = records
