@@ -83,3 +83,19 @@ def test_sign_signs_a_pipeline_and_the_operator_verifies_it(tmp_path: Path) -> N
     from datetime import UTC, datetime
 
     assert verify(signed, keyring_of(("platform", key)), datetime.now(UTC)).ok
+
+
+def test_explain_with_keys_refuses_an_unsigned_pipeline_as_the_operator_would(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "platform.pem").write_bytes(keyring_core.public_pem(keyring_core.generate_key()))
+    result = run_cli("explain", EXAMPLE, "--keys", keys, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (refused,) = report["refused"]
+    assert (refused["kind"], refused["workload"], refused["reason"]) == (
+        "MLPipeline",
+        "team-recsys/recsys",
+        "SignatureMissing",
+    )
+    assert report["pipelines"] == []
