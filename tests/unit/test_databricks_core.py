@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,22 @@ def test_payload_for_a_new_cluster_tags_it_with_cost_tags_and_identity() -> None
     }
     assert payload["run_name"] == "team-a/fraud-scorer"
     assert payload["idempotency_token"].endswith("-g3-a2")
+
+
+def test_a_pipeline_stage_on_a_new_cluster_is_told_its_inputs_like_a_pod() -> None:
+    digest = "sha256:" + "1" * 64
+    obj = make_workload(
+        type="Batch",
+        databricks={"task": {"notebook_task": {"notebook_path": "/x"}}, "newCluster": {"spark_env_vars": {"A": "1"}}},
+    )
+    inputs = json.dumps({"clicks": {"uri": "s3://c", "digest": digest}})
+    obj["metadata"]["annotations"] = {"mlplacement.io/inputs": inputs}
+    (task,) = submit_payload(MLWorkload.model_validate(obj), attempt=1)["tasks"]
+    assert task["new_cluster"]["spark_env_vars"] == {
+        "A": "1",
+        "MLPLACEMENT_INPUT_CLICKS_URI": "s3://c",
+        "MLPLACEMENT_INPUT_CLICKS_DIGEST": digest,
+    }
 
 
 def test_payload_for_an_existing_cluster_names_it() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlplacement.api.constants import LABEL_WORKLOAD_UID, ConditionType, Phase, Reason
 from mlplacement.api.workload import DatabricksRunStatus, MLWorkload, MLWorkloadStatus
+from mlplacement.core.manifests import input_env
 from mlplacement.core.status import api_status, set_condition
 
 TOKEN_MAX = 64  # the Jobs API's limit on idempotency_token
@@ -75,6 +76,9 @@ def submit_payload(workload: MLWorkload, attempt: int) -> dict[str, Any]:
     elif spec.new_cluster is not None:
         cluster = dict(spec.new_cluster)
         cluster["custom_tags"] = {**(cluster.get("custom_tags") or {}), **run_tags(workload)}
+        inputs = {e["name"]: e["value"] for e in input_env(workload.metadata.annotations)}
+        if inputs:  # a pipeline stage: what it consumes, as on a pod (an existing cluster cannot be told)
+            cluster["spark_env_vars"] = {**(cluster.get("spark_env_vars") or {}), **inputs}
         task["new_cluster"] = cluster
     if spec.libraries:
         task["libraries"] = list(spec.libraries)

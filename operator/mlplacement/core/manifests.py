@@ -96,10 +96,9 @@ def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[st
     }
 
 
-def input_env(workload: Mapping[str, Any]) -> list[dict[str, str]]:
+def input_env(annotations: Mapping[str, str]) -> list[dict[str, str]]:
     """A pipeline stage's inputs (its mlplacement.io/inputs annotation) as MLPLACEMENT_INPUT_<NAME>_URI and
     _DIGEST: the stage's code can check that what it reads is what its lineage records."""
-    annotations = (workload.get("metadata") or {}).get("annotations") or {}
     text = annotations.get(ANNOTATION_INPUTS)
     if not text:
         return []
@@ -196,6 +195,7 @@ def build_children(
     """
     metadata = workload["metadata"]
     name, uid = metadata["name"], metadata.get("uid", "")
+    annotations = metadata.get("annotations") or {}
     labels = {**child_labels(name, uid, spec.cost_tags), **(extra_labels or {})}
     child_meta: dict[str, Any] = {
         "name": child_name(name),
@@ -220,7 +220,7 @@ def build_children(
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": pod_labels},
-                    "spec": _pod_spec(spec, target, pool_label_key, "Always", input_env(workload)),
+                    "spec": _pod_spec(spec, target, pool_label_key, "Always", input_env(annotations)),
                 },
             },
         }
@@ -241,7 +241,7 @@ def build_children(
             "podFailurePolicy": DISRUPTION_IS_NOT_FAILURE,
             "template": {
                 "metadata": {"labels": pod_labels},
-                "spec": _pod_spec(spec, target, pool_label_key, "Never", input_env(workload)),
+                "spec": _pod_spec(spec, target, pool_label_key, "Never", input_env(annotations)),
             },
         },
     }
