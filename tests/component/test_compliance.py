@@ -4,13 +4,15 @@ what runs (Move, Stop, Warn), not only on the next placement; lost authorization
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy
+from mlplacement.core.signing import sign
+from tests.builders import make_policy, with_annotations
 from tests.component.fakes import Clock, Events, FakeCluster
 from tests.component.test_capacity_and_failures import NOW
 from tests.component.test_workload_controller import KEY, gpu_node, signed, workload
@@ -36,8 +38,9 @@ class World:
         self.cache.on_node(node_in("n-eu", "eu-pool", "eu-west-1"), deleted=False)
         self.cluster, self.events = FakeCluster(), Events()
         self.violations: list[str] = []
+        self.now = NOW
         self.controller = WorkloadController(
-            config, self.cache, self.cluster, self.events, clock=lambda: NOW, monotonic=Clock()
+            config, self.cache, self.cluster, self.events, clock=lambda: self.now, monotonic=Clock()
         )
         self.controller.metrics.compliance = self.violations.append  # type: ignore[method-assign]
         self.obj = signed(workload("trainer", gpus=2, intent={"dataRegion": "us-east-1"}))
@@ -159,6 +162,45 @@ def test_a_revoked_signing_key_stops_the_children_whatever_the_policy_says() -> 
     (warning,) = world.warnings("AuthorizationLost")
     assert warning.startswith("its authorization no longer holds (UnknownKey: ")
     assert warning.endswith("; stopping its children")
+
+
+def expiring(obj: dict[str, Any], key: Any, key_id: str, hours: float) -> dict[str, Any]:
+    return with_annotations(obj, sign(obj, key, key_id, NOW + timedelta(hours=hours)))
+
+
+def test_a_signature_that_expires_while_it_runs_stops_the_children_without_any_event() -> None:
+    world = World()
+    world.obj = expiring(workload("trainer", gpus=2, intent={"dataRegion": "us-east-1"}), KEY, "platform", 1)
+    seen: list[Any] = []
+
+    async def time_passes() -> None:
+        world.now = NOW + timedelta(minutes=30)
+        await world.round()
+        seen.append(world.pool())  # still valid: left alone
+        world.now = NOW + timedelta(hours=1, minutes=6)  # past the expiry and the clock skew allowed
+        await world.round()
+
+    world.run(time_passes)
+    assert seen == ["us-pool"]
+    status = world.controller.statuses["team-a/trainer"]
+    verified = next(c for c in status["conditions"] if c["type"] == "Verified")
+    assert (status["phase"], verified["reason"]) == ("Refused", "SignatureExpired")
+    assert ("Job", "team-a", "mlw-trainer") in world.cluster.deletes
+    assert world.compliant()[:2] == ("False", "AuthorizationLost")  # type: ignore[index]
+
+
+def test_a_policy_signature_that_expires_stops_what_runs_under_it() -> None:
+    world = World()
+    world.cache.on_policy(expiring(make_policy("default"), KEY, "platform", 2), deleted=False)
+
+    async def time_passes() -> None:
+        world.now = NOW + timedelta(hours=3)
+        await world.round()
+
+    world.run(time_passes)
+    assert world.pool() is None
+    assert world.compliant()[:2] == ("False", "AuthorizationLost")  # type: ignore[index]
+    assert "PolicyUnsigned" in world.compliant()[2]  # type: ignore[index]
 
 
 def test_a_pool_relabelled_into_a_forbidden_region_moves_its_workloads() -> None:

@@ -16,7 +16,8 @@ from mlplacement.controller.pipelines import PipelineController
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
-from tests.builders import make_pipeline, make_policy, make_stage
+from mlplacement.core.signing import sign
+from tests.builders import make_pipeline, make_policy, make_stage, with_annotations
 from tests.component.fakes import Clock, Events, FakeCluster
 from tests.component.test_capacity_and_failures import NOW
 from tests.component.test_workload_controller import KEY, gpu_node, signed
@@ -538,3 +539,27 @@ def test_a_retry_comes_due_on_time_between_sweeps() -> None:
         await task
 
     world.run(world.apply, world.finish("recsys-prepare-1", outcome="Failed"), loop_after_the_backoff)
+
+
+def test_a_pipeline_signature_that_expires_stops_its_running_stages() -> None:
+    world = World()
+
+    async def apply_expiring() -> None:
+        world.generation += 1
+        world.obj["metadata"].update(uid="uid-pipeline", generation=world.generation)
+        annotations = sign(world.obj, KEY, "platform", NOW + timedelta(hours=1))
+        await world.pipelines.on_pipeline_event("ADDED", with_annotations(world.obj, annotations))
+        await world.settle()
+
+    async def time_passes() -> None:
+        assert world.jobs() == ["mlw-recsys-prepare-1"]
+        assert world.pipelines._due["team-a/recsys"] == NOW + timedelta(hours=1, minutes=5)  # wakes at expiry
+        world.now = NOW + timedelta(hours=1, minutes=6)
+        await world.settle()
+
+    world.run(apply_expiring, time_passes)
+    assert world.status()["phase"] == "Refused"
+    assert next(c for c in world.status()["conditions"] if c["type"] == "Verified")["reason"] == "SignatureExpired"
+    assert ("Job", "team-a", "mlw-recsys-prepare-1") in world.cluster.deletes
+    compliant = next(c for c in world.workload_status("recsys-prepare-1")["conditions"] if c["type"] == "Compliant")
+    assert compliant["reason"] == "AuthorizationLost"

@@ -155,7 +155,8 @@ class PipelineController:
         self.wakeup = asyncio.Event()
         self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_after_round: set[str] = set()
-        self._due: dict[str, datetime] = {}  # pipeline key -> when a retry comes due
+        self._due: dict[str, datetime] = {}  # pipeline key -> when a retry comes due or its verdict may change
+        self._verified: dict[str, bool] = {}  # pipeline key -> whether it verified when last planned
         self._signatures = SignatureCheck()  # each pipeline's verdict, made again only when it could change
         # Pipelines with news since their last plan; every pipeline is planned again each gate poll period
         # (datasets age, gate objects change, retries come due without an event).
@@ -171,6 +172,7 @@ class PipelineController:
             self.pipelines.pop(key, None)
             self._signatures.forget(key)
             self._due.pop(key, None)
+            self._verified.pop(key, None)
             await self._remove_stages(key)
             return
         view = admission_view(obj)
@@ -323,11 +325,13 @@ class PipelineController:
             if known is None:
                 continue
             results[key] = outcome = await self._reconcile(key, known, now, datasets)
-            next_check = outcome.next_check if isinstance(outcome, PipelinePlan) else None
-            if next_check is None:
-                self._due.pop(key, None)
+            # Planned again without an event when a retry comes due or its signature could stop holding.
+            moments = [outcome.next_check if isinstance(outcome, PipelinePlan) else None, self._signatures.until(key)]
+            found = [moment for moment in moments if moment is not None]
+            if found:
+                self._due[key] = min(found)
             else:
-                self._due[key] = next_check
+                self._due.pop(key, None)
             if key in self._readmit_after_round:
                 self._readmit_after_round.discard(key)
                 await self.readmit(sorted(self.stages_of.get(key, ())))
@@ -354,6 +358,10 @@ class PipelineController:
             await self._write_refusal(key, known, refusal, now)
             return refusal
         verdict = self._verdict(known)
+        if self._verified.get(key, verdict.ok) != verdict.ok:
+            # It expired (or its key's validity began or ended) with no event: its stages are judged again.
+            self._readmit_after_round.add(key)
+        self._verified[key] = verdict.ok
         if not verdict.ok:
             refusal = Refusal(ConditionType.VERIFIED, verdict.reason, verdict.message)
             await self._write_refusal(key, known, refusal, now)

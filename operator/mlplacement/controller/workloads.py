@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import logging
 import socket
 import time
@@ -64,6 +65,7 @@ from mlplacement.core.reconcile import (
     apply_failed_status,
     child_status,
     decision_status,
+    verdict_horizon,
 )
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
 from mlplacement.core.signing import Verdict
@@ -177,6 +179,10 @@ class WorkloadController:
         self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
+        # Workload key -> when its admission could stop holding with the time (see _watch_expiry); the heap
+        # orders them, with entries an admission since has replaced left in it and skipped.
+        self._horizons: dict[str, datetime] = {}
+        self._horizon_heap: list[tuple[datetime, str]] = []
         self.preempted: dict[str, Eviction] = {}  # workload key -> when its children stop
         self._room_at: dict[str, float] = {}  # preemptor uid -> when its victims' children stop
         self._running: dict[str, tuple[tuple[Any, ...], Running]] = {}  # key -> (what it was built from, it)
@@ -309,6 +315,7 @@ class WorkloadController:
             return outcome
         self.workloads.remember(meta.get("uid", ""), key, outcome.workload)
         self.policy_of[key] = outcome.policy_name
+        self._watch_expiry(key, obj, outcome.policy_name)
         if outcome.workload.spec.intent.schedule is not None:
             self.recurring.add(key)  # pre-warming looks at these only
         else:
@@ -398,6 +405,32 @@ class WorkloadController:
                 await asyncio.to_thread(self.cluster.remove_workload_finalizer, namespace, name, seen, finalizer)
                 self.finalizers[key] = tuple(f for f in seen if f != finalizer)
 
+    def _watch_expiry(self, key: str, obj: Obj, policy_name: str) -> None:
+        """Remember when the workload's admission could stop holding with the time alone (its signature or its
+        policy's expires, a key's validity ends): it is admitted again then (readmit_expired)."""
+        moments = [verdict_horizon(obj, self.cache.keyring, self.clock()), self._policy_check.until(policy_name)]
+        found = [moment for moment in moments if moment is not None]
+        if not found:
+            self._horizons.pop(key, None)
+            return
+        at = min(found)
+        if self._horizons.get(key) != at:
+            self._horizons[key] = at
+            heapq.heappush(self._horizon_heap, (at, key))
+
+    async def readmit_expired(self) -> list[str]:
+        """Admitted workloads whose signature, signing key or policy signature has run out since: admitted again,
+        so what no longer verifies stops (AuthorizationLost) without waiting for an unrelated event."""
+        now = self.clock()
+        due = []
+        while self._horizon_heap and self._horizon_heap[0][0] <= now:
+            at, key = heapq.heappop(self._horizon_heap)
+            if self._horizons.get(key) == at:  # else an older entry: admitted again since
+                del self._horizons[key]
+                due.append(key)
+        await self.readmit(due)
+        return due
+
     async def readmit_all(self) -> None:
         """Policies or trusted keys changed: every known workload goes through admission again."""
         await self.readmit(list(self.objects))
@@ -415,6 +448,7 @@ class WorkloadController:
         self.pending.pop(key, None)
         self.statuses.pop(key, None)
         self.policy_of.pop(key, None)
+        self._horizons.pop(key, None)
         self.preempted.pop(key, None)
         self._running.pop(key, None)
         uid = (obj.get("metadata") or {}).get("uid", "")
@@ -819,6 +853,7 @@ class WorkloadController:
                 )
 
     async def _requeue(self) -> None:
+        await self.readmit_expired()
         for key in sorted(self._readmit_later):
             if key in self.objects:
                 await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})

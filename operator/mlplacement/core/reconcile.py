@@ -146,6 +146,11 @@ class SignatureCheck:
     def forget(self, name: str) -> None:
         self._memo.pop(name, None)
 
+    def until(self, name: str) -> datetime | None:
+        """When the last verdict for ``name`` could next change (an expiry, a key's bounds); None: never."""
+        memo = self._memo.get(name)
+        return memo.holds_until if memo is not None else None
+
     def _checked(self, name: str, obj: Mapping[str, Any], keyring: Keyring, now: datetime) -> _Checked:
         memo = self._memo.get(name)
         if (
