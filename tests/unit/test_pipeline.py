@@ -530,3 +530,13 @@ def test_an_input_from_a_serving_stage_waits_for_the_output_it_names() -> None:
     run.runs["recsys-serve-1"] = StageRun(phase="Running", outputs={"endpoint-card": FEATURES})
     assert [launch.workload for launch in run.plan().launches] == ["recsys-probe-1"]
     assert run.stage("probe").consumed[0].digest == FEATURES
+
+
+def test_a_workloads_long_words_are_cut_to_what_the_status_schema_allows() -> None:
+    run = Run()
+    run.plan()
+    run.runs["recsys-prepare-1"] = StageRun(phase="Waiting", reason="R" * 100, message="x" * 10_000)
+    run.plan()
+    prepare = run.stage("prepare")
+    assert (len(prepare.message), len(prepare.reason)) == (4096, 64)
+    assert prepare.message.endswith("...")

@@ -18,6 +18,7 @@ from typing import Any
 
 import rfc8785
 
+from mlplacement.api.base import LONG_TEXT_MAX
 from mlplacement.api.constants import Reason
 from mlplacement.api.dag import critical_path, descendants, topological_order
 from mlplacement.api.pipeline import (
@@ -35,6 +36,7 @@ from mlplacement.api.workload import MLWorkloadSpec, WorkloadType
 # A stage workload's name carries the pipeline's name in a label value: at most 63 characters.
 PIPELINE_NAME_MAX = 63
 ObjectKey = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+REASON_MAX = 64  # StageStatus.reason
 IN_FLIGHT = (StagePhase.SCHEDULED, StagePhase.RUNNING, StagePhase.RETRYING)
 BROKEN = (StagePhase.FAILED, StagePhase.REFUSED)
 
@@ -512,7 +514,7 @@ class _Planner:
 
     def finish(self) -> PipelinePlan:
         stages = self.pipeline.spec.stages
-        records = [self.done[stage.name] for stage in stages]
+        records = [_fits(self.done[stage.name]) for stage in stages]
         self.plan.stages = records
         self.plan.serving = [record.name for record in records if self._serves(record.name, record)]
         broken = {record.name for record in records if record.phase in BROKEN}
@@ -548,6 +550,14 @@ class _Planner:
             else:
                 hours[record.name] = estimate
         return hours
+
+
+def _fits(record: StageStatus) -> StageStatus:
+    """The record within its schema's bounds: a workload's words (a long placement message) are cut, never
+    refused by the API server with the whole status."""
+    if len(record.message) <= LONG_TEXT_MAX and len(record.reason) <= REASON_MAX:
+        return record
+    return _with(record, message=record.message[: LONG_TEXT_MAX - 3] + "...", reason=record.reason[:REASON_MAX])
 
 
 def _with(record: StageStatus, **changes: Any) -> StageStatus:
