@@ -129,14 +129,15 @@ def record_outputs_and_complete(plane: ControlPlane, workload: str, outputs: dic
 def test_a_signed_pipeline_runs_stage_by_stage_behind_its_dataset_gate(plane: ControlPlane) -> None:
     plane.apply(signals(datetime.now(UTC) - timedelta(hours=3)))
     plane.apply(signed(three_stages("recsys")))
+    # The first plan may come before the operator has read the signals ("no signals document"): wait for the
+    # stale dataset's own words.
     wait_until(
-        lambda: stage_status(plane, "recsys", "prepare").get("phase") == "WaitingForData",
+        lambda: "dataset clicks was updated 3h" in stage_status(plane, "recsys", "prepare").get("message", ""),
         60,
         "stage prepare WaitingForData on the stale dataset",
     )
     prepare = stage_status(plane, "recsys", "prepare")
-    assert prepare["gate"] == "dataset clicks"
-    assert "dataset clicks was updated 3h" in prepare["message"]
+    assert (prepare["phase"], prepare["gate"]) == ("WaitingForData", "dataset clicks")
     assert (plane.get("mlworkloads", "-n", NAMESPACE, "-l", "mlplacement.io/pipeline=recsys") or {}).get("items") == []
 
     plane.apply(signals(datetime.now(UTC)))  # the data is validated and fresh now
