@@ -25,7 +25,7 @@ class _Stage(Protocol):
     @property
     def depends_on(self) -> Sequence[str]: ...
     @property
-    def inputs(self) -> Sequence[Any]: ...
+    def inputs(self) -> Sequence[_Input]: ...
     @property
     def outputs(self) -> Sequence[Any]: ...
     @property
@@ -53,16 +53,16 @@ def dag_problems(stages: Sequence[_Stage]) -> list[str]:
                 f"{where}.template.dependsOn: stages are ordered by the stage's dependsOn, not the template's"
             )
         for position, item in enumerate(stage.inputs):
-            upstream = item.from_stage
-            if upstream is None:
+            source = item.from_stage
+            if source is None:
                 continue
-            if upstream not in stage.depends_on:
-                problems.append(f"{where}.inputs[{position}].fromStage: {upstream!r} is not in the stage's dependsOn")
-            elif upstream in seen:
-                outputs = {output.name for output in stages[seen[upstream]].outputs}
+            if source not in stage.depends_on:
+                problems.append(f"{where}.inputs[{position}].fromStage: {source!r} is not in the stage's dependsOn")
+            elif source in seen:
+                outputs = {output.name for output in stages[seen[source]].outputs}
                 if item.upstream_output not in outputs:
                     problems.append(
-                        f"{where}.inputs[{position}]: stage {upstream!r} has no output {item.upstream_output!r}"
+                        f"{where}.inputs[{position}]: stage {source!r} has no output {item.upstream_output!r}"
                         f" (outputs: {', '.join(sorted(outputs)) or 'none'})"
                     )
     if not problems:
