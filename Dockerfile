@@ -6,9 +6,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.lock ./requirements/
 COPY operator ./operator
+# Exactly the versions CI tested (requirements/runtime.lock, with hashes), then the package without resolving.
 RUN python -m venv /opt/mlplacement \
- && /opt/mlplacement/bin/pip install --no-compile . \
+ && /opt/mlplacement/bin/pip install --no-compile --require-hashes --no-deps -r requirements/runtime.lock \
+ && /opt/mlplacement/bin/pip install --no-compile --no-deps . \
  && /opt/mlplacement/bin/python -m compileall -q /opt/mlplacement/lib
 
 FROM ${PYTHON_IMAGE}

