@@ -32,7 +32,9 @@ def _integration(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     chosen = [item for item in items if _integration(item)]
     if chosen and ASSETS_DIR is None and REQUIRED:
-        raise pytest.UsageError(f"MLPLACEMENT_REQUIRE_CONTROL_PLANE is set, but found no control plane: {ASSETS_ORIGIN}")
+        raise pytest.UsageError(
+            f"MLPLACEMENT_REQUIRE_CONTROL_PLANE is set, but found no control plane: {ASSETS_ORIGIN}"
+        )
     for item in chosen:
         item.add_marker(pytest.mark.integration)
         if ASSETS_DIR is None:
