@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from mlplacement.adapters.kube import LeaseConflictError
+from mlplacement.api.errors import LeaseConflictError
 from mlplacement.config import OperatorConfig
-from mlplacement.controller.leader import LeaderElector, candidate_identity
+from mlplacement.controller.leader import LeaderElector, LeaderState, candidate_identity
 
 CONFIG = OperatorConfig(lease_duration_seconds=1.0, renew_deadline_seconds=0.7, retry_period_seconds=0.05)
 
@@ -77,7 +77,7 @@ def in_loop(test: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def elector(store: LeaseStore, name: str, changes: list[bool] | None = None) -> LeaderElector:
+def elector(store: LeaseStore, name: str, changes: list[LeaderState] | None = None) -> LeaderElector:
     return LeaderElector(
         CONFIG, store, candidate_identity(name), on_change=(changes.append if changes is not None else lambda _: None)
     )
@@ -132,7 +132,7 @@ async def test_a_crashed_leaders_lease_is_taken_only_after_its_duration(store: L
 
 @in_loop
 async def test_a_leader_cut_off_from_the_api_server_stops_at_the_renew_deadline(store: LeaseStore) -> None:
-    changes: list[bool] = []
+    changes: list[LeaderState] = []
     leader = elector(store, "pod-a", changes)
     assert await leader.acquire(asyncio.Event())
     holding = asyncio.create_task(leader.hold())
@@ -142,7 +142,7 @@ async def test_a_leader_cut_off_from_the_api_server_stops_at_the_renew_deadline(
     stopped_after = time.monotonic() - cut_at
     assert CONFIG.renew_deadline_seconds - CONFIG.retry_period_seconds <= stopped_after
     assert stopped_after < CONFIG.lease_duration_seconds  # stops before anyone may take over
-    assert changes == [True, False]
+    assert changes == [LeaderState.LEADING, LeaderState.STANDBY]
 
 
 @in_loop

@@ -14,6 +14,7 @@ from typing import Any
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.pipelines import PipelineController
 from mlplacement.controller.state import FleetCache
+from mlplacement.controller.sync import CacheSync
 from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
@@ -30,7 +31,7 @@ MODEL = "sha256:" + "2" * 64
 class World:
     """A cluster with one A100 pool; the fake's MLWorkloads are delivered to both controllers as a watch would."""
 
-    def __init__(self, pipeline: dict[str, Any] | None = None) -> None:
+    def __init__(self, pipeline: dict[str, Any] | None = None, sync: CacheSync | None = None) -> None:
         self.config = OperatorConfig()
         self.cache = FleetCache(config=self.config)
         self.cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
@@ -42,7 +43,7 @@ class World:
         self.clock = Clock()
         self.now = NOW
         self.controller = WorkloadController(
-            self.config, self.cache, self.cluster, self.events, clock=lambda: self.now, monotonic=self.clock
+            self.config, self.cache, self.cluster, self.events, clock=lambda: self.now, monotonic=self.clock, sync=sync
         )
         self.pipelines = PipelineController(
             self.config,
@@ -53,6 +54,7 @@ class World:
             clock=lambda: self.now,
             monotonic=self.clock,
             audit=self.audit.append,
+            sync=sync,
         )
         self.stage_counts: list[dict[str, int]] = []
         self.pipelines.metrics.pipeline_stages = lambda counts: self.stage_counts.append(dict(counts))  # type: ignore[method-assign]
@@ -397,16 +399,22 @@ def test_stages_wait_untouched_for_their_pipeline_after_a_restart() -> None:
 
     async def restart() -> None:
         statuses = dict(world.cluster.pipeline_statuses)
-        fresh = World()
+        sync = CacheSync(kinds=("mlpipelines",), reads=())
+        sync.listed("mlpipelines", {"team-a/recsys"})
+        fresh = World(sync=sync)
         fresh.cluster = world.cluster
         fresh.controller.cluster = fresh.pipelines.cluster = world.cluster
         fresh.controller.pool.cluster = world.cluster
         patches = len(world.cluster.status_patches)
         await fresh.watch()  # the stage workloads are listed before their pipeline
+        await fresh.controller.place_round()
         assert len(world.cluster.status_patches) == patches  # parked: no status written
         body = signed({**world.obj, "status": statuses["team-a/recsys"]})
         body["metadata"].update(uid="uid-pipeline", generation=1)
         await fresh.pipelines.on_pipeline_event("ADDED", body)
+        sync.seen("mlpipelines", body)
+        assert sync.ready
+        await fresh.controller.readmit_all()  # what the workload loop does once the caches have synced
         await fresh.pipelines.round()
         assert fresh.workload_status("recsys-prepare-1")["phase"] in ("Placed", "Running")
         assert fresh.cluster.stage_creates.count("team-a/recsys-prepare-1") == 1

@@ -23,7 +23,9 @@ from tests.integration.test_operator import KEY, Operator, gpu_status, node, sig
 
 NAMESPACE = "team-ha"
 LEASE = ("lease", "mlplacement-leader", "-n", "mlplacement-system")
-NODES, GPUS_PER_NODE = 30, 8  # 240 GPUs: room for every workload below, so each one must end Placed
+# 336 GPUs: room for every 1-GPU workload the module applies (20 calm, 200 storm, 10 handover, 100 restart),
+# so each one must end Placed. (240 left the last 90 of the restart test waiting for capacity, whatever it did.)
+NODES, GPUS_PER_NODE = 42, 8
 
 
 @pytest.fixture(scope="module")

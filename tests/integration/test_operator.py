@@ -8,9 +8,11 @@ the owner reference rather than by waiting for the collector.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,16 +78,18 @@ class Operator:
         self.extra_env = extra_env or {}
         self.user = user
         self.process: subprocess.Popen[bytes] | None = None
+        self.health_port = 0
         # Every start of this replica appends here: what a test reads of the operator's own words.
         self.log_path = plane.directory / f"operator-{user or 'admin'}.log"
 
     def start(self) -> None:
         kubeconfig = self.plane.kubeconfig_for(self.user) if self.user else self.plane.kubeconfig
+        self.health_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "MLPLACEMENT_METRICS_PORT": "0",
-            "MLPLACEMENT_HEALTH_PORT": str(free_port()),
+            "MLPLACEMENT_HEALTH_PORT": str(self.health_port),
             "MLPLACEMENT_RELOAD_SECONDS": "1",
             "MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS": "0.5",
             "MLPLACEMENT_LOG_FORMAT": "plain",
@@ -101,6 +105,22 @@ class Operator:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlplacement", "run"], env=env, stdout=log, stderr=log, cwd=REPO
         )
+
+    def readyz(self) -> str:
+        """What /readyz says (its role: leading with caches synced or not, standby, lease error); "" if no answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        """Every audit record this replica wrote, over all its starts (JSON lines among the log)."""
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith('{"apiVersion":"mlplacement.io/audit/'):
+                records.append(json.loads(line))
+        return records
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -28,11 +28,12 @@ from mlplacement.api.constants import (
     REVISION_ANNOTATIONS,
     VERSION,
 )
-from mlplacement.api.errors import ApplyError
+from mlplacement.api.errors import ApplyError, LeaseConflictError
 
 log = logging.getLogger("mlplacement.kube")
 FIELD_MANAGER = "mlplacement"
 REQUEST_TIMEOUT_SECONDS = 30
+LIST_PAGE = 500  # objects per page of a list (the start-up sync lists every watched kind once)
 # HTTP status -> stable reason of mlplacement_apply_failures_total and the ApplyFailed condition message.
 _FAILURE_REASONS = {
     400: "BadRequest",
@@ -185,6 +186,36 @@ class KubeCluster:
             _return_http_data_only=True,
             _request_timeout=REQUEST_TIMEOUT_SECONDS,
         )
+
+    def list_keys(self, path: str, label_selector: str = "") -> set[str]:
+        """The keys (``namespace/name``, or ``name``) of every object in a collection now: metadata only
+        (PartialObjectMetadataList), in pages, so a start costs little even with many objects."""
+        keys: set[str] = set()
+        token = ""
+        while True:
+            query = [("limit", str(LIST_PAGE))]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            response = self.api_client.call_api(
+                path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+            page = json.loads(response.data)
+            for item in page.get("items") or []:
+                meta = item.get("metadata") or {}
+                namespace = meta.get("namespace")
+                keys.add(f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name")))
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return keys
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
         self.custom.patch_cluster_custom_object_status(
@@ -378,10 +409,6 @@ LEASE_TIMEOUT_SECONDS = 5
 _LEASE_CALL: dict[str, Any] = {"_preload_content": False, "_request_timeout": LEASE_TIMEOUT_SECONDS}
 
 
-class LeaseConflictError(Exception):
-    """Someone else wrote the Lease since it was read (409): read it again and decide again."""
-
-
 class KubeLeases:
     """coordination.k8s.io/v1 Leases as plain dicts, the server's own strings (MicroTime kept verbatim)."""
 
@@ -396,7 +423,7 @@ class KubeLeases:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise
+            raise apply_failure(exc) from None  # the server's words (403: who may not do what), not its headers
         return dict(json.loads(response.data))
 
     def create(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -419,5 +446,5 @@ class KubeLeases:
         except ApiException as exc:
             if exc.status == 409:  # create lost the race, or replace's resourceVersion is stale
                 raise LeaseConflictError(str(exc.reason)) from None
-            raise
+            raise apply_failure(exc) from None
         return dict(json.loads(response.data))

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from mlplacement.api.constants import LeaderState
+
 
 class PrometheusMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -103,7 +105,11 @@ class PrometheusMetrics:
             "mlplacement_quota_nominal", "A quota team's nominal quota, by resource", ["team", "resource"], registry=r
         )
         self.leader = Gauge(
-            "mlplacement_leader", "1 while this replica holds the leader Lease (and places and writes)", registry=r
+            "mlplacement_leader",
+            "1 for this replica's role: leading (holds the Lease, places and writes), standby, or lease-error "
+            "(the Lease cannot be read or written, so this replica can never lead)",
+            ["state"],
+            registry=r,
         )
 
     def serve(self, port: int) -> None:
@@ -130,8 +136,9 @@ class PrometheusMetrics:
         if nominal is not None:
             self.quota_nominal.labels(team, resource).set(nominal)
 
-    def leading(self, leading: bool) -> None:
-        self.leader.set(1 if leading else 0)
+    def leader_state(self, state: str) -> None:
+        for each in LeaderState:  # every state always present: 1 for this replica's, 0 for the others
+            self.leader.labels(each.value).set(1 if each == state else 0)
 
     def decision(self, target_kind: str, result: str) -> None:
         self.decisions.labels(target_kind, result).inc()

@@ -151,3 +151,11 @@ class Phase(StrEnum):
 
 # Phases in which a workload has something running (or about to run) on its target.
 ACTIVE_PHASES: Final = (Phase.PLACED.value, Phase.RUNNING.value)
+
+
+class LeaderState(StrEnum):
+    """What an operator replica is, as /readyz and the mlplacement_leader{state} metric say."""
+
+    LEADING = "leading"  # holds the Lease: watches, places, writes
+    STANDBY = "standby"  # another replica holds it; this one waits and writes nothing
+    LEASE_ERROR = "lease-error"  # the Lease cannot be read or written (RBAC, an API server away): nothing runs

@@ -27,3 +27,7 @@ class ApplyError(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+class LeaseConflictError(Exception):
+    """Someone else wrote the Lease since it was read (409): read it again and decide again."""

@@ -19,11 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from mlplacement.api.constants import LeaderState
+from mlplacement.api.errors import LeaseConflictError
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import Leases
 from mlplacement.core.lease import LeaderElection, LeaseAction, LeaseRecord
 
 log = logging.getLogger("mlplacement.leader")
+# A Lease error that lasts is said again this often (a 403 that nobody fixes must not go quiet).
+REPEAT_PROBLEM_SECONDS = 30.0
 
 
 def candidate_identity(pod_name: str) -> str:
@@ -40,7 +44,7 @@ class LeaderElector:
         identity: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
-        on_change: Callable[[bool], None] = lambda leading: None,
+        on_change: Callable[[LeaderState], None] = lambda state: None,
     ) -> None:
         self.config = config
         self.leases = leases
@@ -49,7 +53,9 @@ class LeaderElector:
         self.monotonic = monotonic
         self.on_change = on_change
         self.election = LeaderElection(identity, config.lease_duration_seconds, config.renew_deadline_seconds)
-        self._leading = False
+        self.state = LeaderState.STANDBY
+        self.problem = ""  # the server's words for why the Lease cannot be used, while that lasts
+        self._problem_said_at: float | None = None
         # Lease calls never queue behind placement writes in the default executor: a renewal stuck behind a
         # burst of child applies would cost the lease. One thread: election is sequential anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
@@ -72,6 +78,7 @@ class LeaderElector:
             self.election.observe(LeaseRecord.from_object(current) if current else None, self.monotonic())
             action = self.election.decide(self.monotonic())
             if action is LeaseAction.WAIT:
+                self._trouble(None)
                 return False
             record = self.election.desired(action, self.clock())
             if action is LeaseAction.CREATE:
@@ -79,8 +86,12 @@ class LeaderElector:
             else:
                 written = await self._call(self.leases.replace, namespace, name, record.spec(), record.resource_version)
         except Exception as exc:  # a conflict or an unreachable server: not ours this time, try again later
-            log.debug("lease %s not acquired or renewed: %s", self.where, exc)
+            if isinstance(exc, LeaseConflictError):  # a lost race: the normal life of several replicas
+                log.debug("lease %s not acquired or renewed: %s", self.where, exc)
+            else:
+                self._trouble(exc)
             return False
+        self._trouble(None)
         self.election.wrote(LeaseRecord.from_object(written), self.monotonic())
         if action is LeaseAction.TAKE or action is LeaseAction.CREATE:
             log.info("became the leader (lease %s, identity %s)", self.where, self.identity)
@@ -91,8 +102,9 @@ class LeaderElector:
         announced = False
         while not stop.is_set():
             if await self.try_acquire_or_renew() and self.leading():
-                self._set_leading(True)
+                self._set_state(LeaderState.LEADING)
                 return True
+            self._set_state(LeaderState.LEASE_ERROR if self.problem else LeaderState.STANDBY)
             if not announced and self.election.observed is not None:
                 log.info("standing by: lease %s is held by %s", self.where, self.election.observed.holder)
                 announced = True
@@ -109,7 +121,7 @@ class LeaderElector:
             if not self.leading():
                 holder = self.election.observed.holder if self.election.observed else ""
                 log.error("lost the lease %s (now held by %r): stopping", self.where, holder)
-                self._set_leading(False)
+                self._set_state(LeaderState.STANDBY)
                 return
 
     async def release(self) -> None:
@@ -130,10 +142,38 @@ class LeaderElector:
             log.warning("could not release the lease %s: %s", self.where, exc)
             return
         self.election.wrote(LeaseRecord.from_object(written), self.monotonic())
-        self._set_leading(False)
+        self._set_state(LeaderState.STANDBY)
         log.info("released the lease %s", self.where)
 
-    def _set_leading(self, leading: bool) -> None:
-        if leading != self._leading:
-            self._leading = leading
-            self.on_change(leading)
+    def describe(self) -> str:
+        """This replica's role in words (/readyz)."""
+        if self.state is LeaderState.LEADING:
+            return f"leading (lease {self.where})"
+        if self.problem:
+            return f"standby: lease {self.where} cannot be used: {self.problem}"
+        holder = self.election.observed.holder if self.election.observed else ""
+        return f"standby (lease {self.where} held by {holder or 'nobody yet'})"
+
+    def _trouble(self, exc: BaseException | None) -> None:
+        """Say a Lease error at WARNING in the server's words: when it starts or changes, then every
+        REPEAT_PROBLEM_SECONDS while it lasts; and once when it is over."""
+        if exc is None:
+            if self.problem:
+                log.warning("lease %s usable again (was: %s)", self.where, self.problem)
+                self.problem, self._problem_said_at = "", None
+            return
+        problem = f"{type(exc).__name__}: {exc}" if not str(exc).strip() else str(exc).strip().splitlines()[0]
+        now = self.monotonic()
+        if (
+            problem != self.problem
+            or self._problem_said_at is None
+            or now - self._problem_said_at >= REPEAT_PROBLEM_SECONDS
+        ):
+            log.warning("lease %s cannot be read or written, so nothing is placed here: %s", self.where, problem)
+            self._problem_said_at = now
+        self.problem = problem
+
+    def _set_state(self, state: LeaderState) -> None:
+        if state != self.state:
+            self.state = state
+            self.on_change(state)

@@ -43,6 +43,7 @@ from mlplacement.api.workload import VerifiedStatus
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import AuditSink, EventSink, Metrics, NoMetrics, PipelineCluster
 from mlplacement.controller.state import FleetCache, object_key
+from mlplacement.controller.sync import CacheSync
 from mlplacement.core.audit import audit_record
 from mlplacement.core.pipeline import (
     GateFacts,
@@ -73,7 +74,6 @@ _AUDITED = {
     Reason.WAITING_FOR_DATA.value: AuditAction.WAITING,
 }
 Obj = Mapping[str, Any]
-WARM_UP_SECONDS = 15.0  # after a start, time for the pipeline watch to list what exists
 # A workload's condition that explains its phase best, in order of precedence.
 _EXPLAINING_CONDITIONS = (ConditionType.VERIFIED.value, ConditionType.PLACED.value, ConditionType.READY.value)
 
@@ -137,8 +137,10 @@ class PipelineController:
         monotonic: Callable[[], float] = time.monotonic,
         audit: AuditSink | None = None,
         metrics: Metrics | None = None,
+        sync: CacheSync | None = None,
     ) -> None:
         self.config = config
+        self.sync = sync or CacheSync.already()  # no round before every cache a plan reads has listed
         self.metrics = metrics or NoMetrics()
         self.audit: AuditSink = audit or (lambda record: None)
         self.actor = config.pod_name or socket.gethostname()
@@ -153,7 +155,6 @@ class PipelineController:
         self.stages_of: dict[str, set[str]] = {}  # pipeline key -> its stage workloads' keys
         self.gate_objects: dict[ObjectKey, tuple[float, ObjectFact]] = {}  # read at (monotonic), what it said
         self.wakeup = asyncio.Event()
-        self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_after_round: set[str] = set()
         self._due: dict[str, datetime] = {}  # pipeline key -> when a retry comes due or its verdict may change
         self._verified: dict[str, bool] = {}  # pipeline key -> whether it verified when last planned
@@ -226,7 +227,7 @@ class PipelineController:
         key = f"{namespace}/{pipeline_name}"
         known = self.pipelines.get(key)
         if known is None:
-            if self.monotonic() < self._warm_at:
+            if not self.sync.ready:
                 return None
             return Refusal(
                 ConditionType.PLACED,
@@ -287,6 +288,7 @@ class PipelineController:
     # --- the loop ---
 
     async def run(self) -> None:
+        await self.sync.wait()
         while not self._stopping:
             timeout = self.config.gate_poll_seconds
             if self._due:  # a retry's backoff may end before the next sweep

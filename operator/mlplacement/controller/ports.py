@@ -30,6 +30,10 @@ class Cluster(Protocol):
 
     def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
 
+    def list_keys(self, path: str, label_selector: str = "") -> set[str]:
+        """The keys (``namespace/name`` or ``name``) of every object in the collection at ``path`` now."""
+        ...
+
     def add_workload_finalizer(self, namespace: str, name: str) -> None:
         """Put the operator's finalizer on an MLWorkload, leaving every other finalizer as it is."""
         ...

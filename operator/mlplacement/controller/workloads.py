@@ -52,6 +52,7 @@ from mlplacement.controller.ports import (
 from mlplacement.controller.prewarm import Prewarmer
 from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
+from mlplacement.controller.sync import CacheSync
 from mlplacement.core.audit import audit_record
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, decide_many, request_from_workload
@@ -88,7 +89,6 @@ FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 CLEANUP_ATTEMPTS = 24  # x cleanup_poll_seconds: how long deletion waits for a Databricks run or an edge
 CLEANUP_POLL_SECONDS = 5.0
-WARM_UP_SECONDS = 15.0  # after a start, time for the watches to list the children that exist
 CLEANUP_ABANDONED = {
     TargetKind.DATABRICKS: "Databricks run not confirmed cancelled; it may still be running",
     TargetKind.EDGE: "edge cluster unreachable; its copy is removed on return",
@@ -143,9 +143,12 @@ class WorkloadController:
         edges: EdgeClusters | None = None,
         cleanup_poll_seconds: float = CLEANUP_POLL_SECONDS,
         audit: AuditSink | None = None,
+        sync: CacheSync | None = None,
     ) -> None:
         self.config = config
         self.audit: AuditSink = audit or (lambda record: None)
+        # Nothing is admitted, refused, stopped or placed before every cache a decision reads has listed.
+        self.sync = sync or CacheSync.already()
         # The signature gate of pipeline stages (PipelineController.stage_verdict); without it a stage workload
         # needs a signature of its own, which it never has: fail closed.
         self.stages: Callable[[Obj], Verdict | Refusal | None] | None = None
@@ -175,8 +178,6 @@ class WorkloadController:
         self.finalizers: dict[str, tuple[str, ...]] = {}  # workload key -> metadata.finalizers last seen
         self.cleanups: dict[str, asyncio.Task[None]] = {}  # workload key -> its deletion's remote cleanup
         self.cleanup_poll_seconds = cleanup_poll_seconds
-        # Until then the child watch may still be listing what exists (see _reapply).
-        self._warm_at = monotonic() + WARM_UP_SECONDS
         self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
         # Workload key -> when its admission could stop holding with the time (see _watch_expiry); the heap
@@ -271,6 +272,8 @@ class WorkloadController:
             self.statuses[key] = owned_status(obj.get("status"))
         obj = admission_view(obj)  # all later work reads this much; the rest of the body is not kept
         self.objects[key] = obj
+        if not self.sync.ready:
+            return None  # kept, and admitted once the caches have synced (run)
         namespace = meta.get("namespace", "")
         signature = None
         if self.stages is not None and is_stage(obj):
@@ -476,7 +479,10 @@ class WorkloadController:
     # --- the batch loop ---
 
     async def run(self) -> None:
-        """Place pending workloads every interval, or sooner when woken; until cancelled or stopped."""
+        """Once the caches have synced: admit what the watches delivered meanwhile, then place pending workloads
+        every interval, or sooner when woken; until cancelled or stopped."""
+        await self.sync.wait()
+        await self.readmit_all()
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
@@ -695,7 +701,11 @@ class WorkloadController:
            workload keeping its target is only brought to its revision; the rest are nominated.
         5. Decide the nominated together with decide_many, on the snapshot alone.
         6. Act and record: children, status and one Event per workload, with bounded concurrency.
+
+        Nothing at all before the caches have synced: an empty cache is no evidence of anything.
         """
+        if not self.sync.ready:
+            return []
         now = self.clock()
         await self.sync_policies()  # 1
         if not self.statuses and not self.pending:
@@ -978,13 +988,6 @@ class WorkloadController:
         # and status is written only if it changed.
         if snapshot_target is not None and runtime is not None:
             if not runtime.is_current(key, item.obj, workload, snapshot_target, status):
-                if status.get("observedGeneration") == generation and self._warming_up():
-                    # Settled before a restart, and the child watch may not have listed its child yet: look
-                    # again once it has, rather than re-apply every settled workload at start.
-                    self.pending[key] = dataclasses.replace(
-                        item, attempts=1, not_before=self._warm_at, fleet_version=self.fleet_version
-                    )
-                    return
                 try:
                     await runtime.run(key, item.obj, workload, snapshot_target, status)
                 except Exception as exc:
@@ -1154,9 +1157,6 @@ class WorkloadController:
             if phase in counts:
                 counts[phase] += 1
         return counts
-
-    def _warming_up(self) -> bool:
-        return self.monotonic() < self._warm_at
 
     def _runtime(self, kind: str) -> Runtime | None:
         return next((runtime for runtime in self.runtimes.values() if runtime.kind.value == kind), None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -17,6 +19,7 @@ from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.pipelines import PipelineController, is_stage
 from mlplacement.controller.state import tracked_pod
+from mlplacement.controller.sync import WATCHES, CacheSync, sync_caches
 from mlplacement.controller.workloads import WorkloadController
 
 log = logging.getLogger("mlplacement")
@@ -25,6 +28,19 @@ CHILD_LABELS = {LABEL_MANAGED_BY: "mlplacement"}
 
 def _deleted(event_type: str | None) -> bool:
     return event_type == "DELETED"
+
+
+def feeds_cache(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Every event handler: once it has taken the object in, the start-up sync counts it as delivered."""
+
+    @functools.wraps(handler)
+    async def handle(**kwargs: Any) -> None:
+        try:
+            await handler(**kwargs)
+        finally:
+            kwargs["memo"].sync.seen(kwargs["resource"].plural, kwargs["body"])
+
+    return handle
 
 
 @kopf.on.startup()
@@ -44,6 +60,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # The runner lets the current round finish on SIGTERM; kopf must not kill the process meanwhile.
     settings.process.ultimate_exiting_timeout = config.shutdown_grace_seconds + 10
     memo.config, memo.cache, memo.cluster = config, shared.cache, shared.cluster
+    # Decisions wait until every watch below has delivered what exists and the keys have been read since
+    # this process started leading (controller.sync).
+    memo.sync = shared.sync = CacheSync()
     memo.controller = WorkloadController(
         config,
         shared.cache,
@@ -53,6 +72,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         jobs=DatabricksJobs(),
         edges=RemoteClusters(),
         audit=LogAudit(),
+        sync=memo.sync,
     )
     memo.pipelines = PipelineController(
         config,
@@ -62,6 +82,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         readmit=memo.controller.readmit,
         audit=LogAudit(),
         metrics=shared.metrics,
+        sync=memo.sync,
     )
     memo.controller.stages = memo.pipelines.stage_verdict
     shared.controller = memo.controller
@@ -71,7 +92,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         await memo.controller.readmit_all()
 
     shared.keys.readmit = keys_changed
-    memo.tasks = [asyncio.create_task(memo.controller.run()), asyncio.create_task(memo.pipelines.run())]
+    memo.tasks = [
+        asyncio.create_task(
+            sync_caches(
+                memo.sync,
+                lambda kind: shared.cluster.list_keys(WATCHES[kind].path, WATCHES[kind].selector),
+                shared.keys.reload,
+            )
+        ),
+        asyncio.create_task(memo.controller.run()),
+        asyncio.create_task(memo.pipelines.run()),
+    ]
 
 
 @kopf.on.cleanup()
@@ -93,6 +124,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 # (no extra write per object) and the controller decides from generation and signature annotations what
 # needs admission. Deletion that must wait for remote cleanup uses the operator's own finalizer.
 @kopf.on.event(GROUP, VERSION, "mlworkloads")
+@feeds_cache
 async def workload(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     obj = dict(body)
     if is_stage(obj):  # first: the stage gate must know the stage before it is admitted
@@ -101,41 +133,51 @@ async def workload(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any)
 
 
 @kopf.on.event(GROUP, VERSION, "mlpipelines")
+@feeds_cache
 async def pipeline(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await memo.pipelines.on_pipeline_event(type, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, "placementpolicies")
+@feeds_cache
 async def policy(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if memo.cache.on_policy(dict(body), _deleted(type)):
         await memo.controller.readmit_all()
 
 
 @kopf.on.event("", "v1", "nodes")
+@feeds_cache
 async def node(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_node(body, _deleted(type))
     memo.controller.fleet_changed()
 
 
 @kopf.on.event("", "v1", "namespaces")
+@feeds_cache
 async def namespace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if memo.cache.on_namespace(dict(body), _deleted(type)):
         memo.controller.fleet_changed()  # a label may move a namespace into or out of a quota team
 
 
-@kopf.on.event("", "v1", "pods", when=lambda body, **_: tracked_pod(body))
+# Every pod, not only those placement tracks (GPU requests or ours): the start-up sync can only count pods it
+# can tell from a metadata list. Untracked ones cost a call that returns at once; kopf sees them anyway.
+@kopf.on.event("", "v1", "pods")
+@feeds_cache
 async def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.cache.on_pod(body, _deleted(type))
-    memo.controller.fleet_changed()
+    if tracked_pod(body) or _deleted(type):
+        memo.cache.on_pod(body, _deleted(type))
+        memo.controller.fleet_changed()
 
 
 @kopf.on.event(GROUP, VERSION, "edgeclusters")
+@feeds_cache
 async def edge_cluster(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_edge_cluster(dict(body), _deleted(type))
     memo.controller.fleet_changed()
 
 
 @kopf.on.event(GROUP, VERSION, "databricksworkspaces")
+@feeds_cache
 async def workspace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.on_workspace(dict(body), _deleted(type))
     memo.controller.fleet_changed()
@@ -143,6 +185,7 @@ async def workspace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS)
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@feeds_cache
 async def child(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.on_home_child(dict(body), _deleted(type))
     if not _deleted(type):

@@ -26,11 +26,13 @@ from aiohttp import web
 from mlplacement.adapters.kube import KubeCluster, KubeLeases, load_client
 from mlplacement.adapters.live import read_live_with
 from mlplacement.adapters.metrics import PrometheusMetrics
+from mlplacement.api.constants import LeaderState
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.keys import KeyReloader
 from mlplacement.controller.leader import LeaderElector, candidate_identity
 from mlplacement.controller.policy_impact import PolicyImpact
 from mlplacement.controller.state import FleetCache
+from mlplacement.controller.sync import CacheSync
 from mlplacement.controller.webhook_tls import ServingCertificate, WebhookCertificates
 from mlplacement.handlers.webhook import WebhookServer
 
@@ -56,7 +58,9 @@ class Shared:
     keys: KeyReloader
     executor: ThreadPoolExecutor
     controller: Any = None  # the WorkloadController, once this replica leads
+    sync: CacheSync | None = None  # the start-up cache sync, once this replica leads
     serving: ServingCertificate | None = None
+    elector: LeaderElector | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def live(self) -> tuple[bool, str]:
@@ -67,10 +71,23 @@ class Shared:
         age = time.monotonic() - controller.last_round_at
         return (age < limit, "ok" if age < limit else f"no placement round for {age:.0f}s")
 
+    def role(self) -> str:
+        """Leading (and whether its caches have synced), standing by, or unable to use the Lease: /readyz says."""
+        role = self.elector.describe() if self.elector is not None else "leading (no leader election)"
+        if self.elector is None or self.elector.state is LeaderState.LEADING:
+            if self.sync is None or not self.sync.ready:
+                waiting = self.sync.waiting_for() if self.sync is not None else "the operator to start"
+                role += f"; nothing decided until caches sync: waiting for {waiting}"
+            else:
+                role += "; caches synced"
+        return role
+
     def ready(self) -> tuple[bool, str]:
+        # Readiness gates the webhook, which every replica serves: a standby (or one that cannot use the Lease)
+        # stays ready, and its text says what it is.
         if self.serving is not None and not self.serving.ready:
-            return False, "webhook certificate not loaded yet"
-        return True, "ok"
+            return False, f"webhook certificate not loaded yet; {self.role()}"
+        return True, f"ok: {self.role()}"
 
 
 async def _health_server(shared: Shared) -> web.AppRunner:
@@ -134,9 +151,10 @@ async def run_operator(config: OperatorConfig) -> int:
     servers = [await _health_server(shared)]
     elector = None
     if config.leader_election:
-        elector = LeaderElector(
-            config, KubeLeases(api_client), candidate_identity(config.pod_name), on_change=metrics.leading
+        elector = shared.elector = LeaderElector(
+            config, KubeLeases(api_client), candidate_identity(config.pod_name), on_change=metrics.leader_state
         )
+        metrics.leader_state(elector.state)
     try:
         await shared.keys.reload()
     except Exception:
@@ -159,7 +177,7 @@ async def run_operator(config: OperatorConfig) -> int:
         if elector is not None and not await elector.acquire(stop):
             return 0  # stopped while standing by: nothing was ever written
         if elector is None:
-            metrics.leading(True)
+            metrics.leader_state(LeaderState.LEADING)
         return await lead(shared, elector, stop)
     finally:
         for task in shared.tasks:
