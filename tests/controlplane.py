@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 TOKEN = "integration-admin-token"
@@ -181,6 +181,42 @@ class ControlPlane:
         )
         self.apply(policy)
 
+    def start_controllers(self) -> None:
+        """kube-controller-manager (garbage collection, namespace deletion, Jobs get pods) and kube-scheduler (pods
+        bound to nodes that fit, or Unschedulable), when the binaries are there; skips the test otherwise."""
+        import pytest
+
+        missing = [b for b in ("kube-controller-manager", "kube-scheduler") if not (Path(ASSETS) / b).is_file()]
+        if missing:
+            pytest.skip(f"{ASSETS_ORIGIN} lacks {', '.join(missing)}")
+        ca_cert, ca_key = _signing_ca(self.directory)
+        common = (
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+        )
+        commands = {
+            "kube-controller-manager": (
+                *common,
+                # Without a kubelet every node would be tainted unreachable and its pods evicted.
+                "--controllers=*,-nodelifecycle",
+                f"--service-account-private-key-file={self.directory / 'sa.key'}",
+                f"--root-ca-file={ca_cert}",
+                f"--cluster-signing-cert-file={ca_cert}",
+                f"--cluster-signing-key-file={ca_key}",
+                "--use-service-account-credentials=false",
+                "--service-cluster-ip-range=10.0.0.0/24",
+            ),
+            "kube-scheduler": common,
+        }
+        for binary, flags in commands.items():
+            logs = (self.directory / f"{binary}.log").open("ab")
+            # Before the apiserver in the list: stop_apiserver() takes the last process.
+            self.processes.insert(1, subprocess.Popen([str(Path(ASSETS) / binary), *flags], stdout=logs, stderr=logs))
+
     def stop_apiserver(self) -> None:
         """Take the API server down (etcd keeps the data), as an edge site dropping off the network."""
         apiserver = self.processes.pop()
@@ -217,6 +253,38 @@ class ControlPlane:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _signing_ca(directory: Path) -> tuple[Path, Path]:
+    """A one-certificate CA for the controller-manager's signers (the apiserver's own file holds a chain of two,
+    which they refuse)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = directory / "signing-ca.crt", directory / "signing-ca.key"
+    if cert_path.exists():
+        return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "integration-signing-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
 
 
 def _ready(port: int) -> bool:

@@ -483,3 +483,71 @@ def test_a_deleted_pool_workload_sheds_the_finalizer_an_older_release_left(world
 
     run(scenario())
     assert cluster.finalizer_calls == [("remove kopf.zalando.org/KopfFinalizerMarker", "team-a/trainer")]
+
+
+def _policy_appears(controller: WorkloadController, cache: FleetCache, cluster: FakeCluster) -> Any:
+    async def appear() -> None:
+        if cache.on_policy(signed(make_policy("default")), deleted=False):  # what the policy handler does
+            await controller.readmit_all()
+
+    return appear()
+
+
+def _named_policy_appears(controller: WorkloadController, cache: FleetCache, cluster: FakeCluster) -> Any:
+    async def appear() -> None:
+        team = make_policy("team-policy")
+        team["metadata"]["labels"] = {}
+        if cache.on_policy(signed(team), deleted=False):
+            await controller.readmit_all()
+
+    return appear()
+
+
+def _key_appears(controller: WorkloadController, cache: FleetCache, cluster: FakeCluster) -> Any:
+    from mlplacement.controller.keys import KeyReloader
+
+    cluster.put_secret(
+        "mlplacement-system",
+        "mlplacement-trusted-keys",
+        {"platform.pem": keyring_core.public_pem(KEY).decode(), "team.pem": keyring_core.public_pem(OTHER).decode()},
+    )
+    return KeyReloader(controller.config, cache, cluster, controller.readmit_all).reload()
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason", "appears"),
+    [
+        pytest.param("no default policy", Reason.POLICY_NOT_FOUND, _policy_appears, id="default policy created later"),
+        pytest.param(
+            "policyRef names a policy", Reason.POLICY_NOT_FOUND, _named_policy_appears, id="named policy later"
+        ),
+        pytest.param(
+            "signed by an unknown key", Reason.UNKNOWN_KEY, _key_appears, id="its key added to the Secret later"
+        ),
+    ],
+)
+def test_a_refusal_for_something_that_can_appear_later_is_admitted_when_it_appears(
+    world: Any, setup: str, reason: Reason, appears: Any
+) -> None:
+    controller, cluster, _, cache = world
+    spec: dict[str, Any] = {}
+    key, key_id = KEY, "platform"
+    if setup == "no default policy":
+        cache.on_policy(signed(make_policy("default")), deleted=True)
+    elif setup == "policyRef names a policy":
+        spec["policyRef"] = {"name": "team-policy"}
+    else:
+        key, key_id = OTHER, "team"
+    obj = signed(workload("late", **spec), key, key_id)
+
+    async def scenario() -> None:
+        refusal = await controller.on_workload(obj)
+        assert refusal is not None
+        assert refusal.reason is reason
+        assert cluster.statuses["team-a/late"]["phase"] == "Refused"
+        await appears(controller, cache, cluster)
+        await controller.place_round()
+
+    run(scenario())
+    assert cluster.statuses["team-a/late"]["phase"] == "Placed"
+    assert ("Job", "team-a", "mlw-late") in cluster.children

@@ -49,15 +49,20 @@ _CHILD_API_VERSIONS = {"Job": "batch/v1", "Deployment": "apps/v1", "Service": "v
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 
 
-def load_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the local kubeconfig."""
+def load_client(connections: int = 0) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the local kubeconfig. ``connections``: how many calls
+    may be in flight at once (the client's default, 5 per core, is below the operator's write concurrency on a
+    small node, and urllib3 then discards a connection after every burst)."""
     from kubernetes import config
 
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    if connections:
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, connections)
+    return client.ApiClient(configuration)
 
 
 class KubeCluster:

@@ -104,6 +104,8 @@ def _slim_pod(pod: Obj) -> dict[str, Any]:
     message = unschedulable_message(pod)
     if message is not None:
         slim["status"]["unschedulable"] = message[:1024]
+        # Which child it belongs to: a moved workload's old pod (still being collected) is not its new one.
+        slim["spec"]["nodeSelector"] = dict(spec.get("nodeSelector") or {})
     return slim
 
 
@@ -163,14 +165,17 @@ class FleetCache:
             annotations = (child.get("metadata") or {}).get("annotations") or {}
             self.children[uid] = tuple(str(annotations.get(key)) for key in REVISION_ANNOTATIONS)
 
-    def unschedulable(self) -> dict[str, str]:
-        """Workload uid -> the scheduler's message, for children with a pending pod it could not place."""
-        found: dict[str, str] = {}
+    def unschedulable(self) -> dict[str, tuple[str, str]]:
+        """Workload uid -> (the pool its pod is pinned to, the scheduler's message), for children with a pending pod
+        the scheduler could not place."""
+        found: dict[str, tuple[str, str]] = {}
         for pod in self.gpu_pods.values():
             message = pod["status"].get("unschedulable")
             uid = workload_uid(pod)
             if message and uid:
-                found.setdefault(uid, message)
+                selector = pod["spec"].get("nodeSelector") or {}
+                pool = next((str(selector[k]) for k in self.config.pool_label_keys if k in selector), "")
+                found.setdefault(uid, (pool, message))
         return found
 
     def interrupted(self) -> dict[str, tuple[str, str, str]]:

@@ -581,15 +581,21 @@ class WorkloadController:
         moved = []
         for uid in [u for u, at in self._room_at.items() if at < now - self.config.unschedulable_grace_seconds]:
             del self._room_at[uid]
-        for uid, message in sorted(stuck.items()):
-            # A preemptor's pods wait for its victims' children to stop: its clock starts when they do.
-            since = max(self.unschedulable_since.setdefault(uid, now), self._room_at.get(uid, 0.0))
+        for uid, (pool, message) in sorted(stuck.items()):
             workload = self.workloads.get(uid)
-            if workload is None or now - since < self.config.unschedulable_grace_seconds:
+            if workload is None:
                 continue
             key = f"{workload.metadata.namespace}/{workload.metadata.name}"
             status = self.statuses.get(key) or {}
             target = (status.get("placement") or {}).get("target")
+            if target and pool and pool != target.get("name"):
+                # The pod of a child it has left (still being collected): says nothing of where it is now.
+                self.unschedulable_since.pop(uid, None)
+                continue
+            # A preemptor's pods wait for its victims' children to stop: its clock starts when they do.
+            since = max(self.unschedulable_since.setdefault(uid, now), self._room_at.get(uid, 0.0))
+            if now - since < self.config.unschedulable_grace_seconds:
+                continue
             if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending or key not in self.objects:
                 continue
             del self.unschedulable_since[uid]

@@ -139,7 +139,7 @@ async def run_operator(config: OperatorConfig) -> int:
     # MLPLACEMENT_WRITE_CONCURRENCY on small nodes, with probes and polls queued behind them.
     executor = ThreadPoolExecutor(max_workers=config.write_concurrency + 8, thread_name_prefix="blocking")
     loop.set_default_executor(executor)
-    api_client = await asyncio.to_thread(load_client)
+    api_client = await asyncio.to_thread(load_client, config.write_concurrency + 8)  # as many as the executor
     metrics = PrometheusMetrics()
     if config.metrics_port:
         metrics.serve(config.metrics_port)
