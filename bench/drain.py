@@ -24,7 +24,6 @@ import argparse
 import base64
 import json
 import math
-import os
 import re
 import ssl
 import statistics
@@ -54,6 +53,7 @@ from tests.controlplane import (
     ControlPlane,
     describe_binaries,
     free_port,
+    inherited_environment,
     start_control_plane,
 )
 from tests.integration.test_operator import gpu_status, node
@@ -164,7 +164,7 @@ def operator(
     plane: ControlPlane, command: list[str], env: dict[str, str], name: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = (plane.directory / f"{name}.log").open("wb")
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log, cwd=REPO)
+    process = subprocess.Popen(command, env={**inherited_environment(), **env}, stdout=log, stderr=log, cwd=REPO)
     try:
         yield process
     finally:

@@ -97,6 +97,12 @@ def describe_binaries() -> str:
     return f"{ASSETS_ORIGIN}: {'; '.join(versions)}"
 
 
+def inherited_environment() -> dict[str, str]:
+    """This process's environment minus MLPLACEMENT_* variables: an operator started by a test gets only the
+    settings the test gives it (and refuses unknown MLPLACEMENT_* ones, such as the test switches)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLPLACEMENT_")}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -343,7 +349,15 @@ def start_control_plane(directory: Path) -> ControlPlane:
     )
     apiserver = subprocess.Popen(list(command), stdout=api_logs, stderr=api_logs)
     kubeconfig = directory / "kubeconfig"
-    # Loopback-only test control plane with a self-signed serving cert made by the apiserver itself.
+    plane = ControlPlane(directory, api_port, [etcd, apiserver], kubeconfig, command)
+    try:
+        wait_until(lambda: _ready(api_port), 60, "kube-apiserver /readyz")
+    except AssertionError:
+        plane.stop()
+        raise
+    # Verified TLS, as a real kubeconfig has it: the CA is the apiserver's own self-signed one (made at its start).
+    import base64
+
     kubeconfig.write_text(
         json.dumps(
             {
@@ -353,7 +367,10 @@ def start_control_plane(directory: Path) -> ControlPlane:
                 "clusters": [
                     {
                         "name": "test",
-                        "cluster": {"server": f"https://127.0.0.1:{api_port}", "insecure-skip-tls-verify": True},
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{api_port}",
+                            "certificate-authority-data": base64.b64encode(plane.ca_data).decode(),
+                        },
                     }
                 ],
                 "users": [{"name": "admin", "user": {"token": TOKEN}}],
@@ -361,10 +378,4 @@ def start_control_plane(directory: Path) -> ControlPlane:
             }
         )
     )
-    plane = ControlPlane(directory, api_port, [etcd, apiserver], kubeconfig, command)
-    try:
-        wait_until(lambda: _ready(api_port), 60, "kube-apiserver /readyz")
-    except AssertionError:
-        plane.stop()
-        raise
     return plane

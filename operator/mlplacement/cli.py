@@ -181,7 +181,7 @@ def sign_command(
     key_id = key_id or key_path.stem
     expiry = _parse_expiry(expires, datetime.now(UTC))
     manifests = [read_manifests(path) for path in files]  # read all first: fail before writing anything
-    for manifest in manifests:
+    for position, manifest in enumerate(manifests):
         for document in manifest.documents:
             plain = to_plain(document)
             if plain.get("kind") not in SIGNED_KINDS:
@@ -205,7 +205,10 @@ def sign_command(
         if in_place:
             manifest.path.write_text(manifest.dump(), encoding="utf-8")
         else:
-            click.echo(manifest.dump(), nl=False)
+            text = manifest.dump()
+            if position:  # one stream: files after the first start a document of their own (else kubectl merges them)
+                click.echo("---")
+            click.echo(text if text.endswith("\n") or not text else text + "\n", nl=False)
 
 
 @cli.command("verify")
@@ -865,10 +868,17 @@ def run(namespace: str | None, log_format: str) -> None:
         config = OperatorConfig.from_env()  # fail fast, before any client is built
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    import logging
+
     import mlplacement.handlers.operator  # noqa: F401  (registers the kopf handlers)
     from mlplacement.handlers.runner import main as run_main
 
     kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN)
+    # Libraries' warnings (urllib3's among them) go through logging, so they are JSON lines like the rest.
+    logging.captureWarnings(True)
+    # kopf says "Handler ... succeeded." at INFO for every event of every object: at thousands of objects that is
+    # most of the log and none of its news. Its warnings and errors stay.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     run_main(config)
 
 

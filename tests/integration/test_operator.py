@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -22,7 +21,7 @@ from mlplacement.core import keyring as keyring_core
 from mlplacement.core.signing import sign
 from tests.builders import make_policy, make_workload, with_annotations
 from tests.conftest import REPO
-from tests.controlplane import ControlPlane, free_port, wait_until
+from tests.controlplane import ControlPlane, free_port, inherited_environment, wait_until
 
 KEY = keyring_core.generate_key()
 NAMESPACE = "team-a"
@@ -86,7 +85,7 @@ class Operator:
         kubeconfig = self.plane.kubeconfig_for(self.user) if self.user else self.plane.kubeconfig
         self.health_port = free_port()
         env = {
-            **os.environ,
+            **inherited_environment(),
             "KUBECONFIG": str(kubeconfig),
             "MLPLACEMENT_METRICS_PORT": "0",
             "MLPLACEMENT_HEALTH_PORT": str(self.health_port),

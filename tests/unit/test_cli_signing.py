@@ -46,6 +46,25 @@ def test_round_trip_on_the_examples_verifies(signed_examples: Path) -> None:
     assert "EdgeCluster edge-fra-store-01: skipped" in result.stdout
 
 
+def test_several_files_signed_to_stdout_stay_separate_documents(tmp_path: Path) -> None:
+    """`mlplacement sign a.yaml b.yaml | kubectl apply -f -`: each file's documents stay documents of their own
+    (without a separator kubectl would read one merged object, the last file's keys winning)."""
+    import yaml
+
+    keys = tmp_path / "keys"
+    assert mlplacement("keygen", "--key-id", "platform", "--out", keys).returncode == 0
+    names = ("workload-daily-training.yaml", "workload-realtime-inference.yaml", "workload-spot-batch.yaml")
+    result = mlplacement("sign", *(REPO / "examples" / n for n in names), "--key", keys / "platform.key")
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert [d["metadata"]["name"] for d in documents] == ["recsys-nightly", "fraud-scorer", "embeddings-backfill"]
+    stream = tmp_path / "stream.yaml"
+    stream.write_text(result.stdout)
+    verified = mlplacement("verify", stream, "--keys", keys)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.count(": Verified:") == 3
+
+
 def test_signing_touches_only_the_annotations(signed_examples: Path) -> None:
     original = (REPO / "examples" / "workload-realtime-inference.yaml").read_text().splitlines()
     signed = (signed_examples / "examples" / "workload-realtime-inference.yaml").read_text().splitlines()

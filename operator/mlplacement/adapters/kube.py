@@ -369,8 +369,14 @@ class KubeEvents:
 
     def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata") or {}
+        # The words in the message too: the plain format shows no extras, and "event" alone says nothing.
         log.info(
-            "event",
+            "%s %s %s/%s: %s",
+            type_,
+            reason,
+            meta.get("namespace", ""),
+            meta.get("name"),
+            message,
             extra={
                 "object": f"{meta.get('namespace', '')}/{meta.get('name')}",
                 "type": type_,
