@@ -136,7 +136,7 @@ def only_reason(
 ) -> str | None:
     fleet = snapshot or make_fleet(target)
     decision = decide(make_request(**request_fields), policy, fleet)
-    reasons = decision.rejection_reasons()
+    reasons = {t.key: rejection.reason for rejection in decision.rejections for t in rejection.targets}
     return reasons.get(target.key)
 
 

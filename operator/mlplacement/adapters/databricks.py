@@ -11,38 +11,17 @@ import hashlib
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from mlplacement.api.databricks import Workspace
+from mlplacement.api.errors import DatabricksUnavailableError, RunNotFoundError
 from mlplacement.core.databricks import RunState
+
+__all__ = ["DatabricksJobs", "DatabricksUnavailableError", "RunNotFoundError", "Workspace"]
 
 log = logging.getLogger("mlplacement.databricks")
 # Databricks says "does not exist" with 400 INVALID_PARAMETER_VALUE for runs it no longer has.
 _MISSING_RUN_MARKERS = ("does not exist", "RESOURCE_DOES_NOT_EXIST")
-
-
-class DatabricksUnavailableError(Exception):
-    """A call failed after the SDK's bounded retries; ``retry_after`` is the server's hint, if it gave one."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RunNotFoundError(Exception):
-    """The run is gone from the workspace."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where to reach a workspace; ``token`` comes from its Secret and stays in memory only."""
-
-    name: str
-    host: str
-    token: str
-
-    def __repr__(self) -> str:  # keep the token out of any repr that reaches a log or traceback
-        return f"Workspace(name={self.name!r}, host={self.host!r})"
 
 
 class DatabricksJobs:

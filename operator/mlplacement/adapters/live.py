@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from mlplacement.api.constants import GROUP, VERSION
+from mlplacement.core.whatif import LiveState
 
-
-@dataclass
-class LiveState:
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    pods: list[dict[str, Any]] = field(default_factory=list)
-    edge_clusters: list[dict[str, Any]] = field(default_factory=list)
-    workspaces: list[dict[str, Any]] = field(default_factory=list)
-    policies: list[dict[str, Any]] = field(default_factory=list)
-    workloads: list[dict[str, Any]] = field(default_factory=list)
-    signals_configmap: dict[str, Any] | None = None
+__all__ = ["LiveState", "read_live", "read_live_with"]
 
 
 def read_live(kubeconfig: str | None, context: str | None, namespace: str, signals_configmap: str) -> LiveState:

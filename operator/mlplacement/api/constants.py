@@ -127,6 +127,9 @@ class Reason(StrEnum):
     # Scarcity.
     QUOTA_EXCEEDED = "QuotaExceeded"
     PREEMPTED = "Preempted"
+    # Moves the operator makes (Events): the target died, or the node under a child's pod is being reclaimed.
+    FAILING_OVER = "FailingOver"
+    INTERRUPTED = "Interrupted"
     # Compliance of what runs, re-checked when a policy, the trusted keys or a target change.
     COMPLIANT = "Compliant"
     POLICY_VIOLATION = "PolicyViolation"
@@ -137,6 +140,13 @@ class Reason(StrEnum):
     STAGE_MODIFIED = "StageModified"
     STAGE_NOT_RELEASED = "StageNotReleased"
     RETRYING = "Retrying"
+
+
+class PreemptReason(StrEnum):
+    """Why victims are stopped for a workload (mlplacement_preemptions_total{reason})."""
+
+    PRIORITY = "Priority"  # it outranks them
+    RECLAIM_QUOTA = "ReclaimQuota"  # its team, within its nominal quota, takes back what others borrowed
 
 
 class Phase(StrEnum):

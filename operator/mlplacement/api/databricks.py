@@ -1,5 +1,6 @@
 """DatabricksWorkspace: a workspace that runs batch and training workloads as one-time job runs."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -52,4 +53,17 @@ __all__ = [
     "DatabricksWorkspaceSpec",
     "DatabricksWorkspaceStatus",
     "TokenRef",
+    "Workspace",
 ]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where to reach a workspace; ``token`` comes from its Secret and stays in memory only."""
+
+    name: str
+    host: str
+    token: str
+
+    def __repr__(self) -> str:  # keep the token out of any repr that reaches a log or traceback
+        return f"Workspace(name={self.name!r}, host={self.host!r})"

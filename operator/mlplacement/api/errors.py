@@ -29,5 +29,17 @@ class ApplyError(Exception):
         self.message = message
 
 
+class DatabricksUnavailableError(Exception):
+    """A Databricks call failed after the client's bounded retries; ``retry_after`` is the server's hint, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RunNotFoundError(Exception):
+    """The Databricks run is gone from the workspace."""
+
+
 class LeaseConflictError(Exception):
     """Someone else wrote the Lease since it was read (409): read it again and decide again."""

@@ -5,7 +5,6 @@ cron job, a price exporter) rewrites ``updatedAt``; past ``updatedAt + ttlSecond
 trusting it and says so in status and metrics.
 """
 
-from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field
@@ -63,9 +62,6 @@ class Signals(WireModel):
     datasets: dict[Annotated[str, Field(max_length=253)], DatasetSignal] = Field(
         default={}, description="Readiness of datasets by name: MLPipeline stages gate on freshness and schema."
     )
-
-    def expires_at(self) -> datetime:
-        return self.updated_at + timedelta(seconds=self.ttl_seconds)
 
 
 def parse_signals(text: str) -> Signals:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlplacement.adapters.databricks import DatabricksUnavailableError, RunNotFoundError, Workspace
 from mlplacement.api.constants import ACTIVE_PHASES, ConditionType, Phase, Reason
-from mlplacement.api.databricks import DatabricksWorkspace
+from mlplacement.api.databricks import DatabricksWorkspace, Workspace
+from mlplacement.api.errors import DatabricksUnavailableError, RunNotFoundError
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import Cluster, DatabricksJobs, EventSink

@@ -41,7 +41,7 @@ from mlplacement.core.kubeconfig import KubeconfigError, RemoteCredentials, pars
 from mlplacement.core.ledger import child_commitment
 from mlplacement.core.manifests import build_children, revision_annotations
 from mlplacement.core.snapshot import Target
-from mlplacement.core.status import get_condition, status_patch
+from mlplacement.core.status import get_condition, placement_target, status_patch
 
 log = logging.getLogger("mlplacement.edge")
 Obj = Mapping[str, Any]
@@ -68,7 +68,7 @@ def edge_spec(obj: Obj) -> EdgeClusterSpec:
 
 def placed_on(status: Obj | None) -> tuple[str, str] | None:
     """(kind, name) of the target a workload status places it on, or None."""
-    target = ((status or {}).get("placement") or {}).get("target") or {}
+    target = placement_target(status) or {}
     return (target["kind"], target["name"]) if target.get("kind") and target.get("name") else None
 
 

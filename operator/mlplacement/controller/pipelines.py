@@ -62,7 +62,7 @@ from mlplacement.core.pipeline import object_key as gate_key
 from mlplacement.core.reconcile import Refusal, SignatureCheck, admission_view, describe
 from mlplacement.core.signing import Verdict
 from mlplacement.core.snapshot import signals_from_configmap
-from mlplacement.core.status import api_status, set_condition
+from mlplacement.core.status import api_status, placement_target, set_condition
 
 log = logging.getLogger("mlplacement.pipelines")
 # Plan events that are audit records of their own kind; the rest (a stage's end, in whichever way) are
@@ -96,7 +96,7 @@ def stage_run(obj: Obj) -> StageRun:
         explaining = next(
             (conditions[t] for t in _EXPLAINING_CONDITIONS if conditions.get(t, {}).get("status") == "False"), {}
         )
-    target = ((status.get("placement") or {}).get("target")) or {}
+    target = placement_target(status) or {}
     outputs, problem = parse_outputs((meta.get("annotations") or {}).get(ANNOTATION_OUTPUTS))
     return StageRun(
         phase=phase,

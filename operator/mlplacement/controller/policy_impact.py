@@ -17,13 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlplacement.adapters.live import LiveState
 from mlplacement.api.constants import POOL_LABEL_KEYS
 from mlplacement.api.policy import PlacementPolicy
 from mlplacement.api.workload import MLWorkload
 from mlplacement.core.reconcile import resolve_policy
 from mlplacement.core.snapshot import build_snapshot
-from mlplacement.core.whatif import impact_warnings, live_workloads, whatif_live
+from mlplacement.core.whatif import LiveState, impact_warnings, live_workloads, whatif_live
 
 log = logging.getLogger("mlplacement.webhook")
 CACHE_SECONDS = 10.0  # a `kubectl diff` then `apply` of one change reads the cluster once

@@ -29,6 +29,7 @@ from mlplacement.api.constants import (
     LEGACY_FINALIZERS,
     ConditionType,
     Phase,
+    PreemptReason,
     Reason,
 )
 from mlplacement.api.policy import Enforcement, PlacementPolicySpec
@@ -74,6 +75,7 @@ from mlplacement.core.snapshot import Snapshot, Target
 from mlplacement.core.status import (
     api_status,
     owned_status,
+    placement_target,
     set_condition,
     status_patch,
     undecided,
@@ -257,7 +259,7 @@ class WorkloadController:
         if known is not None and _admission_inputs(known) == _admission_inputs(obj):
             status = self.statuses.get(key) or {}
             if status.get("phase") in ACTIVE_PHASES:  # a finalizer that could not be added before
-                target = (status.get("placement") or {}).get("target") or {}
+                target = placement_target(status) or {}
                 await self._hold_for_cleanup(key, obj, str(target.get("kind") or ""))
             return
         await self.on_workload(obj)
@@ -331,7 +333,7 @@ class WorkloadController:
         if status.get("observedGeneration") == meta.get("generation"):
             if status.get("phase") in FINISHED_PHASES:
                 return None  # this generation ran to its end; only a spec change runs it again
-            target = (status.get("placement") or {}).get("target") or {}
+            target = placement_target(status) or {}
             if (
                 self.databricks is not None
                 and target.get("kind") == TargetKind.DATABRICKS.value
@@ -372,7 +374,7 @@ class WorkloadController:
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta["name"]
         status = self.statuses.get(key) or owned_status(obj.get("status"))
-        target = (status.get("placement") or {}).get("target") or {}
+        target = placement_target(status) or {}
         try:
             runtime = self._runtime(str(target.get("kind") or ""))
             for attempt in range(CLEANUP_ATTEMPTS + 1):
@@ -544,7 +546,7 @@ class WorkloadController:
                 del self.unhealthy_since[target_key]
         moved = []
         for key, status in list(self.statuses.items()):
-            target = (status.get("placement") or {}).get("target")
+            target = placement_target(status)
             if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending:
                 continue
             target_key = (target["kind"], target["name"])
@@ -565,7 +567,7 @@ class WorkloadController:
             obj = self.objects[key]
             if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
                 self.pending[key].failover = why
-                self.events(obj, "Warning", "FailingOver", f"{why}; placing the workload again")
+                self.events(obj, "Warning", Reason.FAILING_OVER.value, f"{why}; placing the workload again")
                 moved.append(key)
         return moved
 
@@ -587,7 +589,7 @@ class WorkloadController:
                 continue
             key = f"{workload.metadata.namespace}/{workload.metadata.name}"
             status = self.statuses.get(key) or {}
-            target = (status.get("placement") or {}).get("target")
+            target = placement_target(status)
             if target and pool and pool != target.get("name"):
                 # The pod of a child it has left (still being collected): says nothing of where it is now.
                 self.unschedulable_since.pop(uid, None)
@@ -638,7 +640,7 @@ class WorkloadController:
         self._signals_seen = signals_at
         requeued = []
         for key, status in sorted(self.statuses.items()) if changed or signals_changed else ():
-            target = (status.get("placement") or {}).get("target") or {}
+            target = placement_target(status) or {}
             if not self._runs(status) or key not in self.objects or key in self.pending or key in self.preempted:
                 continue
             where = (str(target.get("kind")), str(target.get("name")))
@@ -673,7 +675,7 @@ class WorkloadController:
                 continue
             key = f"{workload.metadata.namespace}/{workload.metadata.name}"
             status = self.statuses.get(key) or {}
-            target = (status.get("placement") or {}).get("target")
+            target = placement_target(status)
             if not target or status.get("phase") not in ACTIVE_PHASES or key not in self.objects:
                 continue
             self.interrupted_nodes[uid] = node
@@ -689,8 +691,8 @@ class WorkloadController:
             self.fleet_changed()
             where = f"node {node} of {target['kind']} {target['name']} is being reclaimed: {why}"
             obj = self.objects[key]
-            self.events(obj, "Warning", "Interrupted", f"{where}; {told}; placing the workload again")
-            self._record(AuditAction.INTERRUPTED, obj, "Interrupted", f"{where}; {told}", previous=target)
+            self.events(obj, "Warning", Reason.INTERRUPTED.value, f"{where}; {told}; placing the workload again")
+            self._record(AuditAction.INTERRUPTED, obj, Reason.INTERRUPTED.value, f"{where}; {told}", previous=target)
             queued = key in self.pending or await self.on_workload({**obj, "status": status}) is not None
             if not queued and key in self.pending:
                 self.pending[key].failover = where
@@ -770,7 +772,7 @@ class WorkloadController:
         products = {t.key: target_product(t) for t in snapshot.targets}
         found: list[Running] = []
         for key, status in self.statuses.items():
-            target = (status.get("placement") or {}).get("target")
+            target = placement_target(status)
             if not target or status.get("phase") not in ACTIVE_PHASES or key in self.preempted or key in exclude:
                 continue
             target_key = (str(target.get("kind")), str(target.get("name")))
@@ -804,7 +806,7 @@ class WorkloadController:
         policy = policies.get(preemptor.policy) or next(iter(policies.values()))
         grace = policy.preemption.grace_period_seconds
         target = decision.chosen.target
-        why = "to take back its team's quota" if decision.preempt_reason == "ReclaimQuota" else ""
+        why = "to take back its team's quota" if decision.preempt_reason is PreemptReason.RECLAIM_QUOTA else ""
         message = (
             f"preempted by {preemptor.key} (priority {preemptor.priority}) on {target.kind.value} {target.name}"
             f"{' ' + why if why else ''}; its children stop in {grace}s, then it waits to be placed again"
@@ -821,14 +823,14 @@ class WorkloadController:
         preemptor_uid = ((self.objects.get(preemptor.key) or {}).get("metadata") or {}).get("uid", "")
         self._room_at[preemptor_uid] = max(self._room_at.get(preemptor_uid, 0.0), self.monotonic() + grace)
         self.pending.pop(victim.key, None)
-        self.metrics.preemption(decision.preempt_reason or "Priority")
+        self.metrics.preemption((decision.preempt_reason or PreemptReason.PRIORITY).value)
         await self._write_status(obj, status, event=("Warning", Reason.PREEMPTED.value, message))
         self._record(
             AuditAction.PREEMPTED,
             obj,
             Reason.PREEMPTED.value,
             message,
-            previous=(current.get("placement") or {}).get("target"),
+            previous=placement_target(current),
         )
 
     async def evict_due(self) -> None:
@@ -837,7 +839,7 @@ class WorkloadController:
         for key, eviction in list(self.preempted.items()):
             if now < eviction.due:
                 continue
-            target = (eviction.status.get("placement") or {}).get("target") or {}
+            target = placement_target(eviction.status) or {}
             runtime = self._runtime(str(target.get("kind") or ""))
             try:
                 stopped = runtime is None or await runtime.stop(key, eviction.uid, eviction.status)
@@ -898,7 +900,7 @@ class WorkloadController:
         """A placed workload keeps its target across a spec or policy change while the rules still allow it
         there; when they no longer do, the policy's enforcement says: move it (decide), stop it, or warn."""
         status = self.statuses.get(object_key(item.obj)) or {}
-        target = (status.get("placement") or {}).get("target")
+        target = placement_target(status)
         if not target or status.get("phase") not in ACTIVE_PHASES or item.failover or item.failure:
             return "decide"
         reason = recheck(item.admitted.request, item.admitted.policy, snapshot, (target["kind"], target["name"]))
@@ -948,7 +950,7 @@ class WorkloadController:
         )
 
     def _runs(self, status: Obj) -> bool:
-        return bool((status.get("placement") or {}).get("target")) and status.get("phase") in ACTIVE_PHASES
+        return bool(placement_target(status)) and status.get("phase") in ACTIVE_PHASES
 
     def _schedule_stop(self, key: str, obj: Obj, status: Obj, why: str, reason: Reason) -> None:
         """Its children stop at the start of the next round (evict_due, retried until they have); then it is
@@ -957,7 +959,7 @@ class WorkloadController:
         self.preempted[key] = Eviction(self.monotonic(), uid, status, back_off=False)
         self.pending.pop(key, None)
         self.events(obj, "Warning", reason.value, f"{why}; stopping its children")
-        previous = (status.get("placement") or {}).get("target")
+        previous = placement_target(status)
         self._record(AuditAction.STOPPED, obj, reason.value, f"{why}; stopping its children", previous=previous)
         self.wakeup.set()
 
@@ -1073,7 +1075,7 @@ class WorkloadController:
             self.pending.pop(key, None)
             namespace, name = key.split("/", 1)
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
-            before = ((self.statuses.get(key) or {}).get("placement") or {}).get("target") or {}
+            before = placement_target(self.statuses.get(key)) or {}
             moved = bool(before) and (before.get("kind"), before.get("name")) != decision.chosen.target.key
             await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
             self._record(
@@ -1090,7 +1092,7 @@ class WorkloadController:
         self._back_off(item)
         if status_patch(undecided(self.statuses.get(key)), undecided(status)) is None:
             return  # still waiting for the same reason: nothing new to write or announce
-        severity = "Normal" if decision.reason.value == "WaitingForCapacity" else "Warning"
+        severity = "Normal" if decision.reason is Reason.WAITING_FOR_CAPACITY else "Warning"
         if await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message)):
             self._record(
                 AuditAction.WAITING,
@@ -1210,7 +1212,7 @@ class WorkloadController:
             return
         key = f"{workload.metadata.namespace}/{workload.metadata.name}"
         status = self.statuses.get(key) or {}
-        target = (status.get("placement") or {}).get("target") or {}
+        target = placement_target(status) or {}
         active = status.get("phase") in ACTIVE_PHASES and target.get("kind") == TargetKind.GPU_POOL.value
         if active and key in self.objects and key not in self.pending:
             self._readmit_later.add(key)

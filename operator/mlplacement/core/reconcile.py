@@ -495,17 +495,3 @@ def apply_failed_status(
         observed_generation=generation, phase=Phase.WAITING, verified=_verified(admitted), conditions=conditions
     )
     return api_status(status)
-
-
-def preempted_status(
-    admitted: Admitted, message: str, current: Mapping[str, Any] | None, now: datetime
-) -> dict[str, Any]:
-    """Verified, but Placed=False (Preempted): stopped to make room for higher-priority work; placed again later."""
-    generation = admitted.workload.metadata.generation
-    conditions = verified_condition((current or {}).get("conditions") or [], admitted, now)
-    for condition in (ConditionType.PLACED, ConditionType.READY):
-        conditions = set_condition(conditions, condition, False, Reason.PREEMPTED, message, generation, now)
-    status = MLWorkloadStatus(
-        observed_generation=generation, phase=Phase.WAITING, verified=_verified(admitted), conditions=conditions
-    )
-    return api_status(status)

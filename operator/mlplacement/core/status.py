@@ -40,13 +40,19 @@ _OWNED_CONDITIONS = frozenset(
 HISTORY_LENGTH = 10  # status.history keeps the last this many transitions
 
 
+def placement_target(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``status.placement.target`` ({kind, name, region}) of an MLWorkload status, or None when not placed."""
+    target = ((status or {}).get("placement") or {}).get("target")
+    return dict(target) if target else None
+
+
 def with_history(previous: Mapping[str, Any] | None, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """``status`` with one more status.history entry when its phase or target changed since ``previous``
     (the newest last, at most HISTORY_LENGTH): what `kubectl get -o yaml` shows of how it got here."""
     before, after = previous or {}, dict(status)
-    target = ((after.get("placement") or {}).get("target")) or {}
+    target = placement_target(after) or {}
     where = f"{target.get('kind')}/{target.get('name')}" if target else ""
-    was = ((before.get("placement") or {}).get("target")) or {}
+    was = placement_target(before) or {}
     if after.get("phase") == before.get("phase") and target == was:
         return after
     conditions = {c.get("type"): c for c in after.get("conditions") or []}

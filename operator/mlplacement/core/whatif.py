@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +13,20 @@ from mlplacement.api.workload import MLWorkload
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot
+from mlplacement.core.status import placement_target
+
+
+@dataclass
+class LiveState:
+    """What a read-only look at a live cluster gives a what-if: the objects placement reads, as plain dicts."""
+
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    edge_clusters: list[dict[str, Any]] = field(default_factory=list)
+    workspaces: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    signals_configmap: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +196,7 @@ def live_workloads(
         if not under_policy(workload):
             continue
         request = request_from_workload(workload)
-        target = (status.get("placement") or {}).get("target") or {}
+        target = placement_target(status) or {}
         where = f"{target.get('kind')}/{target.get('name')}" if status.get("phase") in ("Placed", "Running") else None
         cost = hourly_cost_usd(request, targets[where]) if where in targets else 0.0
         found.append((request, where, cost))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
-from mlplacement.api.constants import Reason
+from mlplacement.api.constants import PreemptReason, Reason
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import TargetKind
 from mlplacement.core.placement.batch import Option, RoomMaker, rebalance
@@ -96,7 +96,7 @@ class Decision:
     signals_age_seconds: float | None
     message: str
     preempts: tuple[Running, ...] = ()  # what is stopped to make room for it, on the chosen target
-    preempt_reason: str = ""  # Priority, or ReclaimQuota (a team within its nominal quota stopping borrowers)
+    preempt_reason: PreemptReason | None = None  # set when ``preempts`` is
     quota_exceeded: bool = False  # it would fit, but not within its team's quota
 
     @property
@@ -116,10 +116,6 @@ class Decision:
     @property
     def top(self) -> tuple[ScoredCandidate, ...]:
         return self.candidates[:TOP_CANDIDATES]
-
-    def rejection_reasons(self) -> dict[tuple[str, str], str]:
-        """Every rejected target's reason, by target key."""
-        return {target.key: rejection.reason for rejection in self.rejections for target in rejection.targets}
 
 
 def _explain(fitting: int, total: int, rejections: Iterable[Rejection], chosen: ScoredCandidate | None) -> str:
@@ -546,27 +542,27 @@ def _preempt(
     full: Sequence[Target],
     scarcity: _Scarcity,
     budget: int,
-) -> tuple[ScoredCandidate, tuple[Running, ...], str] | None:
+) -> tuple[ScoredCandidate, tuple[Running, ...], PreemptReason] | None:
     """The target where the cheapest set of victims makes ``request`` fit, that set and why (Priority or
     ReclaimQuota); None if no target has one."""
     book = scarcity.book(policy)
     namespace = _namespace(request)
     context = make_context(request, policy, snapshot)
     weight = weights(request, context)
-    best: tuple[tuple[object, ...], ScoredCandidate, tuple[Running, ...], str] | None = None
+    best: tuple[tuple[object, ...], ScoredCandidate, tuple[Running, ...], PreemptReason] | None = None
     for target in full:
         need = Need(request.gpus_needed, target_product(target), hourly_cost_usd(request, target))
         if book.exceeded(namespace, need) is not None:
             continue
         deficit = claim_amount(request, target) - (target.capacity - claims.get(target.key, 0))
         candidates = eligible_victims(scarcity.by_target.get(target.key, ()), request.priority, policy.preemption, ())
-        why = "Priority"
+        why = PreemptReason.PRIORITY
         if book.within_nominal(namespace, need):
             borrowers = [c for c in candidates if book.borrowing(c.namespace)]
             others = [c for c in candidates if not book.borrowing(c.namespace)]
             victims = choose_victims_reclaiming(deficit, borrowers, others, budget)
             if victims and any(v in borrowers for v in victims):
-                why = "ReclaimQuota"
+                why = PreemptReason.RECLAIM_QUOTA
         else:
             victims = choose_victims(deficit, candidates, budget)
         if not victims:
