@@ -55,6 +55,7 @@ from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.controller.sync import CacheSync
 from mlplacement.core.audit import audit_record
+from mlplacement.core.kinds import KINDS
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, decide_many, request_from_workload
 from mlplacement.core.placement.engine import recheck, target_product
@@ -84,17 +85,10 @@ from mlplacement.core.status import (
 
 log = logging.getLogger("mlplacement.controller")
 Obj = Mapping[str, Any]
-# Kinds whose workloads move when the target dies. A Databricks run lives on in Databricks: moving it would
-# run it twice. A stale edge copy is removed when the edge comes back (controller.edges).
-FAILOVER_KINDS = frozenset({TargetKind.GPU_POOL.value, TargetKind.EDGE.value})
 FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 CLEANUP_ATTEMPTS = 24  # x cleanup_poll_seconds: how long deletion waits for a Databricks run or an edge
 CLEANUP_POLL_SECONDS = 5.0
-CLEANUP_ABANDONED = {
-    TargetKind.DATABRICKS: "Databricks run not confirmed cancelled; it may still be running",
-    TargetKind.EDGE: "edge cluster unreachable; its copy is removed on return",
-}
 # Failures that hold for every workload of the namespace: its others wait out the same backoff untried.
 NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
 
@@ -381,7 +375,7 @@ class WorkloadController:
                 if runtime is None or await self._cleaned(runtime, key, meta.get("uid", ""), status):
                     break
                 if attempt == CLEANUP_ATTEMPTS:
-                    self.events(obj, "Warning", "RemoteCleanupAbandoned", CLEANUP_ABANDONED[runtime.kind])
+                    self.events(obj, "Warning", "RemoteCleanupAbandoned", KINDS[runtime.kind].cleanup_abandoned)
                     break
                 await asyncio.sleep(self.cleanup_poll_seconds)  # the remote side needs time; nothing to wait on
             for attempt in range(CLEANUP_ATTEMPTS + 1):
@@ -550,7 +544,8 @@ class WorkloadController:
             if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending:
                 continue
             target_key = (target["kind"], target["name"])
-            if target_key in healthy or target_key[0] not in FAILOVER_KINDS:
+            # A stale edge copy is removed when the edge comes back (controller.edges).
+            if target_key in healthy or not KINDS[TargetKind(target_key[0])].fails_over:
                 continue
             since = self.unhealthy_since.setdefault(target_key, now)
             on_edge = target_key[0] == TargetKind.EDGE.value and self.edges is not None

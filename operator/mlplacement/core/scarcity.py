@@ -19,6 +19,7 @@ from typing import Any
 from mlplacement.api.constants import ACTIVE_PHASES
 from mlplacement.api.policy import Preemption, QuotaAmounts, TeamQuota
 from mlplacement.api.workload import MLWorkload, TargetKind
+from mlplacement.core.kinds import claim_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def running_from(
         namespace=meta.namespace or "",
         priority=spec.intent.priority,
         target=key,
-        claim=1 if key[0] == TargetKind.DATABRICKS.value else gpus,
+        claim=claim_of(key[0], gpus),
         gpus=gpus,
         product=products.get(key),
         hourly_usd=hourly,

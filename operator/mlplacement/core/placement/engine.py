@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from mlplacement.api.constants import PreemptReason, Reason
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.api.workload import TargetKind
+from mlplacement.core.kinds import KINDS
 from mlplacement.core.placement.batch import Option, RoomMaker, rebalance
 from mlplacement.core.placement.filters import (
     FREE_DEPENDENT,
@@ -55,7 +55,6 @@ from mlplacement.core.snapshot import Snapshot, Target
 
 TOP_CANDIDATES = 5
 NOT_PINNED = "not the pinned target"
-DATABRICKS = TargetKind.DATABRICKS
 DEFAULT_POLICY = PlacementPolicySpec()
 # Free capacity already claimed in this round, by target key.
 Claims = MutableMapping[tuple[str, str], int]
@@ -416,7 +415,7 @@ def effective_priority(request: PlacementRequest, now: datetime) -> int:
 
 
 def claim_amount(request: PlacementRequest, target: Target) -> int:
-    return 1 if target.kind is TargetKind.DATABRICKS else request.gpus_needed
+    return KINDS[target.kind].claim(request.gpus_needed)
 
 
 def target_product(target: Target) -> str | None:
@@ -439,9 +438,7 @@ class _Scarcity:
     ) -> None:
         self.running = list(running)
         self.namespace_labels = namespace_labels
-        self.total_gpus = sum(
-            t.gpus_total or t.capacity for t in snapshot.targets if t.kind is not TargetKind.DATABRICKS
-        )
+        self.total_gpus = sum(t.gpus_total or t.capacity for t in snapshot.targets if KINDS[t.kind].claims_gpus)
         self.books: dict[int, QuotaBook] = {}
         self.placed: list[tuple[str, Need]] = []  # (namespace, need) placed in this batch, replayed into new books
         self.stopped: list[Running] = []
@@ -676,7 +673,7 @@ def decide_many(
         elif room is not None and full and not decision.quota_exceeded and not policy.quotas:
             # It may still fit on a full target once placed workloads move.
             gpus = request.gpus_needed
-            needs = {t.key: need for t in full if (need := 1 if t.kind is DATABRICKS else gpus) <= t.capacity}
+            needs = {t.key: need for t in full if (need := KINDS[t.kind].claim(gpus)) <= t.capacity}
             made = room.insert(request.key, needs)
             if made is not None:
                 key, moves = made

@@ -16,12 +16,13 @@ from datetime import UTC, timedelta
 
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
+from mlplacement.core.kinds import KINDS
 from mlplacement.core.placement.request import PlacementRequest
 from mlplacement.core.snapshot import Snapshot, Target
 
 # Time a request spends inside the target before the model answers, by kind (ms): an edge site serves
 # next to its callers, a pool behind a regional load balancer, Databricks only through job clusters.
-SERVING_OVERHEAD_MS = {TargetKind.EDGE: 1.0, TargetKind.GPU_POOL: 8.0, TargetKind.DATABRICKS: 250.0}
+SERVING_OVERHEAD_MS = {kind: facts.serving_overhead_ms for kind, facts in KINDS.items()}
 # Hourly cost of a replica that asks for no GPU (CPU-only inference), so such work is still priced.
 CPU_REPLICA_HOUR_USD = 0.1
 
@@ -301,7 +302,7 @@ def finishes_in_time(request: PlacementRequest, target: Target, free: int, conte
 
 def fits_at_all(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     """Work larger than the whole target never fits there: not worth waiting for (NoFeasibleTarget)."""
-    if target.kind is not TargetKind.DATABRICKS and 0 < target.gpus_total < request.gpus_needed:
+    if KINDS[target.kind].claims_gpus and 0 < target.gpus_total < request.gpus_needed:
         return f"have {target.gpus_total} GPUs in all (need {request.gpus_needed})"
     return None
 
@@ -313,7 +314,7 @@ def capacity(request: PlacementRequest, target: Target, free: int, context: Cont
 
 def capacity_need(request: PlacementRequest, kind: TargetKind) -> tuple[int, str]:
     """What ``request`` claims on a target of ``kind`` and the capacity filter's reason when it is not free."""
-    if kind is TargetKind.DATABRICKS:
+    if not KINDS[kind].claims_gpus:
         return 1, "have no free run slots"
     need = request.gpus_needed
     # The reason of most rejections in a busy round: formatted once per size, not per target.
@@ -339,7 +340,7 @@ def budget(request: PlacementRequest, target: Target, free: int, context: Contex
     limit = context.budget_usd
     if limit is not None and hourly_cost_usd(request, target) > limit:
         # Both said: raising the budget alone would not place it on a target that is full as well.
-        full = target.kind is not TargetKind.DATABRICKS and request.gpus_needed > free
+        full = KINDS[target.kind].claims_gpus and request.gpus_needed > free
         return f"over budget ${limit:g}/h" + (" and lack free GPUs" if full else "")
     return None
 
@@ -393,7 +394,7 @@ _CAN_REJECT: dict[TargetFilter, Callable[[PlacementRequest, TargetKind, Context]
     finishes_in_time: lambda request, kind, context: (
         request.deadline is not None or request.max_runtime_minutes is not None
     ),
-    fits_at_all: lambda request, kind, context: kind is not TargetKind.DATABRICKS,
+    fits_at_all: lambda request, kind, context: KINDS[kind].claims_gpus,
 }
 
 
