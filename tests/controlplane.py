@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 TOKEN = "integration-admin-token"
@@ -195,7 +195,11 @@ class ControlPlane:
         missing = [b for b in ("kube-controller-manager", "kube-scheduler") if not (Path(ASSETS) / b).is_file()]
         if missing:
             pytest.skip(f"{ASSETS_ORIGIN} lacks {', '.join(missing)}")
-        ca_cert, ca_key = _signing_ca(self.directory)
+        from tests.standins.databricks import self_signed_certificate
+
+        # The signers want a file of one certificate; the apiserver's own holds a chain of two.
+        (self.directory / "signing-ca").mkdir(exist_ok=True)
+        ca_cert, ca_key = self_signed_certificate(self.directory / "signing-ca")
         common = (
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
@@ -259,38 +263,6 @@ class ControlPlane:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _signing_ca(directory: Path) -> tuple[Path, Path]:
-    """A one-certificate CA for the controller-manager's signers (the apiserver's own file holds a chain of two,
-    which they refuse)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    cert_path, key_path = directory / "signing-ca.crt", directory / "signing-ca.key"
-    if cert_path.exists():
-        return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "integration-signing-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 def _ready(port: int) -> bool:

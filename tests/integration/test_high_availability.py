@@ -15,14 +15,12 @@ from typing import Any
 
 import pytest
 
-from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy, make_workload
-from tests.conftest import REPO
+from tests.builders import make_workload
 from tests.controlplane import ControlPlane, wait_until
-from tests.integration.test_operator import KEY, Operator, gpu_status, node, signed
+from tests.integration.replicas import holder, install_with_replicas, leader, replicas, stop_replicas
+from tests.integration.test_operator import signed
 
 NAMESPACE = "team-ha"
-LEASE = ("lease", "mlplacement-leader", "-n", "mlplacement-system")
 # 336 GPUs: room for every 1-GPU workload the module applies (20 calm, 200 storm, 10 handover, 100 restart),
 # so each one must end Placed. (240 left the last 90 of the restart test waiting for capacity, whatever it did.)
 NODES, GPUS_PER_NODE = 42, 8
@@ -30,37 +28,9 @@ NODES, GPUS_PER_NODE = 42, 8
 
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    control_plane.install_home(
-        REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default"))
-    )
-    for index in range(NODES):
-        name = f"ha-gpu-{index}"
-        control_plane.apply(node(name, "a100-euw1"))
-        control_plane.kubectl(
-            "patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(GPUS_PER_NODE)
-        )
-    replicas = [Operator(control_plane, user="replica-a"), Operator(control_plane, user="replica-b")]
-    for replica in replicas:
-        replica.start()
-    control_plane.replicas = replicas  # type: ignore[attr-defined]
+    install_with_replicas(control_plane, NAMESPACE, NODES, GPUS_PER_NODE, "ha")
     yield control_plane
-    for replica in replicas:
-        replica.kill()
-
-
-def replicas(plane: ControlPlane) -> list[Operator]:
-    return plane.replicas  # type: ignore[attr-defined,no-any-return]
-
-
-def holder(plane: ControlPlane) -> str:
-    lease = plane.get(*LEASE) or {}
-    return str((lease.get("spec") or {}).get("holderIdentity") or "")
-
-
-def leader(plane: ControlPlane) -> Operator:
-    """The replica named on the Lease (waiting for one to hold it)."""
-    name = wait_until(lambda: holder(plane), 60, "a replica to hold the lease")
-    return next(r for r in replicas(plane) if name.startswith(f"{r.user}_"))
+    stop_replicas(control_plane)
 
 
 def apply_workloads(plane: ControlPlane, prefix: str, count: int) -> list[str]:

@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 
-from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy, make_workload
-from tests.conftest import REPO
+from tests.builders import make_workload
 from tests.controlplane import ControlPlane, wait_until
-from tests.integration.test_operator import KEY, Operator, gpu_status, node, signed
+from tests.integration.replicas import holder, install_with_replicas, leader, replicas, stop_replicas
+from tests.integration.test_operator import signed
 
 NAMESPACE = "team-restart"
-LEASE = ("lease", "mlplacement-leader", "-n", "mlplacement-system")
 NODES, GPUS_PER_NODE = 21, 10  # 210 GPUs: the 200 below and the probes after each phase
 WORKLOADS = 200
 KILLS = 10
@@ -31,36 +29,9 @@ KILLS = 10
 
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    control_plane.install_home(
-        REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default"))
-    )
-    for index in range(NODES):
-        name = f"restart-gpu-{index}"
-        control_plane.apply(node(name, "a100-euw1"))
-        control_plane.kubectl(
-            "patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(GPUS_PER_NODE)
-        )
-    replicas = [Operator(control_plane, user="replica-a"), Operator(control_plane, user="replica-b")]
-    for replica in replicas:
-        replica.start()
-    control_plane.replicas = replicas  # type: ignore[attr-defined]
+    install_with_replicas(control_plane, NAMESPACE, NODES, GPUS_PER_NODE, "restart")
     yield control_plane
-    for replica in replicas:
-        replica.kill()
-
-
-def replicas(plane: ControlPlane) -> list[Operator]:
-    return plane.replicas  # type: ignore[attr-defined,no-any-return]
-
-
-def holder(plane: ControlPlane) -> str:
-    lease = plane.get(*LEASE) or {}
-    return str((lease.get("spec") or {}).get("holderIdentity") or "")
-
-
-def leader(plane: ControlPlane) -> Operator:
-    name = wait_until(lambda: holder(plane), 60, "a replica to hold the lease")
-    return next(r for r in replicas(plane) if name.startswith(f"{r.user}_"))
+    stop_replicas(control_plane)
 
 
 def apply(plane: ControlPlane, names: list[str]) -> None:

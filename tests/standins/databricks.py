@@ -226,7 +226,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, so the stand-in speaks HTTPS like a real workspace."""
+    """A self-signed CA certificate for 127.0.0.1 and its key: the stand-in speaks HTTPS like a real workspace with
+    it, and the control plane's controller-manager signs with one."""
     key = ec.generate_private_key(ec.SECP256R1())
     # A distinct name per certificate: with several stand-ins in one CA bundle, a shared name would make
     # OpenSSL pick the wrong issuer and fail verification.

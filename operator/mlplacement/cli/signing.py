@@ -1,0 +1,146 @@
+"""`mlplacement keygen`, `sign` and `verify`: signed intent before it reaches git."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from ruamel.yaml.comments import CommentedMap
+
+from mlplacement.adapters.files import (
+    read_key_directory,
+    read_manifests,
+    referenced_elsewhere,
+    to_plain,
+    write_private_file,
+    yaml11_ambiguities,
+)
+from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS
+from mlplacement.cli import cli
+from mlplacement.core import keyring as keyring_core
+from mlplacement.core.reconcile import describe
+from mlplacement.core.signing import SigningError, parse_expires, sign, verify
+
+_DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@cli.command()
+@click.option("--key-id", required=True, help="Name of the key; becomes <key-id>.key and <key-id>.pem.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--algorithm", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519", show_default=True)
+def keygen(key_id: str, out_dir: Path, algorithm: str) -> None:
+    """Create a signing key pair: a private key (mode 0600) and the public PEM to trust."""
+    if not keyring_core.KEY_ID_RE.match(key_id):
+        raise click.BadParameter(f"must match {keyring_core.KEY_ID_RE.pattern}", param_hint="--key-id")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    private_key = keyring_core.generate_key(algorithm)
+    private_path, public_path = out_dir / f"{key_id}.key", out_dir / f"{key_id}.pem"
+    try:
+        write_private_file(private_path, keyring_core.private_pem(private_key))
+    except FileExistsError:
+        raise click.ClickException(f"{private_path} exists; refusing to overwrite a key") from None
+    public_path.write_bytes(keyring_core.public_pem(private_key))
+    click.echo(f"wrote {private_path} (keep secret) and {public_path} (add to the trusted keys)")
+
+
+def _parse_expiry(text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    match = _DURATION_RE.match(text)
+    if match:
+        return now + timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return parse_expires(text)
+    except ValueError:
+        raise click.BadParameter(
+            "use a duration (30d, 12h, 90m) or an RFC 3339 UTC time", param_hint="--expires"
+        ) from None
+
+
+@cli.command("sign")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key PEM (from `mlplacement keygen`).",
+)
+@click.option("--key-id", help="Key id to record; default: the key file's name without extension.")
+@click.option("--expires", help="Signature lifetime: a duration (30d, 12h) or an RFC 3339 UTC time.")
+@click.option("--in-place", is_flag=True, help="Rewrite the files; default: print the signed YAML.")
+def sign_command(
+    files: tuple[Path, ...], key_path: Path, key_id: str | None, expires: str | None, in_place: bool
+) -> None:
+    """Sign every MLWorkload and PlacementPolicy in FILES; other documents pass through untouched."""
+    try:
+        private_key = keyring_core.load_private_key(key_path.read_bytes(), str(key_path))
+    except OSError as exc:
+        raise click.ClickException(f"{key_path}: cannot read: {exc.strerror}") from None
+    except keyring_core.KeyringError as exc:
+        raise click.ClickException(str(exc)) from None
+    key_id = key_id or key_path.stem
+    expiry = _parse_expiry(expires, datetime.now(UTC))
+    manifests = [read_manifests(path) for path in files]  # read all first: fail before writing anything
+    for position, manifest in enumerate(manifests):
+        for document in manifest.documents:
+            plain = to_plain(document)
+            if plain.get("kind") not in SIGNED_KINDS:
+                continue
+            ambiguous = yaml11_ambiguities(document.get("spec"), "spec")
+            if ambiguous:  # what kubectl would apply is not what would be signed
+                raise click.ClickException(f"{manifest.path}: {describe(plain)}: " + "; ".join(ambiguous))
+            try:
+                annotations = sign(plain, private_key, key_id, expiry)
+            except SigningError as exc:
+                raise click.ClickException(f"{manifest.path}: {describe(plain)}: {exc}") from None
+            metadata = document.setdefault("metadata", CommentedMap())
+            existing = metadata.get("annotations")
+            if existing is None or referenced_elsewhere(document, existing):
+                # A fresh map: writing into one a YAML alias shares would write the signature into spec too.
+                existing = CommentedMap(existing or {})
+                metadata["annotations"] = existing
+            existing.pop(ANNOTATION_SIGNATURE_EXPIRES, None)  # a re-sign without --expires must not keep it
+            existing.update(annotations)
+            click.echo(f"signed {describe(plain)} with {key_id!r}", err=True)
+        if in_place:
+            manifest.path.write_text(manifest.dump(), encoding="utf-8")
+        else:
+            text = manifest.dump()
+            if position:  # one stream: files after the first start a document of their own (else kubectl merges them)
+                click.echo("---")
+            click.echo(text if text.endswith("\n") or not text else text + "\n", nl=False)
+
+
+@cli.command("verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--keys",
+    "keys_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of trusted <keyId>.pem files.",
+)
+def verify_command(files: tuple[Path, ...], keys_dir: Path) -> None:
+    """Verify the signatures of every MLWorkload and PlacementPolicy in FILES; exit 1 if any fails."""
+    keyring = keyring_core.parse_keyring(read_key_directory(keys_dir))
+    for problem in keyring.problems.values():
+        click.echo(f"warning: {problem}", err=True)
+    now = datetime.now(UTC)
+    failures = checked = 0
+    for manifest in (read_manifests(path) for path in files):
+        for index, document in enumerate(manifest.documents):
+            plain = to_plain(document)
+            where = f"{manifest.path}#{index + 1} {describe(plain)}"
+            if plain.get("kind") not in SIGNED_KINDS:
+                click.echo(f"{where}: skipped (not a signed kind)")
+                continue
+            verdict = verify(plain, keyring, now)
+            checked += 1
+            failures += not verdict.ok
+            click.echo(f"{where}: {verdict.reason.value}: {verdict.message}")
+    if failures:
+        raise click.ClickException(f"{failures} of {checked} signed documents failed verification")
