@@ -112,6 +112,12 @@ class DatabricksRuns:
     kind = TargetKind.DATABRICKS
     remote_cleanup = True  # the run goes on in Databricks: deletion waits for it to be cancelled
 
+    def failover_grace(self, name: str) -> float:
+        return float("inf")  # never moved: the run goes on in Databricks (core.kinds)
+
+    def unhealthy(self, name: str, seconds: float) -> str:
+        return f"DatabricksWorkspace {name} has been unreachable for {seconds:.0f}s"
+
     async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
         # A run cannot be edited: a new generation cancels the run of the old one and submits its own.
         if (status.get("databricks") or {}).get("runId"):

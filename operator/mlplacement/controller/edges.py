@@ -246,6 +246,12 @@ class EdgeRuntime:
     kind = TargetKind.EDGE
     remote_cleanup = True  # the owner lives here, the copy there: deletion waits for the copy to go
 
+    def adopt(self, key: str, obj: Obj, workload: MLWorkload, status: Obj) -> bool:
+        return False  # the probe reads the copy back; a missing one is applied again
+
+    def unhealthy(self, name: str, seconds: float) -> str:
+        return f"EdgeCluster {name} has been unreachable or not Ready for {seconds:.0f}s"
+
     async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
         await self.apply(obj, workload, target)
         self.missing.discard(key)

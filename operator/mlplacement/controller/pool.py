@@ -40,6 +40,15 @@ class PoolRuntime:
         # Asked once a write slot is ours: a namespace that refused a child a moment ago refuses this one too.
         self.held_back = held_back
 
+    def adopt(self, key: str, obj: Obj, workload: MLWorkload, status: Obj) -> bool:
+        return False  # the child watch says what exists: a missing child is applied again
+
+    def failover_grace(self, name: str) -> float:
+        return self.config.pool_grace_seconds
+
+    def unhealthy(self, name: str, seconds: float) -> str:
+        return f"{self.kind.value} {name} has had no ready node for {seconds:.0f}s"
+
     async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
         generation = (obj.get("metadata") or {}).get("generation")
         children = build_children(

@@ -30,6 +30,19 @@ class Runtime(Protocol):
         """Whether what runs on ``target`` is already at this workload's revision (nothing to do)."""
         ...
 
+    def adopt(self, key: str, obj: Obj, workload: MLWorkload, status: Obj) -> bool:
+        """After a restart: follow what ``status`` records as running instead of starting it again; True when
+        adopted (the workload is then not placed)."""
+        ...
+
+    def failover_grace(self, name: str) -> float:
+        """Seconds target ``name`` may be unhealthy before its workloads move (when its kind fails over)."""
+        ...
+
+    def unhealthy(self, name: str, seconds: float) -> str:
+        """Why the workloads on target ``name`` move, unhealthy for ``seconds``: an Event's words."""
+        ...
+
     async def clean_up(self, key: str, uid: str, status: Obj) -> bool:
         """The workload is deleted: remove what it left outside this cluster; True when nothing is left."""
         ...

@@ -327,13 +327,9 @@ class WorkloadController:
         if status.get("observedGeneration") == meta.get("generation"):
             if status.get("phase") in FINISHED_PHASES:
                 return None  # this generation ran to its end; only a spec change runs it again
-            target = placement_target(status) or {}
-            if (
-                self.databricks is not None
-                and target.get("kind") == TargetKind.DATABRICKS.value
-                and self.databricks.adopt(key, obj, outcome.workload, status)
-            ):
-                return None  # after a restart: poll the recorded run, never submit a second one
+            runtime = self._runtime(str((placement_target(status) or {}).get("kind") or ""))
+            if runtime is not None and runtime.adopt(key, obj, outcome.workload, status):
+                return None  # after a restart: follow what runs (a Databricks run), never start a second one
         previous = self.pending.get(key)
         if previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get("generation"):
             # Same intent re-admitted (a policy or key event): keep its backoff and what it learned.
@@ -548,17 +544,10 @@ class WorkloadController:
             if target_key in healthy or not KINDS[TargetKind(target_key[0])].fails_over:
                 continue
             since = self.unhealthy_since.setdefault(target_key, now)
-            on_edge = target_key[0] == TargetKind.EDGE.value and self.edges is not None
-            grace = (
-                self.edges.failover_grace(target_key[1]) if on_edge and self.edges else self.config.pool_grace_seconds
-            )
-            if now - since < grace or key not in self.objects:
+            runtime = self._runtime(target_key[0])
+            if runtime is None or now - since < runtime.failover_grace(target_key[1]) or key not in self.objects:
                 continue
-            why = (
-                f"EdgeCluster {target['name']} has been unreachable or not Ready for {now - since:.0f}s"
-                if on_edge
-                else f"{target['kind']} {target['name']} has had no ready node for {now - since:.0f}s"
-            )
+            why = runtime.unhealthy(target_key[1], now - since)
             obj = self.objects[key]
             if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
                 self.pending[key].failover = why
