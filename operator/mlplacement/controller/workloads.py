@@ -115,6 +115,14 @@ class Pending:
     violation: str = ""
 
 
+@dataclass(frozen=True)
+class Move:
+    """Why a running workload is placed again, said when it is queued (not patched onto its record after)."""
+
+    why: str
+    avoid: frozenset[tuple[str, str]] | None = None  # targets to keep away from; None leaves what it had
+
+
 @dataclass
 class Eviction:
     """A preempted workload: its children stop at ``due`` (monotonic); then it waits to be placed again."""
@@ -258,8 +266,9 @@ class WorkloadController:
             return
         await self.on_workload(obj)
 
-    async def on_workload(self, obj: Obj) -> Refusal | None:
-        """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues."""
+    async def on_workload(self, obj: Obj, move: Move | None = None) -> Refusal | None:
+        """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues, with
+        ``move`` (why it leaves its target) on its queue record when it is being placed again."""
         key = object_key(obj)
         meta = obj.get("metadata") or {}
         known = self.objects.get(key)
@@ -336,6 +345,11 @@ class WorkloadController:
             self.pending[key] = dataclasses.replace(previous, obj=obj, admitted=outcome)
         else:
             self.pending[key] = Pending(obj, outcome)
+        if move is not None:
+            queued = self.pending[key]
+            self.pending[key] = dataclasses.replace(
+                queued, failover=move.why, avoid=queued.avoid if move.avoid is None else move.avoid
+            )
         self.wakeup.set()
         return None
 
@@ -549,8 +563,7 @@ class WorkloadController:
                 continue
             why = runtime.unhealthy(target_key[1], now - since)
             obj = self.objects[key]
-            if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
-                self.pending[key].failover = why
+            if await self.on_workload({**obj, "status": status}, Move(why)) is None and key in self.pending:
                 self.events(obj, "Warning", Reason.FAILING_OVER.value, f"{why}; placing the workload again")
                 moved.append(key)
         return moved
@@ -590,9 +603,8 @@ class WorkloadController:
             why = f"pods unschedulable on {target['kind']} {target['name']} for {now - since:.0f}s: {message}"
             obj = self.objects[key]
             self.events(obj, "Warning", Reason.UNSCHEDULABLE.value, f"{why}; placing the workload again")
-            if await self.on_workload({**obj, "status": status}) is None and key in self.pending:
-                self.pending[key].failover = why
-                self.pending[key].avoid = frozenset({(target["kind"], target["name"])})
+            stuck_on = frozenset({(target["kind"], target["name"])})
+            if await self.on_workload({**obj, "status": status}, Move(why, stuck_on)) is None and key in self.pending:
                 moved.append(key)
         return moved
 
@@ -677,9 +689,8 @@ class WorkloadController:
             obj = self.objects[key]
             self.events(obj, "Warning", Reason.INTERRUPTED.value, f"{where}; {told}; placing the workload again")
             self._record(AuditAction.INTERRUPTED, obj, Reason.INTERRUPTED.value, f"{where}; {told}", previous=target)
-            queued = key in self.pending or await self.on_workload({**obj, "status": status}) is not None
+            queued = key in self.pending or await self.on_workload({**obj, "status": status}, Move(where)) is not None
             if not queued and key in self.pending:
-                self.pending[key].failover = where
                 moved.append(key)
         return moved
 
