@@ -116,6 +116,9 @@ class CacheSync:
         self._reads.discard(source)
         self._settle()
 
+    def needs_read(self, source: str) -> bool:
+        return source in self._reads
+
     def unsynced(self) -> list[str]:
         return [kind for kind, missing in self._missing.items() if missing is None or missing]
 
@@ -151,7 +154,7 @@ async def sync_caches(
     reported = ""
     while not sync.ready:
         problems: list[str] = []
-        if KEYS_AND_SIGNALS in sync.waiting_for():
+        if sync.needs_read(KEYS_AND_SIGNALS):
             try:
                 await read_sources()
                 sync.read(KEYS_AND_SIGNALS)

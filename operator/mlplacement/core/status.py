@@ -40,10 +40,11 @@ _OWNED_CONDITIONS = frozenset(
 HISTORY_LENGTH = 10  # status.history keeps the last this many transitions
 
 
-def placement_target(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``status.placement.target`` ({kind, name, region}) of an MLWorkload status, or None when not placed."""
-    target = ((status or {}).get("placement") or {}).get("target")
-    return dict(target) if target else None
+def placement_target(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``status.placement.target`` ({kind, name, region}) of an MLWorkload status, or None when not placed. The
+    status's own mapping, not a copy: rounds read it for every workload."""
+    target: Mapping[str, Any] | None = ((status or {}).get("placement") or {}).get("target")
+    return target or None
 
 
 def with_history(previous: Mapping[str, Any] | None, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
