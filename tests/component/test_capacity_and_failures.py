@@ -69,7 +69,7 @@ class World:
         return self.cluster.children[("Job", "team-a", f"mlw-{name}")]
 
     def phase(self, name: str) -> str:
-        return str(self.controller.statuses[f"team-a/{name}"].get("phase"))
+        return str(self.controller.records.statuses()[f"team-a/{name}"].get("phase"))
 
     def free_gpus(self, pool: str = "a100-euw1") -> int:
         snapshot = self.cache.snapshot(NOW)
@@ -115,7 +115,7 @@ def test_a_child_created_but_not_yet_scheduled_still_holds_its_gpus() -> None:
     run(scenario())
     assert [k[2] for k in world.cluster.children] == ["mlw-first"]
     assert world.phase("second") == "Waiting"
-    assert world.controller.statuses["team-a/second"]["placement"]["message"] == (
+    assert world.controller.records.statuses()["team-a/second"]["placement"]["message"] == (
         "0/1 targets fit: 1 lack free GPUs (need 4)"
     )
 
@@ -190,7 +190,7 @@ def test_a_workload_without_spec_databricks_is_never_placed_on_databricks() -> N
     world = World(pools=(), databricks=True)
 
     run(world.place(signed(workload("trainer", gpus=1))))
-    status = world.controller.statuses["team-a/trainer"]
+    status = world.controller.records.statuses()["team-a/trainer"]
     assert status["phase"] == "Waiting"
     assert conditions(status)["Placed"] == ("False", "NoFeasibleTarget")
     assert status["placement"]["message"] == "0/1 targets fit: 1 no spec.databricks task"
@@ -219,12 +219,12 @@ def test_a_403_on_create_gives_apply_failed_one_event_backoff_and_frees_its_gpus
         await world.controller.place_round()  # backoff over: tried again, same failure, no second Event
 
     run(scenario())
-    status = world.controller.statuses["team-a/trainer"]
+    status = world.controller.records.statuses()["team-a/trainer"]
     assert status["phase"] == "Waiting"
     assert conditions(status)["Placed"] == ("False", "ApplyFailed")
     assert "because it is being terminated" in next(c for c in status["conditions"] if c["type"] == "Placed")["message"]
     assert [e[:2] for e in world.events if e[1] == "ApplyFailed"] == [("Warning", "ApplyFailed")]
-    assert world.controller.pending["team-a/trainer"].attempts == 2
+    assert world.controller.records.queued()["team-a/trainer"].attempts == 2
     assert len(world.cache.ledger) == 0
     assert world.free_gpus() == 8
 
@@ -278,7 +278,7 @@ def test_once_a_namespace_says_it_is_being_deleted_its_other_workloads_are_not_t
 
     run(scenario())
     assert tried == ["mlw-doomed-0"]
-    statuses = [world.controller.statuses[f"team-dying/doomed-{i}"] for i in range(8)]
+    statuses = [world.controller.records.statuses()[f"team-dying/doomed-{i}"] for i in range(8)]
     assert {conditions(s)["Placed"] for s in statuses} == {("False", "ApplyFailed")}
 
 
@@ -290,7 +290,7 @@ def test_a_same_named_child_of_someone_else_is_an_apply_failure() -> None:
 
     world.cluster.apply_child = foreign
     run(world.place(signed(workload("trainer", gpus=2))))
-    assert conditions(world.controller.statuses["team-a/trainer"])["Placed"] == ("False", "ApplyFailed")
+    assert conditions(world.controller.records.statuses()["team-a/trainer"])["Placed"] == ("False", "ApplyFailed")
     assert world.free_gpus() == 8
 
 

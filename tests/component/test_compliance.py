@@ -73,7 +73,7 @@ class World:
         return None if job is None else str(job["spec"]["template"]["spec"]["nodeSelector"]["mlplacement.io/pool"])
 
     def compliant(self) -> tuple[str, str, str] | None:
-        status = self.controller.statuses["team-a/trainer"]
+        status = self.controller.records.statuses()["team-a/trainer"]
         found = next((c for c in status.get("conditions") or [] if c["type"] == "Compliant"), None)
         return None if found is None else (found["status"], found["reason"], found["message"])
 
@@ -128,9 +128,9 @@ def test_stop_stops_first_then_places_it_where_allowed() -> None:
     seen: list[Any] = []
 
     async def after_stop() -> None:
-        seen.append((world.pool(), world.controller.statuses["team-a/trainer"]["phase"], world.compliant()))
+        seen.append((world.pool(), world.controller.records.statuses()["team-a/trainer"]["phase"], world.compliant()))
         await world.round()  # its children stop, then it is placed again where the rules allow
-        seen.append((world.pool(), world.controller.statuses["team-a/trainer"]["phase"]))
+        seen.append((world.pool(), world.controller.records.statuses()["team-a/trainer"]["phase"]))
 
     world.run(world.repolicy(enforcement="Stop", **EU_ONLY), after_stop)
     stopping = "GPUPool us-pool: outside allowed regions [eu-west-1] (enforcement Stop); its children are stopped"
@@ -152,7 +152,7 @@ def test_a_revoked_signing_key_stops_the_children_whatever_the_policy_says() -> 
         await world.round()
 
     world.run(revoke)
-    status = world.controller.statuses["team-a/trainer"]
+    status = world.controller.records.statuses()["team-a/trainer"]
     assert status["phase"] == "Refused"
     assert world.pool() is None
     assert ("Job", "team-a", "mlw-trainer") in world.cluster.deletes
@@ -182,7 +182,7 @@ def test_a_signature_that_expires_while_it_runs_stops_the_children_without_any_e
 
     world.run(time_passes)
     assert seen == ["us-pool"]
-    status = world.controller.statuses["team-a/trainer"]
+    status = world.controller.records.statuses()["team-a/trainer"]
     verified = next(c for c in status["conditions"] if c["type"] == "Verified")
     assert (status["phase"], verified["reason"]) == ("Refused", "SignatureExpired")
     assert ("Job", "team-a", "mlw-trainer") in world.cluster.deletes
@@ -267,7 +267,7 @@ def test_status_history_keeps_the_last_transitions_and_compliance_survives_a_res
 
     world = World()
     world.run(world.repolicy(**EU_ONLY))
-    status = world.controller.statuses["team-a/trainer"]
+    status = world.controller.records.statuses()["team-a/trainer"]
     assert [(h["phase"], h.get("target")) for h in status["history"]] == [
         ("Placed", "GPUPool/us-pool"),
         ("Placed", "GPUPool/eu-pool"),

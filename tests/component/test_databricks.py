@@ -95,7 +95,7 @@ class World:
         return self.controller.databricks
 
     def status(self, name: str = "recsys") -> dict[str, Any]:
-        return self.controller.statuses.get(f"team-recsys/{name}") or {}
+        return self.controller.records.status_of(f"team-recsys/{name}") or {}
 
     async def probe(self) -> None:
         await self.runs.probe_due()

@@ -108,7 +108,7 @@ def drain(
 
     idle = asyncio.run(scenario())
     placing = Counter(cluster.calls) - idle
-    placed = sum(1 for status in controller.statuses.values() if status.get("phase") == "Placed")
+    placed = sum(1 for status in controller.records.statuses().values() if status.get("phase") == "Placed")
     return Drain(placed, placing, idle), controller
 
 
@@ -136,7 +136,7 @@ def test_a_policy_change_re_verifies_settled_workloads_without_a_call() -> None:
 
     asyncio.run(readmit())
     assert result.placed == 200
-    assert controller.pending == {}  # every workload was admitted again under the new policy, and kept its place
+    assert controller.records.queued() == {}  # every workload was admitted again under the new policy, and kept its place
     assert Counter(cluster.calls) - before == Counter()  # type: ignore[attr-defined]
 
 
@@ -210,5 +210,5 @@ def test_a_watch_resumed_after_expiry_lists_everything_again_and_costs_nothing()
 
     asyncio.run(relist())
     assert result.placed == 300
-    assert controller.pending == {}
+    assert controller.records.queued() == {}
     assert Counter(cluster.calls) - before == Counter()

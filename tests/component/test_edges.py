@@ -95,7 +95,7 @@ class World:
         await self.controller.place_round()
 
     def status(self, key: str) -> dict[str, Any]:
-        return dict(self.controller.statuses.get(key) or {})
+        return dict(self.controller.records.status_of(key) or {})
 
     def edge_status(self, name: str) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -326,7 +326,7 @@ def test_once_the_edges_probe_counts_the_copy_the_claim_is_not_counted_twice() -
         await world.tick()
         await world.controller.on_workload(sized("first", 3))
         await world.tick()
-        uid = world.controller.objects["team-a/first"]["metadata"]["uid"]
+        uid = world.controller.records.views()["team-a/first"]["metadata"]["uid"]
         world.edges.gpus["edge-a"] = 1  # its pods are bound: the edge's free GPUs drop by 3 ...
         world.edges.bound = {"edge-a": {uid: 3}}  # ... and the probe says whose they are
 

@@ -85,7 +85,7 @@ def judged(spec: Any, signed: bool, world: tuple[WorkloadController, FakeCluster
     obj = workload(spec, signed)
     key = f"team-a/{obj['metadata']['name']}"
     asyncio.run(ctrl.on_workload_event("ADDED", obj))
-    if key in ctrl.pending:
+    if key in ctrl.records.queued():
         assert signed, "nothing unsigned is ever admitted"
         return
     (written_key, status) = cluster.status_patches[-1]

@@ -99,7 +99,7 @@ def test_the_pod_on_a_reclaimed_spot_node_is_told_to_checkpoint_and_the_workload
         "(aws-node-termination-handler/spot-itn); asked pod trainer-abc to checkpoint; placing the workload again"
     )
     assert metrics.interruptions == ["GPUPool/spot-euw1"]
-    status = controller.statuses["team-a/trainer"]
+    status = controller.records.statuses()["team-a/trainer"]
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert "node spot-0 of GPUPool spot-euw1 is being reclaimed" in degraded["message"]
     assert "moved to GPUPool a100-euw1" in degraded["message"]

@@ -132,7 +132,7 @@ class World:
         return sorted(name for kind, _, name in self.cluster.children if kind == "Job")
 
     def workload_status(self, name: str) -> dict[str, Any]:
-        return self.controller.statuses[f"team-a/{name}"]
+        return self.controller.records.statuses()[f"team-a/{name}"]
 
 
 def test_a_signed_pipeline_runs_stage_by_stage_with_lineage() -> None:

@@ -81,7 +81,7 @@ def test_a_placeholder_holds_the_last_runs_gpus_ahead_of_the_next_and_goes_when_
 
     async def scenario() -> None:
         await world.run_once()
-        assert world.controller.statuses["team-a/nightly"]["phase"] == "Succeeded"
+        assert world.controller.records.statuses()["team-a/nightly"]["phase"] == "Succeeded"
         await world.at(1, 40)
         assert world.placeholder() is None  # twenty minutes ahead: not yet
         await world.at(1, 50)

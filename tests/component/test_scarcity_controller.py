@@ -39,7 +39,7 @@ def job(name: str, priority: int, created: str, gpus: int = 2, **intent: Any) ->
 
 
 def conditions(controller: WorkloadController, key: str) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in controller.statuses[key]["conditions"]}
+    return {c["type"]: (c["status"], c["reason"]) for c in controller.records.statuses()[key]["conditions"]}
 
 
 def fill_the_pool(controller: WorkloadController, cluster: FakeCluster, clock: Clock) -> None:
@@ -65,10 +65,10 @@ def test_a_high_priority_service_displaces_exactly_one_batch_job_after_the_grace
 
     asyncio.run(arrive())
     victim = "team-a/batch-3"  # the most recently placed of four equals
-    assert controller.statuses["team-a/service"]["phase"] == "Placed"
-    assert "preempting team-a/batch-3 (priority 10)" in controller.statuses["team-a/service"]["placement"]["message"]
+    assert controller.records.statuses()["team-a/service"]["phase"] == "Placed"
+    assert "preempting team-a/batch-3 (priority 10)" in controller.records.statuses()["team-a/service"]["placement"]["message"]
     assert conditions(controller, victim)["Placed"] == ("False", "Preempted")
-    assert controller.statuses[victim]["phase"] == "Waiting"
+    assert controller.records.statuses()[victim]["phase"] == "Waiting"
     (warning,) = [e for e in events if e[1] == "Preempted"]
     assert warning[0] == "Warning"
     assert "preempted by team-a/service (priority 1000)" in warning[2]
@@ -76,7 +76,7 @@ def test_a_high_priority_service_displaces_exactly_one_batch_job_after_the_grace
     assert cluster.deletes == []
     assert ("Job", "team-a", "mlw-service") in cluster.children
     for index in range(3):
-        assert controller.statuses[f"team-a/batch-{index}"]["phase"] == "Placed"
+        assert controller.records.statuses()[f"team-a/batch-{index}"]["phase"] == "Placed"
 
     async def grace_passes() -> None:
         clock.now += 31
@@ -86,8 +86,8 @@ def test_a_high_priority_service_displaces_exactly_one_batch_job_after_the_grace
     assert cluster.deletes == [("Job", "team-a", "mlw-batch-3")]
     assert Counter(k[2] for k in cluster.children) == before - Counter({"mlw-batch-3": 1}) + Counter({"mlw-service": 1})
     # Back in the queue with a backoff, and waiting: the room it had is the service's now.
-    assert victim in controller.pending
-    assert controller.pending[victim].attempts == 1
+    assert victim in controller.records.queued()
+    assert controller.records.queued()[victim].attempts == 1
 
 
 def test_a_workload_that_is_not_preemptible_is_never_a_victim() -> None:
@@ -105,7 +105,7 @@ def test_a_workload_that_is_not_preemptible_is_never_a_victim() -> None:
 
     asyncio.run(scenario())
     assert conditions(controller, "team-a/steady-2")["Placed"] == ("False", "Preempted")  # 3 is not preemptible
-    assert controller.statuses["team-a/steady-3"]["phase"] == "Placed"
+    assert controller.records.statuses()["team-a/steady-3"]["phase"] == "Placed"
 
 
 def test_over_quota_the_reason_reads_in_kubectl_get() -> None:
@@ -119,10 +119,10 @@ def test_over_quota_the_reason_reads_in_kubectl_get() -> None:
         await controller.place_round()
 
     asyncio.run(scenario())
-    ready = {c["type"]: c for c in controller.statuses["team-a/j2"]["conditions"]}["Ready"]
+    ready = {c["type"]: c for c in controller.records.statuses()["team-a/j2"]["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "QuotaExceeded")  # the Reason printer column
     assert ready["message"] == "team-a uses 4/4 GPUs, needs 2 (may borrow 0)"
-    assert controller.statuses["team-a/j0"]["phase"] == controller.statuses["team-a/j1"]["phase"] == "Placed"
+    assert controller.records.statuses()["team-a/j0"]["phase"] == controller.records.statuses()["team-a/j1"]["phase"] == "Placed"
 
 
 def test_a_preemptors_pods_waiting_for_its_victims_are_not_a_failed_placement() -> None:
@@ -145,5 +145,5 @@ def test_a_preemptors_pods_waiting_for_its_victims_are_not_a_failed_placement() 
 
     asyncio.run(scenario())
     assert [e for e in events if e[1] == "Unschedulable"] == []
-    assert controller.statuses["team-a/service"]["phase"] == "Placed"
+    assert controller.records.statuses()["team-a/service"]["phase"] == "Placed"
     assert ("Job", "team-a", "mlw-service") in cluster.children

@@ -242,7 +242,7 @@ def test_dependencies_hold_a_workload_back(world: Any) -> None:
     assert conditions(patch)["Placed"] == ("False", "WaitingForDependencies")
     cache.set_phase("team-a", "trainer", "Succeeded")
     run(controller.on_workload({**signed(workload("eval", dependsOn=["trainer"])), "status": patch}))
-    assert "team-a/eval" in controller.pending
+    assert "team-a/eval" in controller.records.queued()
 
 
 def test_spec_update_updates_the_same_child(world: Any) -> None:
@@ -252,7 +252,7 @@ def test_spec_update_updates_the_same_child(world: Any) -> None:
     async def scenario() -> None:
         await controller.on_workload(first)
         await controller.place_round()
-        placed_status = controller.statuses["team-a/trainer"]
+        placed_status = controller.records.statuses()["team-a/trainer"]
         second = workload(args=["--epochs", "9"])
         second["metadata"]["generation"] = 2
         await controller.on_workload({**signed(second), "status": placed_status})
@@ -279,7 +279,7 @@ def test_job_completion_flows_back_as_finished(world: Any) -> None:
     run(scenario())
     phases = [patch.get("phase") for _, patch in cluster.status_patches]
     assert phases == ["Placed", "Running", "Succeeded"]
-    last = controller.statuses["team-a/trainer"]
+    last = controller.records.statuses()["team-a/trainer"]
     assert {c["type"]: c["status"] for c in last["conditions"]}["Finished"] == "True"
 
 
@@ -304,7 +304,7 @@ def test_child_creation_failure_keeps_the_workload_pending_and_says_why(world: A
         await controller.place_round()
 
     run(scenario())
-    assert "team-a/trainer" in controller.pending
+    assert "team-a/trainer" in controller.records.queued()
     ((_, patch),) = cluster.status_patches
     assert patch["phase"] == "Waiting"
     assert conditions(patch)["Placed"] == ("False", "ApplyFailed")
@@ -321,7 +321,7 @@ def test_new_trusted_key_readmits_refused_workloads(world: Any) -> None:
         {"platform.pem": keyring_core.public_pem(KEY), "rotated.pem": keyring_core.public_pem(OTHER)}
     )
     run(controller.readmit_all())
-    assert "team-a/trainer" in controller.pending
+    assert "team-a/trainer" in controller.records.queued()
 
 
 def not_ready(node: dict[str, Any]) -> dict[str, Any]:

@@ -293,6 +293,11 @@ class WorkloadIndex(Mapping[str, MLWorkload]):
         self._keys[uid] = key
         self._hold(uid, workload)
 
+    @property
+    def keys_by_uid(self) -> Mapping[str, str]:
+        """Workload uid -> namespace/name, for every workload remembered."""
+        return self._keys
+
     def forget(self, uid: str) -> None:
         self._keys.pop(uid, None)
         self._recent.pop(uid, None)

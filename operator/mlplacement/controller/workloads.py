@@ -1,8 +1,9 @@
-"""The workload controller: handlers hand it objects; it admits them and places them in batches.
+"""The workload controller: handlers hand it objects; it admits them and applies each round's plan.
 
-Per-object work stays tiny (parse, verify, enqueue). One placement round takes every pending workload,
-decides them together on one snapshot with decide_many, then writes children and status with bounded
-concurrency, off the event loop. Status is written only when it changes.
+Per-object work stays tiny (parse, verify, enqueue into the workload's record). A placement round plans on the
+records and one snapshot (core.round.plan_round, pure), then this executor applies the plan through the Runtimes
+and writes status with bounded concurrency, off the event loop; it decides nothing. Status is written only when
+it changes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from mlplacement.api.constants import (
     PreemptReason,
     Reason,
 )
+from mlplacement.api.errors import ApplyError
 from mlplacement.api.policy import Enforcement, PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, MLWorkloadStatus, TargetKind, VerifiedStatus
 from mlplacement.config import OperatorConfig
@@ -41,7 +42,6 @@ from mlplacement.controller.pipelines import is_stage
 from mlplacement.controller.policies import PolicyStatuses
 from mlplacement.controller.pool import PoolRuntime
 from mlplacement.controller.ports import (
-    ApplyError,
     AuditSink,
     Cluster,
     DatabricksJobs,
@@ -57,8 +57,8 @@ from mlplacement.controller.sync import CacheSync
 from mlplacement.core.audit import audit_record
 from mlplacement.core.kinds import KINDS
 from mlplacement.core.ledger import workload_uid
-from mlplacement.core.placement import Decision, decide_many, request_from_workload
-from mlplacement.core.placement.engine import recheck, target_product
+from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
+from mlplacement.core.placement.engine import target_product
 from mlplacement.core.reconcile import (
     Admitted,
     PolicyCheck,
@@ -70,6 +70,8 @@ from mlplacement.core.reconcile import (
     decision_status,
     verdict_horizon,
 )
+from mlplacement.core.records import Eviction, Queued, Records, WorkloadRecord
+from mlplacement.core.round import MoveCause, RoundInputs, RoundMemory, RoundPlan, Route, Routed, plan_round
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
 from mlplacement.core.signing import Verdict
 from mlplacement.core.snapshot import Snapshot, Target
@@ -98,39 +100,6 @@ def _admission_inputs(obj: Obj) -> tuple[Any, ...]:
     view = admission_view(obj)
     meta = view["metadata"]
     return (meta.get("uid"), meta.get("generation"), meta.get("annotations"), view.get("spec"))
-
-
-@dataclass
-class Pending:
-    obj: Obj
-    admitted: Admitted
-    attempts: int = 0
-    not_before: float = 0.0
-    fleet_version: int = -1
-    failover: str = ""  # why the workload left its target; empty unless it is failing over
-    avoid: frozenset[tuple[str, str]] = frozenset()  # targets its pods could not be scheduled on
-    # The last apply failure: one Event per distinct failure, and a backoff that capacity news does not cut.
-    failure: str = ""
-    # The rule its current target now breaks (policy or target changed): Move places it elsewhere or stops it.
-    violation: str = ""
-
-
-@dataclass(frozen=True)
-class Move:
-    """Why a running workload is placed again, said when it is queued (not patched onto its record after)."""
-
-    why: str
-    avoid: frozenset[tuple[str, str]] | None = None  # targets to keep away from; None leaves what it had
-
-
-@dataclass
-class Eviction:
-    """A preempted workload: its children stop at ``due`` (monotonic); then it waits to be placed again."""
-
-    due: float
-    uid: str
-    status: Obj  # its status while it ran: where its children are
-    back_off: bool = True  # a preempted workload waits its turn; a non-compliant one is placed again at once
 
 
 class WorkloadController:
@@ -163,34 +132,24 @@ class WorkloadController:
         self.metrics = metrics or NoMetrics()
         self.clock = clock
         self.monotonic = monotonic
-        self.pending: dict[str, Pending] = {}
-        self.statuses: dict[str, Obj] = {}  # last status we know of, per workload, to write only changes
-        self.objects: dict[str, Obj] = {}  # key -> what admission reads of it, to re-admit on policy or key news
-        self.workloads = WorkloadIndex(self.objects)  # uid -> workload, to map child events back
+        # Every workload's facts in one record (core.records); what follows is per round, target or namespace.
+        self.records = Records()
+        self.workloads = WorkloadIndex(self.records.views())  # uid -> workload, to map child events back
         self.fleet_version = 0
-        self.unhealthy_since: dict[tuple[str, str], float] = {}  # target key -> monotonic time it went bad
-        self.unschedulable_since: dict[str, float] = {}  # workload uid -> when its pods were first seen stuck
-        self.interrupted_nodes: dict[str, str] = {}  # workload uid -> the reclaimed node it was told about
+        # Some queued workload has been tried (and waits): capacity news wakes the loop for it. Set by a backoff,
+        # recounted after each round.
+        self._backed_off = False
+        self.memory = RoundMemory()  # what one round leaves the next (core.round)
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
-        self.recurring: set[str] = set()  # keys of admitted workloads with intent.schedule
-        # Target key -> what the rules read of it (region, GPU products, spot): a change re-checks its workloads.
-        self._target_shapes: dict[tuple[str, str], tuple[object, ...]] = {}
-        self._signals_seen: datetime | None = None  # the signals' updatedAt at the last round
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
         self.blocked_namespaces: dict[str, tuple[float, ApplyError]] = {}
         self._policy_check = PolicyCheck()
-        self.finalizers: dict[str, tuple[str, ...]] = {}  # workload key -> metadata.finalizers last seen
         self.cleanups: dict[str, asyncio.Task[None]] = {}  # workload key -> its deletion's remote cleanup
         self.cleanup_poll_seconds = cleanup_poll_seconds
-        self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
-        self.policy_of: dict[str, str] = {}  # workload key -> the policy it was admitted under
-        # Workload key -> when its admission could stop holding with the time (see _watch_expiry); the heap
-        # orders them, with entries an admission since has replaced left in it and skipped.
-        self._horizons: dict[str, datetime] = {}
+        # Records by when their admission could stop holding (record.horizon), with entries an admission since
+        # has replaced left in it and skipped.
         self._horizon_heap: list[tuple[datetime, str]] = []
-        self.preempted: dict[str, Eviction] = {}  # workload key -> when its children stop
-        self._room_at: dict[str, float] = {}  # preemptor uid -> when its victims' children stop
-        self._running: dict[str, tuple[tuple[Any, ...], Running]] = {}  # key -> (what it was built from, it)
+        self._readmit_later: set[str] = set()  # workloads whose child vanished: admitted again next round
         self.wakeup = asyncio.Event()
         self.last_round_at: float | None = None  # monotonic end of the last round: liveness reads it
         self._stopping = False
@@ -203,7 +162,7 @@ class WorkloadController:
                 cluster,
                 events,
                 edges,
-                statuses=lambda: self.statuses,
+                statuses=self.records.statuses,
                 workloads=lambda: self.workloads,
                 on_child=self.on_child,
                 fleet_changed=self.fleet_changed,
@@ -222,7 +181,7 @@ class WorkloadController:
                 events,
                 jobs,
                 self._write_status,
-                self.statuses.get,
+                self.records.status_of,
                 clock,
                 monotonic,
                 poll_seconds=config.databricks_poll_seconds,
@@ -248,110 +207,118 @@ class WorkloadController:
         meta = obj.get("metadata") or {}
         if event_type == "DELETED":
             self.cache.on_workload_phase(obj, deleted=True)
-            self.finalizers.pop(key, None)
             self.forget(obj)
             return
         self.cache.on_workload_phase(obj, deleted=False)
-        self.finalizers[key] = tuple(meta.get("finalizers") or ())
+        record = self.records.add(key)
+        record.finalizers = tuple(meta.get("finalizers") or ())
         if meta.get("deletionTimestamp"):
-            if set(self.finalizers[key]) & {FINALIZER, *LEGACY_FINALIZERS} and key not in self.cleanups:
+            if set(record.finalizers) & {FINALIZER, *LEGACY_FINALIZERS} and key not in self.cleanups:
                 self.cleanups[key] = asyncio.create_task(self._clean_up(key, obj))
             return
-        known = self.objects.get(key)
-        if known is not None and _admission_inputs(known) == _admission_inputs(obj):
-            status = self.statuses.get(key) or {}
-            if status.get("phase") in ACTIVE_PHASES:  # a finalizer that could not be added before
-                target = placement_target(status) or {}
+        if record.obj is not None and _admission_inputs(record.obj) == _admission_inputs(obj):
+            if record.status.get("phase") in ACTIVE_PHASES:  # a finalizer that could not be added before
+                target = record.target or {}
                 await self._hold_for_cleanup(key, obj, str(target.get("kind") or ""))
             return
         await self.on_workload(obj)
 
-    async def on_workload(self, obj: Obj, move: Move | None = None) -> Refusal | None:
-        """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues, with
-        ``move`` (why it leaves its target) on its queue record when it is being placed again."""
+    async def on_workload(self, obj: Obj) -> Refusal | None:
+        """Admit one MLWorkload (create, update, resume). A refusal is recorded now; admission enqueues."""
         key = object_key(obj)
         meta = obj.get("metadata") or {}
-        known = self.objects.get(key)
-        if key not in self.statuses or (known or {}).get("metadata", {}).get("uid") != meta.get("uid"):
+        record = self.records.add(key)
+        if record.obj is None or record.uid != meta.get("uid"):
             # Seed from the cluster once; from then on our own writes are newer than any watch copy.
-            self.statuses[key] = owned_status(obj.get("status"))
-        obj = admission_view(obj)  # all later work reads this much; the rest of the body is not kept
-        self.objects[key] = obj
+            record.status = owned_status(obj.get("status"))
+        record.obj = obj = admission_view(obj)  # all later work reads this much; the rest of the body is not kept
         if not self.sync.ready:
             return None  # kept, and admitted once the caches have synced (run)
-        namespace = meta.get("namespace", "")
-        signature = None
-        if self.stages is not None and is_stage(obj):
-            signature = self.stages(obj)
-            if signature is None:
-                return None  # its pipeline is not known yet after a start: admitted once it is (readmit)
-        outcome = admit(
-            obj,
-            policies=self.cache.policies,
-            keyring=self.cache.keyring,
-            now=self.clock(),
-            dependency_phases=self.cache.dependency_phases(namespace),
-            policy_check=self._policy_check,
-            signature=signature,
-        )
+        outcome = self._admit(record)
+        if outcome is None:
+            return None  # a stage whose pipeline is not known yet after a start: admitted once it is (readmit)
         if isinstance(outcome, Refusal):
-            self.pending.pop(key, None)
-            self.policy_of.pop(key, None)
-            running = self.statuses.get(key) or {}
-            desired = outcome.status(running, meta.get("generation"), self.clock())
-            if outcome.condition is ConditionType.VERIFIED and self._runs(running):
-                # Whatever the policy says: what no longer verifies does not keep running.
-                why = f"its authorization no longer holds ({outcome.reason.value}: {outcome.message})"
-                self._schedule_stop(key, obj, running, why, Reason.AUTHORIZATION_LOST)
-                desired["conditions"] = set_condition(
-                    desired.get("conditions") or [],
-                    ConditionType.COMPLIANT,
-                    False,
-                    Reason.AUTHORIZATION_LOST,
-                    f"{why}; its children are stopped",
-                    meta.get("generation"),
-                    self.clock(),
-                )
-            if outcome.is_warning:
-                self.metrics.refusal(outcome.reason.value)
-            if await self._write_status(
-                obj,
-                desired,
-                event=("Warning" if outcome.is_warning else "Normal", outcome.reason.value, outcome.message),
-            ):
-                self._record(AuditAction.REFUSED, obj, outcome.reason.value, outcome.message)
+            await self._refuse(record, outcome)
             return outcome
-        self.workloads.remember(meta.get("uid", ""), key, outcome.workload)
-        self.policy_of[key] = outcome.policy_name
-        self._watch_expiry(key, obj, outcome.policy_name)
-        if outcome.workload.spec.intent.schedule is not None:
-            self.recurring.add(key)  # pre-warming looks at these only
-        else:
-            self.recurring.discard(key)
-        if key in self.preempted:
+        self._accept(record, outcome)
+        if record.eviction is not None:
             return None  # queued again once its children have stopped (evict_due)
-        status = self.statuses[key]
-        if status.get("observedGeneration") != meta.get("generation") and key not in self.pending:
+        status = record.status
+        if status.get("observedGeneration") != meta.get("generation") and record.queued is None:
             self._record(AuditAction.ADMITTED, obj, Reason.VERIFIED.value, f"signed by {outcome.key_id!r}", outcome)
         if status.get("observedGeneration") == meta.get("generation"):
             if status.get("phase") in FINISHED_PHASES:
                 return None  # this generation ran to its end; only a spec change runs it again
-            runtime = self._runtime(str((placement_target(status) or {}).get("kind") or ""))
+            runtime = self._runtime(str((record.target or {}).get("kind") or ""))
             if runtime is not None and runtime.adopt(key, obj, outcome.workload, status):
                 return None  # after a restart: follow what runs (a Databricks run), never start a second one
-        previous = self.pending.get(key)
+        previous = record.queued
         if previous is not None and previous.obj.get("metadata", {}).get("generation") == meta.get("generation"):
-            # Same intent re-admitted (a policy or key event): keep its backoff and what it learned.
-            self.pending[key] = dataclasses.replace(previous, obj=obj, admitted=outcome)
+            # Same intent re-admitted (a policy or key event): keep its backoff and what it learned. A new entry,
+            # not an edit: a round in flight keeps the one it decided.
+            record.queued = dataclasses.replace(previous, obj=obj, admitted=outcome)
         else:
-            self.pending[key] = Pending(obj, outcome)
-        if move is not None:
-            queued = self.pending[key]
-            self.pending[key] = dataclasses.replace(
-                queued, failover=move.why, avoid=queued.avoid if move.avoid is None else move.avoid
-            )
+            record.queued = Queued(obj, outcome)
         self.wakeup.set()
         return None
+
+    def _admit(self, record: WorkloadRecord) -> Admitted | Refusal | None:
+        """Admission of what the record holds, decided on the caches alone (core.reconcile.admit); None for a
+        pipeline stage whose pipeline is not known yet."""
+        obj = record.obj or {}
+        signature = None
+        if self.stages is not None and is_stage(obj):
+            signature = self.stages(obj)
+            if signature is None:
+                return None
+        return admit(
+            obj,
+            policies=self.cache.policies,
+            keyring=self.cache.keyring,
+            now=self.clock(),
+            dependency_phases=self.cache.dependency_phases(record.key.partition("/")[0]),
+            policy_check=self._policy_check,
+            signature=signature,
+        )
+
+    def _accept(self, record: WorkloadRecord, outcome: Admitted) -> None:
+        """What an admission that holds teaches the record (its queue entry aside)."""
+        meta = (record.obj or {}).get("metadata") or {}
+        self.workloads.remember(meta.get("uid", ""), record.key, outcome.workload)
+        record.policy = outcome.policy_name
+        self._watch_expiry(record, outcome.policy_name)
+        # Pre-warming looks at recurring workloads only.
+        record.recurring = outcome.workload.spec.intent.schedule is not None
+
+    async def _refuse(self, record: WorkloadRecord, outcome: Refusal) -> None:
+        """A refusal: its status and Event; what ran under an authorization that no longer holds is stopped."""
+        obj = record.obj or {}
+        meta = obj.get("metadata") or {}
+        record.queued = None
+        record.policy = None
+        running = record.status
+        desired = outcome.status(running, meta.get("generation"), self.clock())
+        if outcome.condition is ConditionType.VERIFIED and record.runs:
+            # Whatever the policy says: what no longer verifies does not keep running.
+            why = f"its authorization no longer holds ({outcome.reason.value}: {outcome.message})"
+            self._schedule_stop(record, why, Reason.AUTHORIZATION_LOST)
+            desired["conditions"] = set_condition(
+                desired.get("conditions") or [],
+                ConditionType.COMPLIANT,
+                False,
+                Reason.AUTHORIZATION_LOST,
+                f"{why}; its children are stopped",
+                meta.get("generation"),
+                self.clock(),
+            )
+        if outcome.is_warning:
+            self.metrics.refusal(outcome.reason.value)
+        if await self._write_status(
+            obj,
+            desired,
+            event=("Warning" if outcome.is_warning else "Normal", outcome.reason.value, outcome.message),
+        ):
+            self._record(AuditAction.REFUSED, obj, outcome.reason.value, outcome.message)
 
     async def _hold_for_cleanup(self, key: str, obj: Obj, target_kind: str) -> None:
         """A workload runs outside this cluster: its deletion must wait for the remote cleanup.
@@ -359,7 +326,8 @@ class WorkloadController:
         A failure here is not a failed placement (the work runs): it is logged and tried again on the
         workload's next watch event."""
         runtime = self._runtime(target_kind)
-        if runtime is None or not runtime.remote_cleanup or FINALIZER in self.finalizers.get(key, ()):
+        record = self.records.add(key)
+        if runtime is None or not runtime.remote_cleanup or FINALIZER in record.finalizers:
             return
         meta = obj.get("metadata") or {}
         try:
@@ -367,7 +335,7 @@ class WorkloadController:
         except Exception as exc:
             log.warning("could not add the cleanup finalizer to %s: %s", key, exc)
             return
-        self.finalizers[key] = (*self.finalizers.get(key, ()), FINALIZER)
+        record.finalizers = (*record.finalizers, FINALIZER)
 
     async def _clean_up(self, key: str, obj: Obj) -> None:
         """A deleted workload: cancel its Databricks run or remove its edge children, then let it go.
@@ -377,7 +345,7 @@ class WorkloadController:
         """
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta["name"]
-        status = self.statuses.get(key) or owned_status(obj.get("status"))
+        status = self.records.status_of(key) or owned_status(obj.get("status"))
         target = placement_target(status) or {}
         try:
             runtime = self._runtime(str(target.get("kind") or ""))
@@ -409,23 +377,26 @@ class WorkloadController:
     async def _release(self, key: str, namespace: str, name: str) -> None:
         """Remove the operator's finalizer, and one an older release left, from a deleted workload."""
         for finalizer in (FINALIZER, *LEGACY_FINALIZERS):
-            seen = self.finalizers.get(key, ())
+            record = self.records.get(key)
+            seen = record.finalizers if record is not None else ()
             if finalizer in seen:
                 await asyncio.to_thread(self.cluster.remove_workload_finalizer, namespace, name, seen, finalizer)
-                self.finalizers[key] = tuple(f for f in seen if f != finalizer)
+                if record is not None:
+                    record.finalizers = tuple(f for f in seen if f != finalizer)
 
-    def _watch_expiry(self, key: str, obj: Obj, policy_name: str) -> None:
+    def _watch_expiry(self, record: WorkloadRecord, policy_name: str) -> None:
         """Remember when the workload's admission could stop holding with the time alone (its signature or its
         policy's expires, a key's validity ends): it is admitted again then (readmit_expired)."""
+        obj = record.obj or {}
         moments = [verdict_horizon(obj, self.cache.keyring, self.clock()), self._policy_check.until(policy_name)]
         found = [moment for moment in moments if moment is not None]
         if not found:
-            self._horizons.pop(key, None)
+            record.horizon = None
             return
         at = min(found)
-        if self._horizons.get(key) != at:
-            self._horizons[key] = at
-            heapq.heappush(self._horizon_heap, (at, key))
+        if record.horizon != at:
+            record.horizon = at
+            heapq.heappush(self._horizon_heap, (at, record.key))
 
     async def readmit_expired(self) -> list[str]:
         """Admitted workloads whose signature, signing key or policy signature has run out since: admitted again,
@@ -434,52 +405,46 @@ class WorkloadController:
         due = []
         while self._horizon_heap and self._horizon_heap[0][0] <= now:
             at, key = heapq.heappop(self._horizon_heap)
-            if self._horizons.get(key) == at:  # else an older entry: admitted again since
-                del self._horizons[key]
+            record = self.records.get(key)
+            if record is not None and record.horizon == at:  # else an older entry: admitted again since
+                record.horizon = None
                 due.append(key)
         await self.readmit(due)
         return due
 
     async def readmit_all(self) -> None:
         """Policies or trusted keys changed: every known workload goes through admission again."""
-        await self.readmit(list(self.objects))
+        await self.readmit(list(self.records))
 
     async def readmit(self, keys: Iterable[str]) -> None:
         """These workloads go through admission again (what they are judged by changed)."""
         for key in keys:
-            obj = self.objects.get(key)
-            if obj is not None:
-                await self.on_workload({**obj, "status": self.statuses.get(key) or {}})
+            record = self.records.get(key)
+            if record is not None and record.obj is not None:
+                await self.on_workload({**record.obj, "status": record.status})
 
     def forget(self, obj: Obj) -> None:
         key = object_key(obj)
-        self.objects.pop(key, None)
-        self.pending.pop(key, None)
-        self.statuses.pop(key, None)
-        self.policy_of.pop(key, None)
-        self._horizons.pop(key, None)
-        self.preempted.pop(key, None)
-        self._running.pop(key, None)
+        self.records.drop(key)
         uid = (obj.get("metadata") or {}).get("uid", "")
         namespace, _, name = key.partition("/")
         self.metrics.hourly_cost(namespace, name, None)  # its series goes with it
-        self.recurring.discard(key)
         self.workloads.forget(uid)
-        self.unschedulable_since.pop(uid, None)
         if self.cache.ledger.release(uid):  # its children go with it (owner references)
             self.fleet_changed()
 
     async def sync_policies(self) -> None:
         """Each PlacementPolicy's Verified condition and the count of workloads admitted under it."""
         counts: dict[str, int] = {}
-        for name in self.policy_of.values():
-            counts[name] = counts.get(name, 0) + 1
+        for record in self.records.values():
+            if record.policy is not None:
+                counts[record.policy] = counts.get(record.policy, 0) + 1
         await self.policies.sync(counts)
 
     def fleet_changed(self) -> None:
         """Capacity or health moved: waiting workloads get another chance at once."""
         self.fleet_version += 1
-        if any(p.attempts for p in self.pending.values()):
+        if self._backed_off:
             self.wakeup.set()
 
     # --- the batch loop ---
@@ -529,235 +494,168 @@ class WorkloadController:
         runnable = tuple(t for t in full.targets if t.kind in self.runtimes)
         return Snapshot(now=full.now, targets=runnable, signals=full.signals)
 
-    def _due(self) -> list[Pending]:
-        """Workloads to decide now: new ones, backoffs that ran out, and waiting ones when capacity moved.
-
-        A workload whose children the cluster refused waits out its backoff whatever the fleet does: retrying
-        it sooner cannot help and would claim capacity others could use."""
-        now = self.monotonic()
-        return [
-            p
-            for p in self.pending.values()
-            if p.attempts == 0 or now >= p.not_before or (p.fleet_version != self.fleet_version and not p.failure)
-        ]
-
-    async def fail_over(self, snapshot: Snapshot) -> list[str]:
-        """Workloads whose target has been unhealthy (or gone) past the grace period go back through placement."""
-        now = self.monotonic()
-        healthy = {t.key for t in snapshot.targets if t.healthy}
-        for target_key in list(self.unhealthy_since):
-            if target_key in healthy:
-                del self.unhealthy_since[target_key]
-        moved = []
-        for key, status in list(self.statuses.items()):
-            target = placement_target(status)
-            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending:
-                continue
-            target_key = (target["kind"], target["name"])
-            # A stale edge copy is removed when the edge comes back (controller.edges).
-            if target_key in healthy or not KINDS[TargetKind(target_key[0])].fails_over:
-                continue
-            since = self.unhealthy_since.setdefault(target_key, now)
-            runtime = self._runtime(target_key[0])
-            if runtime is None or now - since < runtime.failover_grace(target_key[1]) or key not in self.objects:
-                continue
-            why = runtime.unhealthy(target_key[1], now - since)
-            obj = self.objects[key]
-            if await self.on_workload({**obj, "status": status}, Move(why)) is None and key in self.pending:
-                self.events(obj, "Warning", Reason.FAILING_OVER.value, f"{why}; placing the workload again")
-                moved.append(key)
-        return moved
-
-    async def replace_unschedulable(self) -> list[str]:
-        """Children whose pods the scheduler has refused past the grace period: a placement that failed.
-
-        Their GPUs are released and the workload is placed again, avoiding that target (another may have room).
-        """
-        stuck = self.cache.unschedulable()
-        now = self.monotonic()
-        for uid in set(self.unschedulable_since) - set(stuck):
-            del self.unschedulable_since[uid]
-        moved = []
-        for uid in [u for u, at in self._room_at.items() if at < now - self.config.unschedulable_grace_seconds]:
-            del self._room_at[uid]
-        for uid, (pool, message) in sorted(stuck.items()):
-            workload = self.workloads.get(uid)
-            if workload is None:
-                continue
-            key = f"{workload.metadata.namespace}/{workload.metadata.name}"
-            status = self.statuses.get(key) or {}
-            target = placement_target(status)
-            if target and pool and pool != target.get("name"):
-                # The pod of a child it has left (still being collected): says nothing of where it is now.
-                self.unschedulable_since.pop(uid, None)
-                continue
-            # A preemptor's pods wait for its victims' children to stop: its clock starts when they do.
-            since = max(self.unschedulable_since.setdefault(uid, now), self._room_at.get(uid, 0.0))
-            if now - since < self.config.unschedulable_grace_seconds:
-                continue
-            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.pending or key not in self.objects:
-                continue
-            del self.unschedulable_since[uid]
-            self.cache.ledger.release(uid, give_up_target=True)
-            self.fleet_changed()
-            why = f"pods unschedulable on {target['kind']} {target['name']} for {now - since:.0f}s: {message}"
-            obj = self.objects[key]
-            self.events(obj, "Warning", Reason.UNSCHEDULABLE.value, f"{why}; placing the workload again")
-            stuck_on = frozenset({(target["kind"], target["name"])})
-            if await self.on_workload({**obj, "status": status}, Move(why, stuck_on)) is None and key in self.pending:
-                moved.append(key)
-        return moved
-
-    def _workload_at(self, key: str) -> MLWorkload | None:
-        uid = ((self.objects.get(key) or {}).get("metadata") or {}).get("uid")
-        return self.workloads.get(uid) if uid else None
-
-    def _policy_at(self, key: str) -> PlacementPolicySpec | None:
-        """The verified policy an admitted workload is under, or None."""
-        name = self.policy_of.get(key)
-        obj = self.cache.policies.get(name) if name is not None else None
-        if name is None or obj is None:
-            return None
-        verdict, spec = self._policy_check(name, obj, self.cache.keyring, self.clock())
-        return spec if verdict.ok and isinstance(spec, PlacementPolicySpec) else None
-
-    async def recheck_changed_targets(self, snapshot: Snapshot) -> list[str]:
-        """Workloads running on a target whose region, GPU products or spot-ness changed (a relabelled pool)
-        are admitted again, so the rules are checked against what the target is now. When the signals change
-        (prices, preemption risk: budget and spot rules read them), every running workload is checked in
-        memory and only those the rules no longer allow where they run are admitted again."""
-        shapes: dict[tuple[str, str], tuple[object, ...]] = {
-            t.key: (t.region, t.gpu_products, t.spot) for t in snapshot.targets
-        }
-        changed = {key for key, shape in shapes.items() if self._target_shapes.get(key, shape) != shape}
-        self._target_shapes = shapes
-        signals_at = snapshot.signals.updated_at if snapshot.signals is not None else None
-        signals_changed = self._signals_seen is not None and signals_at != self._signals_seen
-        self._signals_seen = signals_at
-        requeued = []
-        for key, status in sorted(self.statuses.items()) if changed or signals_changed else ():
-            target = placement_target(status) or {}
-            if not self._runs(status) or key not in self.objects or key in self.pending or key in self.preempted:
-                continue
-            where = (str(target.get("kind")), str(target.get("name")))
-            if where not in changed and not self._breaks_rules(key, where, snapshot):
-                continue
-            await self.on_workload({**self.objects[key], "status": status})
-            requeued.append(key)
-        return requeued
-
-    def _breaks_rules(self, key: str, where: tuple[str, str], snapshot: Snapshot) -> bool:
-        workload, policy = self._workload_at(key), self._policy_at(key)
-        if workload is None or policy is None:
-            return False
-        return recheck(request_from_workload(workload), policy, snapshot, where) is not None
-
-    async def checkpoint_interrupted(self) -> list[str]:
-        """Children's pods on a node about to be reclaimed (an interruption taint): told to checkpoint, and the
-        workload placed again.
-
-        The pod gets ANNOTATION_CHECKPOINT_REQUESTED at once (spot pods read their annotations through the
-        downward API) and one Warning says where and why. The node has already left the snapshot, so the new
-        decision keeps the pool only while its other nodes have room (the Job makes a new pod: a disruption
-        is not a failure) and moves the workload otherwise. Once per workload and node.
-        """
-        found = self.cache.interrupted()
-        for uid in set(self.interrupted_nodes) - set(found):
-            del self.interrupted_nodes[uid]
-        moved = []
-        for uid, (pod_key, node, why) in sorted(found.items()):
-            workload = self.workloads.get(uid)
-            if workload is None or self.interrupted_nodes.get(uid) == node:
-                continue
-            key = f"{workload.metadata.namespace}/{workload.metadata.name}"
-            status = self.statuses.get(key) or {}
-            target = placement_target(status)
-            if not target or status.get("phase") not in ACTIVE_PHASES or key not in self.objects:
-                continue
-            self.interrupted_nodes[uid] = node
-            namespace, pod = pod_key.split("/", 1)
-            request = {ANNOTATION_CHECKPOINT_REQUESTED: f"{self.clock():%Y-%m-%dT%H:%M:%SZ} {why}"}
-            try:
-                await asyncio.to_thread(self.cluster.annotate_pod, namespace, pod, request)
-                told = f"asked pod {pod} to checkpoint"
-            except Exception as exc:  # the drain's SIGTERM still comes; the move must not wait for this
-                log.warning("could not annotate pod %s for checkpointing: %s", pod_key, exc)
-                told = f"could not annotate pod {pod} ({type(exc).__name__}), its SIGTERM comes with the drain"
-            self.metrics.interruption(str(target["kind"]), str(target["name"]))
-            self.fleet_changed()
-            where = f"node {node} of {target['kind']} {target['name']} is being reclaimed: {why}"
-            obj = self.objects[key]
-            self.events(obj, "Warning", Reason.INTERRUPTED.value, f"{where}; {told}; placing the workload again")
-            self._record(AuditAction.INTERRUPTED, obj, Reason.INTERRUPTED.value, f"{where}; {told}", previous=target)
-            queued = key in self.pending or await self.on_workload({**obj, "status": status}, Move(where)) is not None
-            if not queued and key in self.pending:
-                moved.append(key)
-        return moved
-
     async def place_round(self) -> list[Decision]:
-        """One round, in steps like Kueue's schedule(); only steps 1, 2 and 6 talk to the cluster.
-
-        1. Policies: re-verify those whose inputs changed and write their status.
-        2. Requeue: workloads whose child vanished, or whose pods stayed unschedulable past the grace period.
-        3. Snapshot the fleet once (free capacity net of what the ledger holds) and fail over dead targets.
-        4. Take the due workloads: a namespace that refuses every child holds its own back untried; a
-           workload keeping its target is only brought to its revision; the rest are nominated.
-        5. Decide the nominated together with decide_many, on the snapshot alone.
-        6. Act and record: children, status and one Event per workload, with bounded concurrency.
+        """One round: admissions that are due, evictions whose grace is over, then one plan (core.round.plan_round)
+        over the records and one snapshot, applied here. Only admission, eviction and the plan's application talk
+        to the cluster; planning decides everything on the snapshot alone.
 
         Nothing at all before the caches have synced: an empty cache is no evidence of anything.
         """
         if not self.sync.ready:
             return []
         now = self.clock()
-        await self.sync_policies()  # 1
-        if not self.statuses and not self.pending:
+        await self.sync_policies()
+        if not self.records:
             return []
         started = time.perf_counter()
-        await self._requeue()  # 2
+        await self.readmit_expired()
+        await self.readmit(sorted(self._readmit_later))
+        self._readmit_later.clear()
         await self.evict_due()
-        snapshot = self._snapshot(now)  # 3
-        await self.fail_over(snapshot)
-        await self.recheck_changed_targets(snapshot)
-        if self.recurring or self.prewarmer.held:
-            recurring = {key: self.statuses[key] for key in sorted(self.recurring) if key in self.statuses}
+        snapshot = self._snapshot(now)
+        monotonic = self.monotonic()
+        for namespace in [ns for ns, (until, _) in self.blocked_namespaces.items() if monotonic >= until]:
+            del self.blocked_namespaces[namespace]
+        inputs = RoundInputs(
+            monotonic=monotonic,
+            fleet_version=self.fleet_version,
+            unschedulable_grace=self.config.unschedulable_grace_seconds,
+            unschedulable=self.cache.unschedulable(),
+            interrupted=self.cache.interrupted(),
+            blocked={namespace: failure for namespace, (_, failure) in self.blocked_namespaces.items()},
+            namespace_labels=self.cache.namespace_labels,
+        )
+        plan = plan_round(
+            self.records,
+            snapshot,
+            inputs,
+            self.memory,
+            self.runtimes,
+            admit=self._admit,
+            running=lambda: self.running(snapshot),
+            workload_uids=self.workloads.keys_by_uid,
+            rules_of=self._rules_of,
+        )
+        self.memory = plan.memory
+        await self._apply_moves(plan)
+        if any(record.recurring for record in self.records.values()) or self.prewarmer.held:
+            recurring = {key: r.status for key, r in sorted(self.records.items()) if r.recurring}
             await self.prewarmer.round(
-                now, snapshot, recurring, self.objects, self._workload_at, self._policy_at, queued=self.pending
+                now,
+                snapshot,
+                recurring,
+                self.records.views(),
+                self._workload_at,
+                self._policy_at,
+                queued=self.records.queued(),
             )
         # Refreshed every round, idle or not: a gauge that only moves when work is due lies in quiet times.
         self.metrics.signals_age(snapshot.signals_age_seconds)
         self.metrics.target_health({t.key: t.healthy for t in snapshot.targets})
-        due = self._due()  # 4
-        if not due:
+        if not plan.routed and not plan.blocked:
+            self._backed_off = any(r.queued is not None and r.queued.attempts for r in self.records.values())
             return []
-        blocked, staying, deciding, stopping = self._partition(due, snapshot)
-        for item in stopping:
-            await self._stop_noncompliant(item, f"{item.violation} (enforcement Stop)", now)
-        policies: dict[str | None, PlacementPolicySpec] = {p.admitted.policy_name: p.admitted.policy for p in deciding}
-        requests = [
-            dataclasses.replace(p.admitted.request, policy=p.admitted.policy_name, avoid=p.avoid) for p in deciding
-        ]
-        by_key = {p.admitted.request.key: p for p in deciding}
-        scarce = any(p.preemption.enabled or p.quotas for p in policies.values())
-        teams = {r.key.partition("/")[0] for r in requests}
-        # Workloads being decided again (moving) are requests now, not running work: never counted twice.
-        running = self.running(snapshot, exclude=set(by_key)) if scarce or len(teams) > 1 else []
-        decisions = decide_many(  # 5
-            requests, policies, snapshot, running=running, namespace_labels=self.cache.namespace_labels
-        )
-        for decision in decisions:  # 6: victims first, so their status says who displaced them
-            for victim in decision.preempts:
-                await self._preempt(victim, decision, policies, now)
-        await asyncio.gather(
-            *(self._act(by_key[d.request.key], d, snapshot, now) for d in decisions),
-            *(self._reapply(item, snapshot) for item in staying),
-            *(self._apply_failed(item, "its namespace", failure, tried=False) for item, failure in blocked),
-        )
+        await self._apply_placement(plan, snapshot, now)
         self.metrics.workloads_by_phase(self.phase_counts())
-        if scarce:
-            self._quota_metrics(policies, snapshot)
+        if plan.scarce:
+            self._quota_metrics(plan.policies, snapshot)
+        self._backed_off = any(r.queued is not None and r.queued.attempts for r in self.records.values())
+        decisions = [decision for _, decision in plan.decisions]
         self.metrics.round_finished(time.perf_counter() - started, len(decisions))
         return decisions
+
+    async def _apply_moves(self, plan: RoundPlan) -> None:
+        """The plan's moves: clocks, checkpoint requests, freed claims, Events and audit, then the queue entries."""
+        for key, since in plan.stuck_since.items():
+            self.records[key].unschedulable_since = since
+        for key, node in plan.told.items():
+            self.records[key].interrupted_node = node
+        for move in plan.moves:
+            record = self.records[move.key]
+            obj = record.obj or {}
+            target = move.target
+            if move.cause is MoveCause.UNSCHEDULABLE:
+                self.cache.ledger.release(record.uid, give_up_target=True)
+                self.fleet_changed()
+                self.events(obj, "Warning", Reason.UNSCHEDULABLE.value, f"{move.why}; placing the workload again")
+            elif move.cause is MoveCause.INTERRUPTED:
+                told = await self._ask_checkpoint(move.pod, move.notice)
+                self.metrics.interruption(str(target["kind"]), str(target["name"]))
+                self.fleet_changed()
+                message = f"{move.why}; {told}"
+                self.events(obj, "Warning", Reason.INTERRUPTED.value, f"{message}; placing the workload again")
+                self._record(AuditAction.INTERRUPTED, obj, Reason.INTERRUPTED.value, message, previous=target)
+            if isinstance(move.outcome, Refusal):
+                await self._refuse(record, move.outcome)
+            elif isinstance(move.outcome, Queued):
+                self._accept(record, move.outcome.admitted)
+                record.queued = move.outcome
+                if move.cause is MoveCause.FAILOVER:
+                    self.events(obj, "Warning", Reason.FAILING_OVER.value, f"{move.why}; placing the workload again")
+
+    async def _ask_checkpoint(self, pod_key: str, why: str) -> str:
+        """The pod gets ANNOTATION_CHECKPOINT_REQUESTED at once (spot pods read their annotations through the
+        downward API); what was done, in words."""
+        namespace, pod = pod_key.split("/", 1)
+        request = {ANNOTATION_CHECKPOINT_REQUESTED: f"{self.clock():%Y-%m-%dT%H:%M:%SZ} {why}"}
+        try:
+            await asyncio.to_thread(self.cluster.annotate_pod, namespace, pod, request)
+            return f"asked pod {pod} to checkpoint"
+        except Exception as exc:  # the drain's SIGTERM still comes; the move must not wait for this
+            log.warning("could not annotate pod %s for checkpointing: %s", pod_key, exc)
+            return f"could not annotate pod {pod} ({type(exc).__name__}), its SIGTERM comes with the drain"
+
+    async def _apply_placement(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
+        """The plan's routes and decisions: compliance news, stops, preemption victims first (so their status
+        says who displaced them), then children and status, with bounded concurrency."""
+        for routed in plan.routed:
+            if routed.violation:
+                self._violation(routed)
+        for routed in plan.route(Route.STOP):
+            await self._stop_noncompliant(routed.entry, f"{routed.violation} (enforcement Stop)", now)
+        for _, decision in plan.decisions:
+            for victim in decision.preempts:
+                await self._preempt(victim, decision, plan.policies, now)
+        await asyncio.gather(
+            *(self._act(entry, decision, snapshot, now) for entry, decision in plan.decisions),
+            *(self._reapply(routed.entry, snapshot) for routed in plan.route(Route.STAY)),
+            *(self._apply_failed(entry, "its namespace", failure, tried=False) for entry, failure in plan.blocked),
+        )
+
+    def _violation(self, routed: Routed) -> None:
+        """A placed workload the rules no longer allow where it runs: counted, and said as its enforcement acts."""
+        entry = routed.entry
+        entry.violation = routed.violation
+        enforcement = routed.enforcement or Enforcement.MOVE
+        self.metrics.compliance(enforcement.value)
+        if enforcement is Enforcement.WARN:
+            message = f"{entry.violation}; left running (enforcement Warn)"
+            self.events(entry.obj, "Warning", Reason.POLICY_VIOLATION.value, message)
+            self._record(AuditAction.WARNED, entry.obj, Reason.POLICY_VIOLATION.value, message, entry.admitted)
+        elif enforcement is Enforcement.MOVE:
+            message = f"{entry.violation}; moving it (enforcement Move)"
+            self.events(entry.obj, "Warning", Reason.POLICY_VIOLATION.value, message)
+
+    def _workload_at(self, key: str) -> MLWorkload | None:
+        record = self.records.get(key)
+        return self.workloads.get(record.uid) if record is not None and record.uid else None
+
+    def _policy_at(self, key: str) -> PlacementPolicySpec | None:
+        """The verified policy an admitted workload is under, or None."""
+        record = self.records.get(key)
+        name = record.policy if record is not None else None
+        obj = self.cache.policies.get(name) if name is not None else None
+        if name is None or obj is None:
+            return None
+        verdict, spec = self._policy_check(name, obj, self.cache.keyring, self.clock())
+        return spec if verdict.ok and isinstance(spec, PlacementPolicySpec) else None
+
+    def _rules_of(self, record: WorkloadRecord) -> tuple[PlacementRequest, PlacementPolicySpec] | None:
+        """An admitted workload's request and the verified policy it is under, for re-checking where it runs."""
+        workload, policy = self._workload_at(record.key), self._policy_at(record.key)
+        if workload is None or policy is None:
+            return None
+        return request_from_workload(workload), policy
 
     # --- scarcity: what runs, preemption, quota metrics ---
 
@@ -766,22 +664,21 @@ class WorkloadController:
         statuses the operator wrote and cached per (target, generation), so a round parses no model twice."""
         products = {t.key: target_product(t) for t in snapshot.targets}
         found: list[Running] = []
-        for key, status in self.statuses.items():
-            target = placement_target(status)
-            if not target or status.get("phase") not in ACTIVE_PHASES or key in self.preempted or key in exclude:
+        for key, record in self.records.items():
+            status = record.status
+            target = record.target
+            if not target or status.get("phase") not in ACTIVE_PHASES or record.eviction is not None or key in exclude:
                 continue
             target_key = (str(target.get("kind")), str(target.get("name")))
             token = (target_key, status.get("observedGeneration"), status.get("estimatedHourlyCostUSD"))
-            cached = self._running.get(key)
-            if cached is not None and cached[0] == token:
-                found.append(cached[1])
+            if record.running is not None and record.running[0] == token:
+                found.append(record.running[1])
                 continue
-            uid = ((self.objects.get(key) or {}).get("metadata") or {}).get("uid", "")
-            workload = self.workloads.get(uid)
+            workload = self.workloads.get(record.uid)
             entry = running_from(workload, status, products) if workload is not None else None
             if entry is None:
                 continue
-            self._running[key] = (token, entry)
+            record.running = (token, entry)
             found.append(entry)
         return found
 
@@ -793,10 +690,10 @@ class WorkloadController:
         now: datetime,
     ) -> None:
         """Stop ``victim`` for the preemptor of ``decision``: Preempted now, its children after the grace period."""
-        obj = self.objects.get(victim.key)
-        current = self.statuses.get(victim.key) or {}
-        if obj is None or decision.chosen is None:
+        record = self.records.get(victim.key)
+        if record is None or record.obj is None or decision.chosen is None:
             return
+        obj, current = record.obj, record.status
         preemptor = decision.request
         policy = policies.get(preemptor.policy) or next(iter(policies.values()))
         grace = policy.preemption.grace_period_seconds
@@ -806,51 +703,46 @@ class WorkloadController:
             f"preempted by {preemptor.key} (priority {preemptor.priority}) on {target.kind.value} {target.name}"
             f"{' ' + why if why else ''}; its children stop in {grace}s, then it waits to be placed again"
         )
-        generation = (obj.get("metadata") or {}).get("generation")
+        generation = record.generation
         conditions = list(current.get("conditions") or [])
         for condition in (ConditionType.PLACED, ConditionType.READY):
             conditions = set_condition(conditions, condition, False, Reason.PREEMPTED, message, generation, now)
         status = {"observedGeneration": generation, "phase": Phase.WAITING.value, "conditions": conditions}
         if current.get("verified"):
             status["verified"] = current["verified"]
-        uid = (obj.get("metadata") or {}).get("uid", "")
-        self.preempted[victim.key] = Eviction(self.monotonic() + grace, uid, current)
-        preemptor_uid = ((self.objects.get(preemptor.key) or {}).get("metadata") or {}).get("uid", "")
-        self._room_at[preemptor_uid] = max(self._room_at.get(preemptor_uid, 0.0), self.monotonic() + grace)
-        self.pending.pop(victim.key, None)
+        record.eviction = Eviction(self.monotonic() + grace, record.uid, current)
+        preemptor_record = self.records.get(preemptor.key)
+        if preemptor_record is not None:
+            preemptor_record.room_at = max(preemptor_record.room_at, self.monotonic() + grace)
+        record.queued = None
         self.metrics.preemption((decision.preempt_reason or PreemptReason.PRIORITY).value)
         await self._write_status(obj, status, event=("Warning", Reason.PREEMPTED.value, message))
-        self._record(
-            AuditAction.PREEMPTED,
-            obj,
-            Reason.PREEMPTED.value,
-            message,
-            previous=placement_target(current),
-        )
+        self._record(AuditAction.PREEMPTED, obj, Reason.PREEMPTED.value, message, previous=placement_target(current))
 
     async def evict_due(self) -> None:
-        """Preempted workloads whose grace period is over: stop their children, then queue them again."""
+        """Workloads being stopped whose grace period is over: stop their children, then queue them again."""
         now = self.monotonic()
-        for key, eviction in list(self.preempted.items()):
-            if now < eviction.due:
+        for key, record in list(self.records.items()):
+            eviction = record.eviction
+            if eviction is None or now < eviction.due:
                 continue
             target = placement_target(eviction.status) or {}
             runtime = self._runtime(str(target.get("kind") or ""))
             try:
                 stopped = runtime is None or await runtime.stop(key, eviction.uid, eviction.status)
             except Exception as exc:  # tried again next round
-                log.warning("could not stop preempted %s yet: %s", key, exc)
+                log.warning("could not stop %s yet: %s", key, exc)
                 continue
             if not stopped:
                 continue
-            del self.preempted[key]
-            self._running.pop(key, None)
+            record.eviction = None
+            record.running = None
             if self.cache.ledger.release(eviction.uid):
                 self.fleet_changed()
-            if key in self.objects:
-                await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
-                if key in self.pending and eviction.back_off:
-                    self._back_off(self.pending[key])
+            if record.obj is not None:
+                await self.on_workload({**record.obj, "status": record.status})
+                if record.queued is not None and eviction.back_off:
+                    self._back_off(record.queued)
 
     def _quota_metrics(self, policies: Mapping[str | None, PlacementPolicySpec], snapshot: Snapshot) -> None:
         running = self.running(snapshot)
@@ -864,57 +756,6 @@ class WorkloadController:
                 self.metrics.quota_usage(
                     team.name, "hourly_cost_usd", usage.usd if usage else 0.0, team.nominal.hourly_cost_usd
                 )
-
-    async def _requeue(self) -> None:
-        await self.readmit_expired()
-        for key in sorted(self._readmit_later):
-            if key in self.objects:
-                await self.on_workload({**self.objects[key], "status": self.statuses.get(key) or {}})
-        self._readmit_later.clear()
-        await self.replace_unschedulable()
-        await self.checkpoint_interrupted()
-
-    def _partition(
-        self, due: list[Pending], snapshot: Snapshot
-    ) -> tuple[list[tuple[Pending, ApplyError]], list[Pending], list[Pending], list[Pending]]:
-        """(held back by their namespace, keeping their target, to decide, to stop first)."""
-        blocked: list[tuple[Pending, ApplyError]] = []
-        staying: list[Pending] = []
-        deciding: list[Pending] = []
-        stopping: list[Pending] = []
-        for item in due:
-            failure = self._namespace_failure(item)
-            if failure is not None:
-                blocked.append((item, failure))
-                continue
-            route = self._route(item, snapshot)
-            {"stay": staying, "decide": deciding, "stop": stopping}[route].append(item)
-        return blocked, staying, deciding, stopping
-
-    def _route(self, item: Pending, snapshot: Snapshot) -> str:
-        """A placed workload keeps its target across a spec or policy change while the rules still allow it
-        there; when they no longer do, the policy's enforcement says: move it (decide), stop it, or warn."""
-        status = self.statuses.get(object_key(item.obj)) or {}
-        target = placement_target(status)
-        if not target or status.get("phase") not in ACTIVE_PHASES or item.failover or item.failure:
-            return "decide"
-        reason = recheck(item.admitted.request, item.admitted.policy, snapshot, (target["kind"], target["name"]))
-        if reason is None:
-            return "stay"
-        item.violation = f"{target['kind']} {target['name']}: {reason}"
-        enforcement = item.admitted.policy.enforcement
-        self.metrics.compliance(enforcement.value)
-        if enforcement is Enforcement.WARN:
-            message = f"{item.violation}; left running (enforcement Warn)"
-            self.events(item.obj, "Warning", Reason.POLICY_VIOLATION.value, message)
-            self._record(AuditAction.WARNED, item.obj, Reason.POLICY_VIOLATION.value, message, item.admitted)
-            return "stay"
-        if enforcement is Enforcement.STOP:
-            return "stop"
-        self.events(
-            item.obj, "Warning", Reason.POLICY_VIOLATION.value, f"{item.violation}; moving it (enforcement Move)"
-        )
-        return "decide"
 
     def _record(
         self,
@@ -944,26 +785,23 @@ class WorkloadController:
             )
         )
 
-    def _runs(self, status: Obj) -> bool:
-        return bool(placement_target(status)) and status.get("phase") in ACTIVE_PHASES
-
-    def _schedule_stop(self, key: str, obj: Obj, status: Obj, why: str, reason: Reason) -> None:
+    def _schedule_stop(self, record: WorkloadRecord, why: str, reason: Reason) -> None:
         """Its children stop at the start of the next round (evict_due, retried until they have); then it is
         admitted again and waits to be placed where the rules allow, if anywhere."""
-        uid = (obj.get("metadata") or {}).get("uid", "")
-        self.preempted[key] = Eviction(self.monotonic(), uid, status, back_off=False)
-        self.pending.pop(key, None)
+        obj = record.obj or {}
+        record.eviction = Eviction(self.monotonic(), record.uid, record.status, back_off=False)
+        record.queued = None
         self.events(obj, "Warning", reason.value, f"{why}; stopping its children")
-        previous = placement_target(status)
+        previous = record.target
         self._record(AuditAction.STOPPED, obj, reason.value, f"{why}; stopping its children", previous=previous)
         self.wakeup.set()
 
-    async def _stop_noncompliant(self, item: Pending, why: str, now: datetime) -> None:
+    async def _stop_noncompliant(self, item: Queued, why: str, now: datetime) -> None:
         """Stop what runs where the rules no longer allow it: Waiting (not placed) and Compliant=False now, its
         children at the start of the next round; then it is placed again like any waiting workload."""
-        key = object_key(item.obj)
-        current = self.statuses.get(key) or {}
-        self._schedule_stop(key, item.obj, current, why, Reason.POLICY_VIOLATION)
+        record = self.records[object_key(item.obj)]
+        current = record.status
+        self._schedule_stop(record, why, Reason.POLICY_VIOLATION)
         generation = item.admitted.workload.metadata.generation
         message = f"{why}; its children are stopped"
         conditions = list(current.get("conditions") or [])
@@ -974,16 +812,14 @@ class WorkloadController:
             {**current, "phase": Phase.WAITING.value, "observedGeneration": generation, "conditions": conditions},
         )
 
-    async def _reapply(self, item: Pending, snapshot: Snapshot) -> None:
+    async def _reapply(self, item: Queued, snapshot: Snapshot) -> None:
         """Same target, maybe a new generation: update the child in place and record the verification."""
         key = object_key(item.obj)
-        self.pending.pop(key, None)
-        status = self.statuses.get(key) or {}
-        placement = status.get("placement") or {}
-        snapshot_target = next(
-            (t for t in snapshot.targets if t.key == (placement["target"]["kind"], placement["target"]["name"])),
-            None,
-        )
+        record = self.records[key]
+        record.queued = None
+        status = record.status
+        where = record.target or {}
+        snapshot_target = next((t for t in snapshot.targets if t.key == (where["kind"], where["name"])), None)
         generation = (item.obj.get("metadata") or {}).get("generation")
         runtime = self.runtimes.get(snapshot_target.kind) if snapshot_target is not None else None
         workload = item.admitted.workload
@@ -1006,7 +842,7 @@ class WorkloadController:
             desired["conditions"] = compliance
         await self._write_status(item.obj, desired)
 
-    def _compliance(self, status: Obj, item: Pending, moved_to: Target | None) -> list[dict[str, Any]] | None:
+    def _compliance(self, status: Obj, item: Queued, moved_to: Target | None) -> list[dict[str, Any]] | None:
         """The conditions with Compliant set, when there is news: a violation (Warn leaves it running), or
         compliance again after a move or a new placement; None when nothing changes."""
         generation = item.admitted.workload.metadata.generation
@@ -1026,9 +862,10 @@ class WorkloadController:
             conditions, ConditionType.COMPLIANT, True, Reason.COMPLIANT, message, generation, self.clock()
         )
 
-    async def _act(self, item: Pending, decision: Decision, snapshot: Snapshot, now: datetime) -> None:
+    async def _act(self, item: Queued, decision: Decision, snapshot: Snapshot, now: datetime) -> None:
         key = object_key(item.obj)
-        status = decision_status(item.admitted, decision, self.statuses.get(key), now)
+        record = self.records[key]
+        status = decision_status(item.admitted, decision, record.status, now)
         if item.failover:
             where = (
                 f"moved to {decision.chosen.target.kind.value} {decision.chosen.target.name}"
@@ -1049,7 +886,7 @@ class WorkloadController:
             await self._stop_noncompliant(item, f"{item.violation}; no target the rules allow fits", now)
             return
         if decision.chosen is not None:
-            compliance = self._compliance(self.statuses.get(key) or {}, item, decision.chosen.target)
+            compliance = self._compliance(record.status, item, decision.chosen.target)
             if compliance is not None:
                 status["conditions"] = [
                     *(c for c in status.get("conditions") or [] if c.get("type") != ConditionType.COMPLIANT.value),
@@ -1060,17 +897,15 @@ class WorkloadController:
         if decision.chosen is not None:
             target = decision.chosen.target
             try:
-                await self.runtimes[target.kind].run(
-                    key, item.obj, item.admitted.workload, target, self.statuses.get(key) or {}
-                )
+                await self.runtimes[target.kind].run(key, item.obj, item.admitted.workload, target, record.status)
                 await self._hold_for_cleanup(key, item.obj, target.kind.value)
             except Exception as exc:
                 await self._apply_failed(item, f"{target.kind.value} {target.name}", exc)
                 return
-            self.pending.pop(key, None)
+            record.queued = None
             namespace, name = key.split("/", 1)
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
-            before = placement_target(self.statuses.get(key)) or {}
+            before = record.target or {}
             moved = bool(before) and (before.get("kind"), before.get("name")) != decision.chosen.target.key
             await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
             self._record(
@@ -1085,7 +920,7 @@ class WorkloadController:
             )
             return
         self._back_off(item)
-        if status_patch(undecided(self.statuses.get(key)), undecided(status)) is None:
+        if status_patch(undecided(record.status), undecided(status)) is None:
             return  # still waiting for the same reason: nothing new to write or announce
         severity = "Normal" if decision.reason is Reason.WAITING_FOR_CAPACITY else "Warning"
         if await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message)):
@@ -1099,11 +934,8 @@ class WorkloadController:
                 snapshot=snapshot,
             )
 
-    def _namespace_failure(self, item: Pending) -> ApplyError | None:
-        """The failure a workload's namespace is known to give every child (being deleted, gone), if any."""
-        return self._held_back((item.obj.get("metadata") or {}).get("namespace", ""))
-
     def _held_back(self, namespace: str) -> ApplyError | None:
+        """The failure a namespace is known to give every child (being deleted, gone), while that holds."""
         blocked = self.blocked_namespaces.get(namespace)
         if blocked is None:
             return None
@@ -1112,7 +944,7 @@ class WorkloadController:
             return None
         return blocked[1]
 
-    async def _apply_failed(self, item: Pending, where: str, exc: Exception, tried: bool = True) -> None:
+    async def _apply_failed(self, item: Queued, where: str, exc: Exception, tried: bool = True) -> None:
         """The cluster refused the children: Placed=False (ApplyFailed) with the server's words, capacity freed,
         one Warning per distinct failure, and a backoff of the workload's own. A namespace that refuses every
         child (being deleted) holds its other workloads back for as long, untried, so it cannot starve others."""
@@ -1136,7 +968,7 @@ class WorkloadController:
         self._back_off(item)
         if tried and failure.reason in NAMESPACE_FAILURES:
             self.blocked_namespaces[namespace] = (item.not_before, failure)
-        status = apply_failed_status(item.admitted, where, text, self.statuses.get(key), self.clock())
+        status = apply_failed_status(item.admitted, where, text, self.records.status_of(key), self.clock())
         event = (
             None
             if repeated
@@ -1147,16 +979,17 @@ class WorkloadController:
         except Exception as write_error:  # the status write may fail for the same reason: retried with the backoff
             log.warning("could not record the failure of %s: %s", key, type(write_error).__name__)
 
-    def _back_off(self, item: Pending) -> None:
+    def _back_off(self, item: Queued) -> None:
         item.attempts += 1
         backoff = min(MAX_BACKOFF_SECONDS, self.config.retry_backoff_seconds * 2 ** (item.attempts - 1))
         item.not_before = self.monotonic() + backoff
         item.fleet_version = self.fleet_version
+        self._backed_off = True
 
     def phase_counts(self) -> dict[str, int]:
         counts = {phase.value: 0 for phase in Phase}
-        for status in self.statuses.values():
-            phase = status.get("phase")
+        for record in self.records.values():
+            phase = record.status.get("phase")
             if phase in counts:
                 counts[phase] += 1
         return counts
@@ -1166,14 +999,15 @@ class WorkloadController:
 
     async def _write_status(self, obj: Obj, desired: Obj, event: tuple[str, str, str] | None = None) -> bool:
         key = object_key(obj)
-        patch = status_patch(self.statuses.get(key), desired)
+        record = self.records.add(key)
+        patch = status_patch(record.status, desired)
         if patch is None:
             return False
         meta = obj.get("metadata") or {}
-        owned = with_history(self.statuses.get(key), {**(self.statuses.get(key) or {}), **patch}, self.clock())
+        owned = with_history(record.status, {**record.status, **patch}, self.clock())
         async with self._writes:
             await asyncio.to_thread(self.cluster.apply_workload_status, meta.get("namespace", ""), meta["name"], owned)
-        self.statuses[key] = owned
+        record.status = owned
         if "phase" in patch:
             self.cache.set_phase(meta.get("namespace", ""), meta["name"], str(patch["phase"]))
             if patch["phase"] not in ACTIVE_PHASES:  # costs nothing while nothing runs
@@ -1196,22 +1030,18 @@ class WorkloadController:
 
     def _copy_missing(self, key: str) -> None:
         """An edge's listing lacks the copy of a workload placed there: apply it again next round."""
-        if key in self.objects and key not in self.pending:
+        record = self.records.get(key)
+        if record is not None and record.obj is not None and record.queued is None:
             self._readmit_later.add(key)
             self.wakeup.set()
 
     def _child_gone(self, uid: str) -> None:
-        """Drift seen on the watch: an active workload lost its child (not a finished Job) -> apply it again."""
-        workload = self.workloads.get(uid)
-        if workload is None:
-            return
-        key = f"{workload.metadata.namespace}/{workload.metadata.name}"
-        status = self.statuses.get(key) or {}
-        target = placement_target(status) or {}
-        active = status.get("phase") in ACTIVE_PHASES and target.get("kind") == TargetKind.GPU_POOL.value
-        if active and key in self.objects and key not in self.pending:
-            self._readmit_later.add(key)
-            self.wakeup.set()
+        """Drift seen on the watch: an active workload lost its home child (not a finished Job) -> apply it again.
+        A Job or Deployment here is a pool's child; an edge's copy is missed by its probe (_copy_missing)."""
+        key = self.workloads.keys_by_uid.get(uid)
+        record = self.records.get(key) if key is not None else None
+        if record is not None and record.runs and KINDS[TargetKind(str((record.target or {}).get("kind")))].home:
+            self._copy_missing(record.key)
 
     async def on_child(self, child: Obj) -> bool:
         """A Job or Deployment we own changed: reflect it in the workload's status (only if that changes)."""
@@ -1225,7 +1055,7 @@ class WorkloadController:
             "kind": "MLWorkload",
             "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
         }
-        desired = child_status(workload, child, self.statuses.get(object_key(obj)), self.clock())
+        desired = child_status(workload, child, self.records.status_of(object_key(obj)), self.clock())
         if desired is None:
             return False
         phase = desired.get("phase", "")

@@ -21,9 +21,11 @@ class KindFacts:
     claims_gpus: bool
     # Added to the network round trip for an inference request served there (request handling, cold paths).
     serving_overhead_ms: float
-    # When the target dies its workloads move elsewhere. A Databricks run lives on in Databricks: moving it would
-    # run it twice.
+    # A running workload is placed again elsewhere when its target dies, its pods cannot be scheduled or what
+    # its target is changed. A Databricks run lives on in Databricks: moving it would run it twice.
     fails_over: bool
+    # Its children live in this cluster (a Job or Deployment the watch sees go); elsewhere a probe reads them.
+    home: bool
     # What deletion says when the remote cleanup is given up ("" where nothing runs outside this cluster).
     cleanup_abandoned: str = ""
 
@@ -34,17 +36,19 @@ class KindFacts:
 
 KINDS: Mapping[TargetKind, KindFacts] = MappingProxyType(
     {
-        TargetKind.GPU_POOL: KindFacts(claims_gpus=True, serving_overhead_ms=8.0, fails_over=True),
+        TargetKind.GPU_POOL: KindFacts(claims_gpus=True, serving_overhead_ms=8.0, fails_over=True, home=True),
         TargetKind.EDGE: KindFacts(
             claims_gpus=True,
             serving_overhead_ms=1.0,
             fails_over=True,
+            home=False,
             cleanup_abandoned="edge cluster unreachable; its copy is removed on return",
         ),
         TargetKind.DATABRICKS: KindFacts(
             claims_gpus=False,
             serving_overhead_ms=250.0,
             fails_over=False,
+            home=False,
             cleanup_abandoned="Databricks run not confirmed cancelled; it may still be running",
         ),
     }

@@ -1,0 +1,154 @@
+"""One typed record per workload: everything the controller knows of it, in one place.
+
+The store replaces the parallel dicts a workload used to be spread over (its admission view, last status, queue
+entry, policy, expiry horizon, eviction, finalizers, stuck-pod clock, ...): a workload's facts are added and
+forgotten together, and a round plans over the records alone (core.round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlplacement.api.constants import ACTIVE_PHASES
+from mlplacement.core.reconcile import Admitted
+from mlplacement.core.scarcity import Running
+from mlplacement.core.status import placement_target
+
+Obj = Mapping[str, Any]
+
+
+@dataclass
+class Queued:
+    """A workload waiting to be decided, with what its earlier tries taught."""
+
+    obj: Obj
+    admitted: Admitted
+    attempts: int = 0
+    not_before: float = 0.0  # monotonic
+    fleet_version: int = -1
+    failover: str = ""  # why the workload left its target; empty unless it is being placed again
+    avoid: frozenset[tuple[str, str]] = frozenset()  # targets its pods could not be scheduled on
+    # The last apply failure: one Event per distinct failure, and a backoff that capacity news does not cut.
+    failure: str = ""
+    # The rule its current target now breaks (policy or target changed): Move places it elsewhere or stops it.
+    violation: str = ""
+
+
+@dataclass(frozen=True)
+class Move:
+    """Why a running workload is placed again, said when it is queued (not patched onto its record after)."""
+
+    why: str
+    avoid: frozenset[tuple[str, str]] | None = None  # targets to keep away from; None leaves what it had
+
+
+@dataclass
+class Eviction:
+    """A workload being stopped: its children stop at ``due`` (monotonic); then it waits to be placed again."""
+
+    due: float
+    uid: str
+    status: Obj  # its status while it ran: where its children are
+    back_off: bool = True  # a preempted workload waits its turn; a non-compliant one is placed again at once
+
+
+@dataclass
+class WorkloadRecord:
+    """What the controller knows of one MLWorkload."""
+
+    key: str  # namespace/name
+    obj: Obj | None = None  # what admission reads of it (admission_view); None until it was seen whole
+    status: Obj = field(default_factory=dict)  # the last status known: only changes are written
+    queued: Queued | None = None  # waiting to be decided
+    eviction: Eviction | None = None  # its children are being stopped (preempted, or no longer allowed)
+    policy: str | None = None  # the PlacementPolicy it was admitted under
+    horizon: datetime | None = None  # when its admission could stop holding with the time alone
+    finalizers: tuple[str, ...] = ()  # metadata.finalizers last seen
+    recurring: bool = False  # admitted with intent.schedule: pre-warming looks at these
+    unschedulable_since: float | None = None  # monotonic: when its pods were first seen unschedulable
+    interrupted_node: str | None = None  # the reclaimed node it was last told about
+    room_at: float = 0.0  # as a preemptor: monotonic time its victims' children stop
+    running: tuple[tuple[Any, ...], Running] | None = None  # (what it was built from, it), for quotas
+
+    @property
+    def uid(self) -> str:
+        return str(((self.obj or {}).get("metadata") or {}).get("uid") or "")
+
+    @property
+    def generation(self) -> Any:
+        return ((self.obj or {}).get("metadata") or {}).get("generation")
+
+    @property
+    def target(self) -> Obj | None:
+        """Where its status says it is placed, or None."""
+        return placement_target(self.status)
+
+    @property
+    def runs(self) -> bool:
+        """Placed somewhere and active (its children hold capacity or are on their way)."""
+        return bool(self.target) and self.status.get("phase") in ACTIVE_PHASES
+
+
+class Records(Mapping[str, WorkloadRecord]):
+    """The store: workload key -> its record, with the uid index child events map back through."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, WorkloadRecord] = {}
+
+    def __getitem__(self, key: str) -> WorkloadRecord:
+        return self._by_key[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def add(self, key: str) -> WorkloadRecord:
+        """The record of ``key``, created empty when there is none."""
+        record = self._by_key.get(key)
+        if record is None:
+            record = self._by_key[key] = WorkloadRecord(key)
+        return record
+
+    def drop(self, key: str) -> WorkloadRecord | None:
+        return self._by_key.pop(key, None)
+
+    def status_of(self, key: str) -> Obj | None:
+        record = self._by_key.get(key)
+        return record.status if record is not None else None
+
+    def queued(self) -> dict[str, Queued]:
+        """Every workload waiting to be decided."""
+        return {key: r.queued for key, r in self._by_key.items() if r.queued is not None}
+
+    def statuses(self) -> FieldView:
+        """Workload key -> its last known status."""
+        return FieldView(self._by_key, "status")
+
+    def views(self) -> FieldView:
+        """Workload key -> what admission reads of it, for the workloads seen whole."""
+        return FieldView(self._by_key, "obj")
+
+
+class FieldView(Mapping[str, Obj]):
+    """Workload key -> one field of its record, read through the records (no copy); a None field is absent."""
+
+    def __init__(self, records: Mapping[str, WorkloadRecord], name: str) -> None:
+        self._records = records
+        self._name = name
+
+    def __getitem__(self, key: str) -> Obj:
+        value: Obj | None = getattr(self._records[key], self._name)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, record in self._records.items() if getattr(record, self._name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
