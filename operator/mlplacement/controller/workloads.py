@@ -538,8 +538,8 @@ class WorkloadController:
         )
         self.memory = plan.memory
         await self._apply_moves(plan)
-        if any(record.recurring for record in self.records.values()) or self.prewarmer.held:
-            recurring = {key: r.status for key, r in sorted(self.records.items()) if r.recurring}
+        recurring = dict(sorted((key, r.status) for key, r in self.records.items() if r.recurring))
+        if recurring or self.prewarmer.held:
             await self.prewarmer.round(
                 now,
                 snapshot,
@@ -553,13 +553,12 @@ class WorkloadController:
         self.metrics.signals_age(snapshot.signals_age_seconds)
         self.metrics.target_health({t.key: t.healthy for t in snapshot.targets})
         if not plan.routed and not plan.blocked:
-            self._backed_off = any(r.queued is not None and r.queued.attempts for r in self.records.values())
             return []
         await self._apply_placement(plan, snapshot, now)
         self.metrics.workloads_by_phase(self.phase_counts())
         if plan.scarce:
             self._quota_metrics(plan.policies, snapshot)
-        self._backed_off = any(r.queued is not None and r.queued.attempts for r in self.records.values())
+        self._backed_off = any(r.queued is not None and r.queued.attempts for r in self.records.values())  # recount
         decisions = [decision for _, decision in plan.decisions]
         self.metrics.round_finished(time.perf_counter() - started, len(decisions))
         return decisions

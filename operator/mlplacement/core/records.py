@@ -7,7 +7,7 @@ forgotten together, and a round plans over the records alone (core.round).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,6 +106,19 @@ class Records(Mapping[str, WorkloadRecord]):
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    # The dict's own views: a round walks every record a few times, and Mapping's would look each key up again.
+    def items(self) -> ItemsView[str, WorkloadRecord]:
+        return self._by_key.items()
+
+    def values(self) -> ValuesView[WorkloadRecord]:
+        return self._by_key.values()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._by_key.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
 
     def add(self, key: str) -> WorkloadRecord:
         """The record of ``key``, created empty when there is none."""

@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from mlplacement.api.constants import Reason
+from mlplacement.api.constants import ACTIVE_PHASES, Reason
 from mlplacement.api.errors import ApplyError
 from mlplacement.api.policy import Enforcement, PlacementPolicySpec
 from mlplacement.api.workload import TargetKind
@@ -158,25 +158,30 @@ def plan_round(
     quotas or several teams are in play), ``workload_uids`` maps a uid back to its workload key, ``rules_of``
     gives an admitted workload's request and the verified policy it is under (None when either is unknown)."""
     plan = RoundPlan(memory=RoundMemory(signals_seen=memory.signals_seen))
-    queued = {key for key, record in records.items() if record.queued is not None}
-    _plan_unschedulable(plan, records, inputs, workload_uids, queued, admit)
-    _plan_interruptions(plan, records, inputs, workload_uids, queued, admit)
+    stuck = {workload_uids[uid]: found for uid, found in inputs.unschedulable.items() if uid in workload_uids}
+    reclaimed = {workload_uids[uid]: hit for uid, hit in inputs.interrupted.items() if uid in workload_uids}
+    # One pass over every record: what waits, and the clocks whose cause has gone.
+    waiting: dict[str, Queued] = {}
+    for key, record in records.items():
+        if record.queued is not None:
+            waiting[key] = record.queued
+        if record.unschedulable_since is not None and key not in stuck:
+            plan.stuck_since[key] = None
+        if record.interrupted_node is not None and key not in reclaimed:
+            plan.told[key] = None
+    queued = set(waiting)
+    _plan_unschedulable(plan, records, inputs, stuck, queued, admit)
+    _plan_interruptions(plan, records, reclaimed, queued, admit)
     _plan_failover(plan, records, snapshot, inputs, memory, rules, queued, admit)
     _plan_changed_targets(plan, records, snapshot, memory, queued, admit, rules_of)
-    fresh = {m.key: m.outcome for m in plan.moves if isinstance(m.outcome, Queued)}
+    waiting.update((m.key, m.outcome) for m in plan.moves if isinstance(m.outcome, Queued))
     fleet_version = inputs.fleet_version + (1 if plan.fleet_moved else 0)
     due = [
         entry
-        for key, entry in (
-            *((k, r.queued) for k, r in records.items() if r.queued is not None and k not in fresh),
-            *fresh.items(),
-        )
-        if entry is not None
-        and (
-            entry.attempts == 0
-            or inputs.monotonic >= entry.not_before
-            or (entry.fleet_version != fleet_version and not entry.failure)
-        )
+        for entry in waiting.values()
+        if entry.attempts == 0
+        or inputs.monotonic >= entry.not_before
+        or (entry.fleet_version != fleet_version and not entry.failure)
     ]
     deciding: list[Queued] = []
     for entry in due:
@@ -233,16 +238,13 @@ def _plan_unschedulable(
     plan: RoundPlan,
     records: Mapping[str, WorkloadRecord],
     inputs: RoundInputs,
-    uids: Mapping[str, str],
+    stuck: Mapping[str, tuple[str, str]],
     queued: set[str],
     admit: Admit,
 ) -> None:
-    """Children whose pods the scheduler refused past the grace period: a placement that failed. Their claim
-    goes back and the workload is placed again, avoiding that target (another may have room)."""
-    stuck = {uids[uid]: found for uid, found in inputs.unschedulable.items() if uid in uids}
-    for key, held in records.items():
-        if held.unschedulable_since is not None and key not in stuck:
-            plan.stuck_since[key] = None
+    """Children whose pods the scheduler refused past the grace period (``stuck``: workload key -> pool, message):
+    a placement that failed. Their claim goes back and the workload is placed again, avoiding that target
+    (another may have room)."""
     now = inputs.monotonic
     for key, (pool, message) in sorted(stuck.items()):
         record = records.get(key)
@@ -270,18 +272,14 @@ def _plan_unschedulable(
 def _plan_interruptions(
     plan: RoundPlan,
     records: Mapping[str, WorkloadRecord],
-    inputs: RoundInputs,
-    uids: Mapping[str, str],
+    found: Mapping[str, tuple[str, str, str]],
     queued: set[str],
     admit: Admit,
 ) -> None:
-    """Pods on a node about to be reclaimed: told to checkpoint (by the executor), and the workload placed again.
-    The node has already left the snapshot, so the new decision keeps the pool only while its other nodes have
-    room. Once per workload and node; a workload queued already is told but not queued twice."""
-    found = {uids[uid]: hit for uid, hit in inputs.interrupted.items() if uid in uids}
-    for key, held in records.items():
-        if held.interrupted_node is not None and key not in found:
-            plan.told[key] = None
+    """Pods on a node about to be reclaimed (``found``: workload key -> pod, node, why): told to checkpoint (by the
+    executor), and the workload placed again. The node has already left the snapshot, so the new decision keeps
+    the pool only while its other nodes have room. Once per workload and node; a workload queued already is
+    told but not queued twice."""
     for key, (pod, node, why) in sorted(found.items()):
         record = records.get(key)
         if record is None or record.interrupted_node == node or not record.runs or record.obj is None:
@@ -314,8 +312,10 @@ def _plan_failover(
     since_of = {key: at for key, at in memory.unhealthy_since.items() if key not in healthy}
     now = inputs.monotonic
     for key, record in records.items():
+        if key in queued or record.status.get("phase") not in ACTIVE_PHASES:
+            continue
         target = record.target
-        if target is None or not record.runs or key in queued:
+        if not target:
             continue
         target_key = (str(target["kind"]), str(target["name"]))
         kind = TargetKind(target_key[0])
