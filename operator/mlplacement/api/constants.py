@@ -117,6 +117,8 @@ class Reason(StrEnum):
     WAITING_FOR_DEPENDENCIES = "WaitingForDependencies"
     TARGET_UNHEALTHY = "TargetUnhealthy"
     DISPATCHED = "Dispatched"
+    PLACED = "Placed"  # Event: its children were created where the decision says
+    SUBMITTED = "Submitted"  # Event: a Databricks run was submitted
     APPLY_FAILED = "ApplyFailed"
     UNSCHEDULABLE = "Unschedulable"
     STARTING = "Starting"
@@ -124,6 +126,7 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     RUN_LOST = "RunLost"
+    REMOTE_CLEANUP_ABANDONED = "RemoteCleanupAbandoned"  # Event: deletion stopped waiting for a remote cleanup
     # Scarcity.
     QUOTA_EXCEEDED = "QuotaExceeded"
     PREEMPTED = "Preempted"

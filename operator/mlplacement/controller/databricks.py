@@ -154,7 +154,11 @@ class DatabricksRuns:
         await self.write_status(
             tracked.obj,
             {"databricks": {"runId": tracked.run_id, "workspace": tracked.workspace, "attempt": tracked.attempt}},
-            ("Normal", "Submitted", f"Databricks run {tracked.run_id} (attempt {tracked.attempt}) in {ws.name}"),
+            (
+                "Normal",
+                Reason.SUBMITTED.value,
+                f"Databricks run {tracked.run_id} (attempt {tracked.attempt}) in {ws.name}",
+            ),
         )
 
     def adopt(self, key: str, obj: Obj, workload: MLWorkload, status: Obj) -> bool:
@@ -232,7 +236,7 @@ class DatabricksRuns:
             )
             return
         self.runs.pop(key, None)
-        severity, reason = ("Normal", "Succeeded") if state.succeeded else ("Warning", "Failed")
+        severity, reason = ("Normal", Reason.SUCCEEDED.value) if state.succeeded else ("Warning", Reason.FAILED.value)
         await self.write_status(tracked.obj, status, (severity, reason, f"Databricks run {state.run_id}: {reason}"))
 
     # --- delete ---

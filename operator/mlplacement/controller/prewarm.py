@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
+from mlplacement.api.constants import ACTIVE_PHASES, Phase
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind, TrainingFrequency
 from mlplacement.controller.ports import Cluster, EventSink, Metrics
@@ -17,7 +18,7 @@ from mlplacement.core.snapshot import Snapshot
 
 log = logging.getLogger("mlplacement.prewarm")
 Obj = Mapping[str, Any]
-ACTIVE = ("Pending", "Waiting", "Placed", "Running")
+ACTIVE = (Phase.PENDING.value, Phase.WAITING.value, *ACTIVE_PHASES)  # queued or running: it has arrived
 
 
 class Prewarmer:

@@ -67,6 +67,7 @@ from mlplacement.core.reconcile import (
     admit,
     apply_failed_status,
     child_status,
+    compliance_conditions,
     decision_status,
     verdict_horizon,
 )
@@ -74,7 +75,7 @@ from mlplacement.core.records import Eviction, Queued, Records, WorkloadRecord
 from mlplacement.core.round import MoveCause, RoundInputs, RoundMemory, RoundPlan, Route, Routed, plan_round
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
 from mlplacement.core.signing import Verdict
-from mlplacement.core.snapshot import Snapshot, Target
+from mlplacement.core.snapshot import Snapshot
 from mlplacement.core.status import (
     api_status,
     owned_status,
@@ -91,6 +92,11 @@ FINISHED_PHASES = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 MAX_BACKOFF_SECONDS = 300.0
 CLEANUP_ATTEMPTS = 24  # x cleanup_poll_seconds: how long deletion waits for a Databricks run or an edge
 CLEANUP_POLL_SECONDS = 5.0
+# The Event a child's new phase brings (severity, reason); any other phase says it runs.
+CHILD_EVENTS: Mapping[str, tuple[str, Reason]] = {
+    Phase.SUCCEEDED.value: ("Normal", Reason.SUCCEEDED),
+    Phase.FAILED.value: ("Warning", Reason.FAILED),
+}
 # Failures that hold for every workload of the namespace: its others wait out the same backoff untried.
 NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
 
@@ -353,7 +359,8 @@ class WorkloadController:
                 if runtime is None or await self._cleaned(runtime, key, meta.get("uid", ""), status):
                     break
                 if attempt == CLEANUP_ATTEMPTS:
-                    self.events(obj, "Warning", "RemoteCleanupAbandoned", KINDS[runtime.kind].cleanup_abandoned)
+                    abandoned = KINDS[runtime.kind].cleanup_abandoned
+                    self.events(obj, "Warning", Reason.REMOTE_CLEANUP_ABANDONED.value, abandoned)
                     break
                 await asyncio.sleep(self.cleanup_poll_seconds)  # the remote side needs time; nothing to wait on
             for attempt in range(CLEANUP_ATTEMPTS + 1):
@@ -836,30 +843,10 @@ class WorkloadController:
             key_id=item.admitted.key_id, digest=item.admitted.digest, policy_key_id=item.admitted.policy_key_id
         )
         desired = api_status(MLWorkloadStatus(observed_generation=generation, verified=verified))
-        compliance = self._compliance(status, item, None)
+        compliance = compliance_conditions(status, item.violation, None, generation, self.clock())
         if compliance is not None:
             desired["conditions"] = compliance
         await self._write_status(item.obj, desired)
-
-    def _compliance(self, status: Obj, item: Queued, moved_to: Target | None) -> list[dict[str, Any]] | None:
-        """The conditions with Compliant set, when there is news: a violation (Warn leaves it running), or
-        compliance again after a move or a new placement; None when nothing changes."""
-        generation = item.admitted.workload.metadata.generation
-        conditions = status.get("conditions") or []
-        was = next((c for c in conditions if c.get("type") == ConditionType.COMPLIANT.value), None)
-        if item.violation and moved_to is None:
-            message = f"{item.violation}; left running (enforcement Warn)"
-            return set_condition(
-                conditions, ConditionType.COMPLIANT, False, Reason.POLICY_VIOLATION, message, generation, self.clock()
-            )
-        if moved_to is None or (was is None and not item.violation):
-            return None
-        message = f"runs on {moved_to.kind.value} {moved_to.name}, which the rules allow"
-        if item.violation:
-            message += f" (moved from {item.violation})"
-        return set_condition(
-            conditions, ConditionType.COMPLIANT, True, Reason.COMPLIANT, message, generation, self.clock()
-        )
 
     async def _act(self, item: Queued, decision: Decision, snapshot: Snapshot, now: datetime) -> None:
         key = object_key(item.obj)
@@ -885,7 +872,8 @@ class WorkloadController:
             await self._stop_noncompliant(item, f"{item.violation}; no target the rules allow fits", now)
             return
         if decision.chosen is not None:
-            compliance = self._compliance(record.status, item, decision.chosen.target)
+            generation = item.admitted.workload.metadata.generation
+            compliance = compliance_conditions(record.status, item.violation, decision.chosen.target, generation, now)
             if compliance is not None:
                 status["conditions"] = [
                     *(c for c in status.get("conditions") or [] if c.get("type") != ConditionType.COMPLIANT.value),
@@ -906,11 +894,11 @@ class WorkloadController:
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
             before = record.target or {}
             moved = bool(before) and (before.get("kind"), before.get("name")) != decision.chosen.target.key
-            await self._write_status(item.obj, status, event=("Normal", "Placed", decision.message))
+            await self._write_status(item.obj, status, event=("Normal", Reason.PLACED.value, decision.message))
             self._record(
                 AuditAction.MOVED if moved else AuditAction.PLACED,
                 item.obj,
-                "Placed",
+                Reason.PLACED.value,
                 decision.message,
                 item.admitted,
                 decision,
@@ -1057,12 +1045,8 @@ class WorkloadController:
         desired = child_status(workload, child, self.records.status_of(object_key(obj)), self.clock())
         if desired is None:
             return False
-        phase = desired.get("phase", "")
-        reason = (
-            "Succeeded" if phase == Phase.SUCCEEDED.value else ("Failed" if phase == Phase.FAILED.value else "Running")
-        )
+        phase = str(desired.get("phase", ""))
+        severity, reason = CHILD_EVENTS.get(phase, ("Normal", Reason.RUNNING))
         return await self._write_status(
-            obj,
-            desired,
-            event=("Warning" if reason == "Failed" else "Normal", reason, f"{child.get('kind')} {phase.lower()}"),
+            obj, desired, event=(severity, reason.value, f"{child.get('kind')} {phase.lower()}")
         )

@@ -43,6 +43,7 @@ from mlplacement.api.workload import (
 from mlplacement.core.keyring import Keyring
 from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
 from mlplacement.core.signing import DEFAULT_CLOCK_SKEW, Verdict, parse_expires, verify
+from mlplacement.core.snapshot import Target
 from mlplacement.core.status import api_status, refused_status, set_condition
 
 CANDIDATES_IN_STATUS = 5
@@ -495,3 +496,23 @@ def apply_failed_status(
         observed_generation=generation, phase=Phase.WAITING, verified=_verified(admitted), conditions=conditions
     )
     return api_status(status)
+
+
+def compliance_conditions(
+    status: Mapping[str, Any], violation: str, moved_to: Target | None, generation: int | None, now: datetime
+) -> list[dict[str, Any]] | None:
+    """The conditions with Compliant set, when there is news: a violation where it runs (Warn leaves it running),
+    or compliance again after a move or a new placement onto ``moved_to``; None when nothing changes."""
+    conditions = status.get("conditions") or []
+    was = next((c for c in conditions if c.get("type") == ConditionType.COMPLIANT.value), None)
+    if violation and moved_to is None:
+        message = f"{violation}; left running (enforcement Warn)"
+        return set_condition(
+            conditions, ConditionType.COMPLIANT, False, Reason.POLICY_VIOLATION, message, generation, now
+        )
+    if moved_to is None or (was is None and not violation):
+        return None
+    message = f"runs on {moved_to.kind.value} {moved_to.name}, which the rules allow"
+    if violation:
+        message += f" (moved from {violation})"
+    return set_condition(conditions, ConditionType.COMPLIANT, True, Reason.COMPLIANT, message, generation, now)
