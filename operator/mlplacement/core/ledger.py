@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlplacement.api.constants import ANNOTATION_TARGET, LABEL_WORKLOAD_UID
-from mlplacement.api.workload import TargetKind
+from mlplacement.core.kinds import KINDS
 from mlplacement.core.snapshot import TERMINAL_POD_PHASES, pod_gpu_requests
 
 TargetKey = tuple[str, str]
@@ -40,12 +40,15 @@ def job_finished(job: Mapping[str, Any]) -> bool:
     return any(c.get("type") in _FINISHED_JOB_CONDITIONS and c.get("status") == "True" for c in conditions)
 
 
+_GPU_KINDS = frozenset(kind.value for kind, facts in KINDS.items() if facts.claims_gpus)
+
+
 def child_commitment(child: Mapping[str, Any]) -> Commitment | None:
     """What a live child holds on its target (a GPU pool, or an edge cluster): its pod template's GPUs times its
     pods; None if it holds nothing (finished, no GPUs, or a target whose capacity is not counted in GPUs)."""
     annotations = (child.get("metadata") or {}).get("annotations") or {}
     kind, _, name = str(annotations.get(ANNOTATION_TARGET) or "").partition("/")
-    if kind not in (TargetKind.GPU_POOL.value, TargetKind.EDGE.value) or not name:
+    if kind not in _GPU_KINDS or not name:
         return None
     spec = child.get("spec") or {}
     if child.get("kind") == "Job":
