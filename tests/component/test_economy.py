@@ -136,7 +136,9 @@ def test_a_policy_change_re_verifies_settled_workloads_without_a_call() -> None:
 
     asyncio.run(readmit())
     assert result.placed == 200
-    assert controller.records.queued() == {}  # every workload was admitted again under the new policy, and kept its place
+    assert (
+        controller.records.queued() == {}
+    )  # every workload was admitted again under the new policy, and kept its place
     assert Counter(cluster.calls) - before == Counter()  # type: ignore[attr-defined]
 
 

@@ -66,7 +66,10 @@ def test_a_high_priority_service_displaces_exactly_one_batch_job_after_the_grace
     asyncio.run(arrive())
     victim = "team-a/batch-3"  # the most recently placed of four equals
     assert controller.records.statuses()["team-a/service"]["phase"] == "Placed"
-    assert "preempting team-a/batch-3 (priority 10)" in controller.records.statuses()["team-a/service"]["placement"]["message"]
+    assert (
+        "preempting team-a/batch-3 (priority 10)"
+        in controller.records.statuses()["team-a/service"]["placement"]["message"]
+    )
     assert conditions(controller, victim)["Placed"] == ("False", "Preempted")
     assert controller.records.statuses()[victim]["phase"] == "Waiting"
     (warning,) = [e for e in events if e[1] == "Preempted"]
@@ -122,7 +125,11 @@ def test_over_quota_the_reason_reads_in_kubectl_get() -> None:
     ready = {c["type"]: c for c in controller.records.statuses()["team-a/j2"]["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "QuotaExceeded")  # the Reason printer column
     assert ready["message"] == "team-a uses 4/4 GPUs, needs 2 (may borrow 0)"
-    assert controller.records.statuses()["team-a/j0"]["phase"] == controller.records.statuses()["team-a/j1"]["phase"] == "Placed"
+    assert (
+        controller.records.statuses()["team-a/j0"]["phase"]
+        == controller.records.statuses()["team-a/j1"]["phase"]
+        == "Placed"
+    )
 
 
 def test_a_preemptors_pods_waiting_for_its_victims_are_not_a_failed_placement() -> None:
