@@ -211,7 +211,7 @@ def test_waiting_workload_is_placed_when_capacity_arrives(world: Any) -> None:
     async def scenario() -> None:
         await controller.on_workload(signed(workload(gpus=16)))
         await controller.place_round()
-        cache.on_node(gpu_node("n2", "a100-euw1"), deleted=False)
+        cache.on_node(gpu_node("n2", "a100-euw1", gpus=16), deleted=False)  # a node that can hold its pod
         controller.fleet_changed()
         await controller.place_round()
 

@@ -45,11 +45,11 @@ def job(uid: str, gpus: int, target: str = "GPUPool/a100", **spec: Any) -> dict[
 
 
 CHILDREN = [
-    pytest.param(job("u", 2), Commitment(("GPUPool", "a100"), 2), id="a Job holds its pod's GPUs"),
-    pytest.param(job("u", 2, parallelism=3), Commitment(("GPUPool", "a100"), 6), id="times its parallelism"),
+    pytest.param(job("u", 2), Commitment(("GPUPool", "a100"), 2, 2), id="a Job holds its pod's GPUs"),
+    pytest.param(job("u", 2, parallelism=3), Commitment(("GPUPool", "a100"), 6, 2), id="times its parallelism"),
     pytest.param(
         {**job("u", 1), "kind": "Deployment", "spec": {**job("u", 1)["spec"], "replicas": 4}},
-        Commitment(("GPUPool", "a100"), 4),
+        Commitment(("GPUPool", "a100"), 4, 1),
         id="a Deployment times its replicas",
     ),
     pytest.param(
@@ -57,7 +57,7 @@ CHILDREN = [
     ),
     pytest.param(
         job("u", 2, target="Edge/store-1"),
-        Commitment(("Edge", "store-1"), 2),
+        Commitment(("Edge", "store-1"), 2, 2),
         id="an edge copy holds GPUs on its edge until the edge's probe sees its pods bound",
     ),
     pytest.param(job("u", 2, target="Databricks/dbx"), None, id="a Databricks run is counted in run slots"),
@@ -93,4 +93,12 @@ def test_a_given_up_target_is_not_claimed_again_by_the_lingering_child() -> None
     ledger.observe_child(job("a", 2), deleted=False)  # the old child's next watch event
     assert ledger.get("a") is None
     ledger.observe_child(job("a", 2, target="GPUPool/other"), deleted=False)  # replaced elsewhere
-    assert ledger.get("a") == Commitment(("GPUPool", "other"), 2)
+    assert ledger.get("a") == Commitment(("GPUPool", "other"), 2, 2)
+
+
+def test_pods_not_bound_yet_are_counted_one_by_one_where_the_snapshot_offers_blocks() -> None:
+    ledger = CapacityLedger()
+    ledger.observe_child(job("a", 4, parallelism=2), deleted=False)  # two pods of 4
+    ledger.observe_child(job("b", 2), deleted=False)
+    pods = [pod("a", 4, "n1")]  # one of a's pods is bound: it counts on its node already
+    assert ledger.outstanding_pods(bound_gpus_by_workload(pods)) == {("GPUPool", "a100"): [4, 2]}

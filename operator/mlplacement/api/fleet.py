@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from mlplacement.api.base import Name, Region, WireModel
 from mlplacement.api.signals import Signals
@@ -24,8 +24,22 @@ class CapacityType(StrEnum):
     SPOT = "spot"
 
 
+class FleetNode(WireModel):
+    """One node of a pool: a pod's GPUs must all sit on one node."""
+
+    gpus: Count
+    free: Count | None = Field(default=None, description="Default: all of its GPUs.")
+
+    @model_validator(mode="after")
+    def _free_within_gpus(self) -> "FleetNode":
+        if self.free is not None and self.free > self.gpus:
+            raise ValueError(f"free ({self.free}) is more than the node's gpus ({self.gpus})")
+        return self
+
+
 class FleetPool(WireModel):
-    """A GPU node pool as the operator derives it from Nodes."""
+    """A GPU node pool as the operator derives it from Nodes. Without ``nodes`` or ``gpusPerNode`` the pool is
+    one bucket of GPUs (any pod fits while enough are free); with them a pod's GPUs must fit on one node."""
 
     name: Name
     region: Region
@@ -36,6 +50,41 @@ class FleetPool(WireModel):
     gpu_hour_usd: Price | None = Field(default=None, description="Default: the signals' price for the product.")
     preemption_probability: Annotated[float, Field(ge=0, le=1)] | None = None
     healthy: bool = True
+    gpus_per_node: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, description="Every node has this many GPUs; the free ones fill whole nodes first."
+    )
+    nodes: Annotated[list[FleetNode], Field(max_length=100_000)] | None = Field(
+        default=None, description="Node by node (gpus, free): their sums must be gpusTotal and gpusFree."
+    )
+
+    @model_validator(mode="after")
+    def _nodes_agree(self) -> "FleetPool":
+        if self.nodes is not None and self.gpus_per_node is not None:
+            raise ValueError("give nodes or gpusPerNode, not both")
+        if self.nodes is not None:
+            total = sum(node.gpus for node in self.nodes)
+            if total != self.gpus_total:
+                raise ValueError(f"the nodes' gpus add up to {total}, not gpusTotal {self.gpus_total}")
+            free = sum(node.gpus if node.free is None else node.free for node in self.nodes)
+            if self.gpus_free is not None and free != self.gpus_free:
+                raise ValueError(f"the nodes' free GPUs add up to {free}, not gpusFree {self.gpus_free}")
+        if self.gpus_per_node is not None and self.gpus_total % self.gpus_per_node:
+            raise ValueError(f"gpusTotal {self.gpus_total} is not a whole number of {self.gpus_per_node}-GPU nodes")
+        return self
+
+    def node_blocks(self) -> tuple[tuple[int, ...], int]:
+        """(free GPUs per node, smallest first; the most GPUs one node has), or ((), 0) when not given."""
+        free_total = self.gpus_total if self.gpus_free is None else min(self.gpus_free, self.gpus_total)
+        if self.nodes is not None:
+            blocks = [node.gpus if node.free is None else node.free for node in self.nodes]
+            return tuple(sorted(blocks)), max((node.gpus for node in self.nodes), default=0)
+        if self.gpus_per_node is not None:
+            per = self.gpus_per_node
+            count = self.gpus_total // per
+            whole, rest = divmod(free_total, per)
+            blocks = [per] * whole + ([rest] if rest else [])
+            return tuple(sorted(blocks + [0] * (count - len(blocks)))), per
+        return (), 0
 
 
 class FleetEdge(WireModel):

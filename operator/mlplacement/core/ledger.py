@@ -25,10 +25,19 @@ _FINISHED_JOB_CONDITIONS = frozenset({"Complete", "Failed", "SuccessCriteriaMet"
 
 @dataclass(frozen=True, slots=True)
 class Commitment:
-    """``gpus`` promised to one workload's child on ``target`` (kind, name)."""
+    """``gpus`` promised to one workload's child on ``target`` (kind, name), in pods of ``pod_gpus`` each."""
 
     target: TargetKey
     gpus: int
+    pod_gpus: int = 0  # 0: one pod holding all of them
+
+    def pods_left(self, bound: int) -> list[int]:
+        """The GPUs of each pod not bound yet, once ``bound`` of the GPUs sit on nodes."""
+        left = self.gpus - bound
+        if left <= 0:
+            return []
+        size = self.pod_gpus or self.gpus
+        return [size] * -(-left // size)
 
 
 def workload_uid(obj: Mapping[str, Any]) -> str:
@@ -59,8 +68,9 @@ def child_commitment(child: Mapping[str, Any]) -> Commitment | None:
         pods = spec.get("replicas", 1)
     else:
         return None
-    gpus = pod_gpu_requests(spec.get("template") or {}) * int(pods if pods is not None else 1)
-    return Commitment((kind, name), gpus) if gpus > 0 else None
+    per_pod = pod_gpu_requests(spec.get("template") or {})
+    gpus = per_pod * int(pods if pods is not None else 1)
+    return Commitment((kind, name), gpus, per_pod) if gpus > 0 else None
 
 
 def bound_gpus_by_workload(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -131,3 +141,12 @@ class CapacityLedger:
             if left > 0:
                 held[commitment.target] = held.get(commitment.target, 0) + left
         return held
+
+    def outstanding_pods(self, bound_by_uid: Mapping[str, int]) -> dict[TargetKey, list[int]]:
+        """The GPUs of each pod not bound yet, per target: where the snapshot's free blocks lose them."""
+        pods: dict[TargetKey, list[int]] = {}
+        for uid, commitment in self._by_uid.items():
+            left = commitment.pods_left(bound_by_uid.get(uid, 0))
+            if left:
+                pods.setdefault(commitment.target, []).extend(left)
+        return pods

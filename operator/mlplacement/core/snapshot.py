@@ -6,7 +6,7 @@ either from raw Kubernetes object dicts (the operator) or from a fleet file (exp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from mlplacement.api.constants import (
 from mlplacement.api.fleet import CapacityType, Fleet
 from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
 from mlplacement.api.workload import TargetKind
+from mlplacement.core.nodes import reserve
 
 # Spot labels of the common node provisioners (Karpenter, GKE, EKS, AKS) and the values that mean "spot".
 SPOT_LABELS: Mapping[str, frozenset[str]] = {
@@ -57,6 +58,10 @@ class Target:
     preemption_probability: float = 0.0
     gpus_total: int = 0
     rtt_ms: float | None = None  # an edge's measured round trip (its probe, or the fleet file's rttMs)
+    # Free GPUs per schedulable node, smallest first (core.nodes): a pod's GPUs must sit on one node. Empty when
+    # the node shapes are not known (a fleet file pool without them: one bucket of GPUs, as before).
+    blocks: tuple[int, ...] = ()
+    node_gpus: int = 0  # the most GPUs one node has (allocatable); 0 when not known
     # (kind, name), precomputed: placement looks it up for every candidate of every decision.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
@@ -153,6 +158,7 @@ def snapshot_from_fleet(fleet: Fleet, now: datetime) -> Snapshot:
     for pool in fleet.pools:
         spot = pool.capacity_type is CapacityType.SPOT
         price, risk = _pool_price(signals, pool.name, pool.gpu_product, spot)
+        blocks, node_gpus = pool.node_blocks()
         targets.append(
             Target(
                 kind=TargetKind.GPU_POOL,
@@ -168,6 +174,8 @@ def snapshot_from_fleet(fleet: Fleet, now: datetime) -> Snapshot:
                     pool.preemption_probability if pool.preemption_probability is not None else risk
                 ),
                 gpus_total=pool.gpus_total,
+                blocks=blocks,
+                node_gpus=node_gpus,
             )
         )
     for edge in fleet.edge_clusters:
@@ -328,6 +336,8 @@ def gpu_pools_from_nodes(
                 "products": set(),
                 "total": 0,
                 "free": 0,
+                "blocks": [],
+                "node_gpus": 0,
                 "ready": 0,
                 "nodes": 0,
                 "spot": False,
@@ -345,7 +355,10 @@ def gpu_pools_from_nodes(
         name = (node.get("metadata") or {}).get("name", "")
         entry["ready"] += 1
         entry["total"] += allocatable
-        entry["free"] += max(0, allocatable - used_by_node.get(name, 0))
+        free = max(0, allocatable - used_by_node.get(name, 0))
+        entry["free"] += free
+        entry["blocks"].append(free)
+        entry["node_gpus"] = max(entry["node_gpus"], allocatable)
     targets = []
     for name, entry in sorted(pools.items()):
         product = min(entry["products"]) if entry["products"] else ""
@@ -364,6 +377,8 @@ def gpu_pools_from_nodes(
                 spot=entry["spot"],
                 preemption_probability=risk,
                 gpus_total=entry["total"],
+                blocks=tuple(sorted(entry["blocks"])),
+                node_gpus=entry["node_gpus"],
             )
         )
     return targets
@@ -477,11 +492,13 @@ def build_snapshot(
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
     reserved: Mapping[tuple[str, str], int] | None = None,
     active_runs: Mapping[str, int] | None = None,
+    reserved_pods: Mapping[tuple[str, str], Sequence[int]] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
     ``reserved`` is what the operator has committed per target to children whose pods are not bound yet
-    (core.ledger): it is not free, whatever the Nodes or an edge's probe say."""
+    (core.ledger): it is not free, whatever the Nodes or an edge's probe say. ``reserved_pods`` are those pods'
+    GPUs one by one: a pool's free blocks lose them where they would land (core.nodes.reserve)."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
         *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
@@ -489,8 +506,15 @@ def build_snapshot(
         *workspace_targets(databricks_workspaces, active_runs),
     ]
     held = reserved or {}
+    waiting = reserved_pods or {}
     targets = [
         replace(target, capacity=max(0, target.capacity - held[target.key])) if target.key in held else target
+        for target in targets
+    ]
+    targets = [
+        replace(target, blocks=tuple(reserve(target.blocks, waiting[target.key])))
+        if target.blocks and waiting.get(target.key)
+        else target
         for target in targets
     ]
     return Snapshot(now=now, targets=tuple(targets), signals=signals)

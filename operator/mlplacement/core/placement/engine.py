@@ -17,6 +17,7 @@ from typing import NamedTuple
 from mlplacement.api.constants import PreemptReason, Reason
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.core.kinds import KINDS
+from mlplacement.core.nodes import NodeBook, packs
 from mlplacement.core.placement.batch import Option, RoomMaker, rebalance
 from mlplacement.core.placement.filters import (
     FREE_DEPENDENT,
@@ -177,6 +178,7 @@ def _feasible(
     claims: Mapping[tuple[str, str], int],
     full: list[Target] | None = None,
     memo: Memo | None = None,
+    nodes: NodeBook | None = None,
 ) -> tuple[list[Target], list[Rejection]]:
     """Targets passing every filter, and the rejections; ``full`` collects those failing on capacity alone.
 
@@ -187,6 +189,8 @@ def _feasible(
     rejections: list[Rejection] = []
     claimed = claims.get
     pinned = request.pinned
+    # Pods of one GPU fit wherever the pool's free total says; larger ones need a node that holds them.
+    book = nodes if request.gpus > 1 else None
     traits = region_traits(request) if memo is not None else ()
     for kind, regions in snapshot.by_kind_region.items():
         kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
@@ -234,9 +238,12 @@ def _feasible(
                 reason: str | None
                 if failure is None and only_capacity:
                     if need <= target.capacity - claimed(target.key, 0):
-                        feasible.append(target)
-                        continue
-                    reason, check = lacking, capacity_filter
+                        if book is None or book.fits(target.key, request.gpus, request.replicas):
+                            feasible.append(target)
+                            continue
+                        reason, check = book.shortfall(target.key, request.gpus, request.replicas), capacity_filter
+                    else:
+                        reason, check = lacking, capacity_filter
                 elif failure is None:
                     free = target.capacity - claimed(target.key, 0)
                     # The hottest loop of a round: the filters are called inline rather than via _first_failure.
@@ -245,8 +252,10 @@ def _feasible(
                         if reason is not None:
                             break
                     else:
-                        feasible.append(target)
-                        continue
+                        if book is None or book.fits(target.key, request.gpus, request.replicas):
+                            feasible.append(target)
+                            continue
+                        reason, check = book.shortfall(target.key, request.gpus, request.replicas), capacity_filter
                 else:
                     reason, check = failure
                 assert reason is not None  # every branch that gets here was rejected
@@ -303,7 +312,7 @@ def decide(
     claims: Mapping[tuple[str, str], int] | None = None,
 ) -> Decision:
     """Where ``request`` should run under ``policy`` on ``snapshot`` (given capacity already ``claims``ed)."""
-    return _decide(request, policy, snapshot, claims or {})
+    return _decide(request, policy, snapshot, claims or {}, nodes=NodeBook.of(snapshot))
 
 
 def _decide(
@@ -314,13 +323,14 @@ def _decide(
     full: list[Target] | None = None,
     moved: tuple[Target | None, tuple[str, str]] | None = None,
     memo: Memo | None = None,
+    nodes: NodeBook | None = None,
 ) -> Decision:
     """decide(); ``full`` collects targets rejected for claims alone, ``moved`` is (first choice, final target).
 
     A first choice of None: the workload fitted nowhere until the batch moved others to make room.
     """
     context = make_context(request, policy, snapshot)
-    feasible, rejections = _feasible(request, snapshot, context, claims, full, memo)
+    feasible, rejections = _feasible(request, snapshot, context, claims, full, memo, nodes)
     scored: list[ScoredCandidate] = []
     if feasible:
         cheapest = min(comparable_cost_usd(request, target, context) for target in feasible)
@@ -596,6 +606,7 @@ def decide_many(
     missing is decided under the built-in defaults (callers refuse those).
     """
     claims: dict[tuple[str, str], int] = {}
+    nodes = NodeBook.of(snapshot)  # node-shaped pools: a pod's GPUs must fit one node
     decisions = []
     options: dict[str, dict[tuple[str, str], Option]] = {}
     policies: dict[str, PlacementPolicySpec] = {}
@@ -613,7 +624,8 @@ def decide_many(
         policy = policies[request.key] = policy_of(request)
         preempting = policy.preemption.enabled and bool(scarcity.running)
         full: list[Target] | None = [] if (rebalance_batch or preempting) else None
-        decision = _decide(request, policy, snapshot, claims, full, memo=memos.setdefault(request.policy, Memo()))
+        memo = memos.setdefault(request.policy, Memo())
+        decision = _decide(request, policy, snapshot, claims, full, memo=memo, nodes=nodes)
         book = scarcity.book(policy)
         if decision.chosen is not None and policy.quotas:
             allowed, problem = _within_quota(request, decision, book)
@@ -658,6 +670,8 @@ def decide_many(
         if decision.chosen is not None:
             target = decision.chosen.target
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
+            if nodes is not None:
+                nodes.take(target.key, request.gpus, request.replicas)
             scarcity.place(
                 _namespace(request),
                 Need(request.gpus_needed, target_product(target), decision.chosen.hourly_cost_usd),
@@ -695,6 +709,10 @@ def decide_many(
     final = rebalance(order, options, room.capacity, with_room)
     if final == start:
         return decisions
+    if nodes is not None and not _packs_on_nodes(decisions, final, snapshot):
+        # Moves and room-making count GPUs per target, not per node: a batch they would pack onto nodes that
+        # cannot hold it is not taken; the greedy placement, checked node by node, stands.
+        return decisions
     final_claims: dict[tuple[str, str], int] = {}
     for workload, key in final.items():
         final_claims[key] = final_claims.get(key, 0) + options[workload][key].need
@@ -710,6 +728,18 @@ def decide_many(
         first_choice = decision.chosen.target if decision.chosen is not None else None
         rebuilt.append(_decide(request, policies[request.key], snapshot, others, moved=(first_choice, key)))
     return rebuilt
+
+
+def _packs_on_nodes(decisions: Sequence[Decision], final: Mapping[str, tuple[str, str]], snapshot: Snapshot) -> bool:
+    """Whether the batch's final assignment fits the node-shaped pools node by node, in priority order."""
+    by_key = {d.request.key: d.request for d in decisions}
+    shaped = {t.key: t.blocks for t in snapshot.targets if t.blocks}
+    placed = [
+        (final[key], by_key[key].gpus, by_key[key].replicas)
+        for key in (d.request.key for d in decisions)
+        if key in final and final[key] in shaped
+    ]
+    return packs(shaped, placed)
 
 
 def first_rejection(

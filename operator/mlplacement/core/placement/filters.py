@@ -304,6 +304,8 @@ def fits_at_all(request: PlacementRequest, target: Target, free: int, context: C
     """Work larger than the whole target never fits there: not worth waiting for (NoFeasibleTarget)."""
     if KINDS[target.kind].claims_gpus and 0 < target.gpus_total < request.gpus_needed:
         return f"have {target.gpus_total} GPUs in all (need {request.gpus_needed})"
+    if 0 < target.node_gpus < request.gpus:  # a pod's GPUs sit on one node
+        return f"have no node with {request.gpus} GPUs (the largest has {target.node_gpus})"
     return None
 
 
@@ -448,7 +450,7 @@ def static_traits(
             request.checkpoint_interval_minutes,
         )
     if fits_at_all in checks:
-        traits.append(request.gpus_needed)
+        traits += (request.gpus_needed, request.gpus)
     return tuple(traits)
 
 

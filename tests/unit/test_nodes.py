@@ -1,0 +1,218 @@
+"""Node-true placement (core.nodes): a pod's GPUs sit on one node, in one round and across rounds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from mlplacement.api.fleet import FleetPool
+from mlplacement.api.workload import TargetKind, WorkloadType
+from mlplacement.core.nodes import NodeBook, packs, pods_that_fit, reserve, take
+from mlplacement.core.placement import decide, decide_many
+from mlplacement.core.snapshot import build_snapshot
+from tests.builders import make_fleet, make_request, pool
+from tests.unit.test_batch import COST_ONLY
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "pod_gpus", "pods", "fits"),
+    [
+        pytest.param((2, 2, 4), 4, 1, True, id="a 4-GPU pod fits the node with 4 free"),
+        pytest.param((2, 2, 2, 2), 4, 1, False, id="8 free GPUs, but no node holds a 4-GPU pod"),
+        pytest.param((4,), 2, 2, True, id="two pods of one workload share a node"),
+        pytest.param((3, 3), 2, 3, False, id="three 2-GPU pods on two nodes of 3: one is left over"),
+        pytest.param((1, 1, 1), 1, 3, True, id="1-GPU pods fit wherever a GPU is free"),
+        pytest.param((), 1, 1, False, id="no schedulable node holds anything"),
+    ],
+)
+def test_what_fits_on_a_pools_nodes(blocks: tuple[int, ...], pod_gpus: int, pods: int, fits: bool) -> None:
+    book = NodeBook({("GPUPool", "p"): blocks})
+    assert book.fits(("GPUPool", "p"), pod_gpus, pods) is fits
+    assert (pods_that_fit(blocks, pod_gpus) >= pods) is fits
+    assert book.take(("GPUPool", "p"), pod_gpus, pods) is fits
+
+
+def test_best_fit_keeps_the_large_block_whole_for_large_pods() -> None:
+    blocks = [2, 8]
+    assert take(blocks, 2)
+    assert blocks == [0, 8]
+    assert take(blocks, 8)
+    assert blocks == [0, 0]
+    assert not take(blocks, 1)
+    assert blocks == [0, 0]  # nothing claimed by a take that does not fit
+
+
+def test_a_target_without_node_shapes_is_one_bucket() -> None:
+    book = NodeBook({})
+    assert book.fits(("GPUPool", "bucket"), 8, 4)
+    assert NodeBook.of(make_fleet(pool("bucket", free=8))) is None
+
+
+# --- the engine ---
+
+
+def test_a_pod_goes_to_the_pool_with_a_node_that_holds_it_not_the_cheaper_fragmented_one() -> None:
+    fleet = make_fleet(
+        pool("frag", free=8, gpu_hour_usd=2.0, blocks=(2, 2, 2, 2), node_gpus=8),
+        pool("whole", free=8, gpu_hour_usd=3.0, blocks=(8,), node_gpus=8),
+    )
+    training = make_request(key="team-a/train", type=WorkloadType.TRAINING, gpus=4)
+    decision = decide(training, COST_ONLY, fleet)
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == "whole"
+    assert "have no node with 4 free GPUs (0/4 nodes, largest free block: 2)" in decision.message
+    one_gpu = decide(make_request(key="team-a/small", gpus=1), COST_ONLY, fleet)
+    assert one_gpu.chosen is not None
+    assert one_gpu.chosen.target.name == "frag"  # 1-GPU work still takes the cheap fragments
+
+
+def test_a_pod_bigger_than_any_node_is_no_feasible_target_not_a_wait() -> None:
+    fleet = make_fleet(pool("a", free=16, blocks=(8, 8), node_gpus=8), pool("b", free=32, blocks=(8,) * 4, node_gpus=8))
+    decision = decide(make_request(key="team-a/huge", type=WorkloadType.TRAINING, gpus=16), COST_ONLY, fleet)
+    assert decision.chosen is None
+    assert decision.reason.value == "NoFeasibleTarget"
+    assert "2 have no node with 16 GPUs (the largest has 8)" in decision.message
+
+
+def test_one_round_never_counts_two_pods_on_the_same_nodes_gpus() -> None:
+    fleet = make_fleet(
+        pool("cheap", free=8, gpu_hour_usd=1.0, blocks=(2, 2, 4), node_gpus=4),
+        pool("dear", free=8, gpu_hour_usd=5.0, blocks=(8,), node_gpus=8),
+    )
+    first = make_request(key="team-a/first", type=WorkloadType.TRAINING, gpus=4, priority=200)
+    second = make_request(key="team-a/second", type=WorkloadType.TRAINING, gpus=4, priority=100)
+    decisions = {d.request.key: d for d in decide_many([first, second], {None: COST_ONLY}, fleet)}
+    placed = {key: d.chosen.target.name if d.chosen else None for key, d in decisions.items()}
+    # 4 GPUs are still free on "cheap" after the first, but only as two blocks of 2.
+    assert placed == {"team-a/first": "cheap", "team-a/second": "dear"}
+
+
+# --- the snapshot ---
+
+
+def gpu_node(name: str, gpus: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"mlplacement.io/pool": "p", "topology.kubernetes.io/region": "eu-west-1"},
+        },
+        "spec": {},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def bound_pod(node: str, gpus: int, init_gpus: int = 0) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "nodeName": node,
+        "containers": [{"resources": {"limits": {"nvidia.com/gpu": gpus}}}],
+    }
+    if init_gpus:
+        spec["initContainers"] = [{"resources": {"limits": {"nvidia.com/gpu": init_gpus}}}]
+    return {"spec": spec, "status": {"phase": "Running"}}
+
+
+def test_a_pools_free_blocks_are_its_nodes_allocatable_minus_what_pods_request() -> None:
+    nodes = [gpu_node("n1", 8), gpu_node("n2", 8), gpu_node("n3", 4)]
+    pods = [bound_pod("n1", 6), bound_pod("n2", 1, init_gpus=3)]  # an init container's peak counts
+    [target] = build_snapshot(now=NOW, nodes=nodes, pods=pods).targets
+    assert target.blocks == (2, 4, 5)
+    assert target.node_gpus == 8
+    assert target.capacity == 11
+
+
+def test_pods_not_bound_yet_take_their_blocks_before_the_next_round_sees_them() -> None:
+    nodes = [gpu_node("n1", 8), gpu_node("n2", 2)]
+    snapshot = build_snapshot(
+        now=NOW, nodes=nodes, reserved={("GPUPool", "p"): 4}, reserved_pods={("GPUPool", "p"): [2, 2]}
+    )
+    [target] = snapshot.targets
+    assert target.blocks == (0, 6)  # best fit: one pod of 2 fills the 2-GPU node
+    assert target.capacity == 6
+
+
+def test_reserving_a_pod_no_block_holds_still_takes_its_gpus() -> None:
+    assert reserve([2, 2], [4]) == [0, 2]
+
+
+# --- fleet files ---
+
+
+@pytest.mark.parametrize(
+    ("pool_fields", "blocks", "node_gpus"),
+    [
+        pytest.param({"gpusTotal": 16}, (), 0, id="no node shapes: one bucket, as before"),
+        pytest.param({"gpusTotal": 16, "gpusFree": 11, "gpusPerNode": 8}, (3, 8), 8, id="free GPUs fill whole nodes"),
+        pytest.param(
+            {"gpusTotal": 10, "gpusFree": 5, "nodes": [{"gpus": 8, "free": 3}, {"gpus": 2}]},
+            (2, 3),
+            8,
+            id="node by node",
+        ),
+    ],
+)
+def test_fleet_file_pools_may_give_their_node_shapes(
+    pool_fields: dict[str, Any], blocks: tuple[int, ...], node_gpus: int
+) -> None:
+    fleet_pool = FleetPool.model_validate({"name": "p", "region": "eu-west-1", **pool_fields})
+    assert fleet_pool.node_blocks() == (blocks, node_gpus)
+
+
+@pytest.mark.parametrize(
+    ("pool_fields", "problem"),
+    [
+        pytest.param({"gpusTotal": 12, "gpusPerNode": 8}, "not a whole number of 8-GPU nodes", id="partial node"),
+        pytest.param({"gpusTotal": 9, "nodes": [{"gpus": 8}]}, "add up to 8, not gpusTotal 9", id="nodes disagree"),
+        pytest.param(
+            {"gpusTotal": 8, "nodes": [{"gpus": 8, "free": 9}]}, "more than the node's gpus", id="free > gpus"
+        ),
+        pytest.param({"gpusTotal": 8, "gpusPerNode": 8, "nodes": [{"gpus": 8}]}, "not both", id="both ways at once"),
+    ],
+)
+def test_fleet_file_node_shapes_that_disagree_are_refused(pool_fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        FleetPool.model_validate({"name": "p", "region": "eu-west-1", **pool_fields})
+
+
+# --- property: across rounds, no node is ever claimed beyond what it has ---
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nodes=st.lists(st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=6), min_size=1, max_size=3),
+    arrivals=st.lists(
+        st.lists(st.tuples(st.sampled_from([1, 2, 3, 4, 8]), st.integers(1, 2)), max_size=5), min_size=1, max_size=4
+    ),
+)
+def test_over_rounds_every_placed_pod_has_a_node_that_holds_it(
+    nodes: list[list[int]], arrivals: list[list[tuple[int, int]]]
+) -> None:
+    """Each round decides on the blocks the last left (placed pods as reserved, not bound yet); whatever was
+    placed in a round must pack onto those blocks, so no node's GPUs are claimed twice."""
+    free = {("GPUPool", f"p{i}"): sorted(shape) for i, shape in enumerate(nodes)}
+    serial = 0
+    for batch in arrivals:
+        targets = [
+            pool(key[1], free=sum(blocks), gpu_hour_usd=1.0 + index, blocks=tuple(blocks), node_gpus=8)
+            for index, (key, blocks) in enumerate(free.items())
+        ]
+        requests = []
+        for gpus, replicas in batch:
+            serial += 1
+            kind = WorkloadType.INFERENCE if replicas > 1 else WorkloadType.TRAINING
+            requests.append(
+                make_request(
+                    key=f"ns/w{serial}", type=kind, gpus=gpus, replicas=replicas, allowed=frozenset(TargetKind)
+                )
+            )
+        decisions = decide_many(requests, {None: COST_ONLY}, make_fleet(*targets))
+        placed = [(d.chosen.target.key, d.request.gpus, d.request.replicas) for d in decisions if d.chosen is not None]
+        assert packs({key: tuple(blocks) for key, blocks in free.items()}, placed)
+        for key, pod_gpus, pods in placed:
+            assert take(free[key], pod_gpus, pods)
