@@ -678,13 +678,21 @@ def decide_many(
             )
             if room is not None and full is not None:
                 every = batch_options(request, policy, snapshot, decision.candidates, full)
-                stays = pinned_here or bool(policy.quotas)
+                # Moves count GPUs per target, not per node: a pod of several GPUs stays on the node the greedy
+                # found for it (pods of one GPU fit wherever the target's free total says, so they may move).
+                stays = pinned_here or bool(policy.quotas) or (nodes is not None and request.gpus > 1)
                 options[request.key] = {target.key: every[target.key]} if stays and target.key in every else every
                 if target.key not in options[request.key]:
                     options[request.key] = {target.key: Option(0.0, claim_amount(request, target))}
                 start[request.key] = target.key
                 room.add(request.key, target.key)
-        elif room is not None and full and not decision.quota_exceeded and not policy.quotas:
+        elif (
+            room is not None
+            and full
+            and not decision.quota_exceeded
+            and not policy.quotas
+            and (nodes is None or request.gpus <= 1)
+        ):
             # It may still fit on a full target once placed workloads move.
             gpus = request.gpus_needed
             needs = {t.key: need for t in full if (need := KINDS[t.kind].claim(gpus)) <= t.capacity}
@@ -739,7 +747,7 @@ def _packs_on_nodes(decisions: Sequence[Decision], final: Mapping[str, tuple[str
         for key in (d.request.key for d in decisions)
         if key in final and final[key] in shaped
     ]
-    return packs(shaped, placed)
+    return packs(shaped, sorted(placed, key=lambda item: -item[1]))  # largest pods first, as a packer would
 
 
 def first_rejection(
