@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,27 +27,13 @@ FRAG, WHOLE = "frag", "whole"
 NODES = {**{f"frag-{i}": (FRAG, 2) for i in range(4)}, "whole-0": (WHOLE, 8)}
 
 
-def signals() -> dict[str, Any]:
-    document = {
-        "updatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "ttlSeconds": 86400,
-        "pools": {FRAG: {"gpuHourUSD": 2.0}, WHOLE: {"gpuHourUSD": 3.0}},
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "mlplacement-signals", "namespace": "mlplacement-system"},
-        "data": {"signals.yaml": json.dumps(document)},
-    }
-
-
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     control_plane.start_controllers()
     control_plane.install_home(
         REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default"))
     )
-    control_plane.apply(signals())
+    control_plane.apply(scheduling.signals({FRAG: 2.0, WHOLE: 3.0}))
     for name, (pool, gpus) in NODES.items():
         control_plane.apply(node(name, pool))
         control_plane.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(gpus))

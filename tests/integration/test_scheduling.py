@@ -8,7 +8,7 @@ gets). Needs a control plane with kube-controller-manager and kube-scheduler (..
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,11 +27,13 @@ TAINTED, OPEN = "cheap-tainted", "dear-open"
 NODES = {"tainted-0": TAINTED, "open-0": OPEN, "open-1": OPEN}
 
 
-def signals() -> dict[str, Any]:
+def signals(prices: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The signals ConfigMap with these GPU-hour prices per pool (by default this module's two pools)."""
+    prices = prices if prices is not None else {TAINTED: 1.0, OPEN: 3.0}
     document = {
         "updatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ttlSeconds": 86400,
-        "pools": {TAINTED: {"gpuHourUSD": 1.0}, OPEN: {"gpuHourUSD": 3.0}},
+        "pools": {pool: {"gpuHourUSD": price} for pool, price in prices.items()},
     }
     return {
         "apiVersion": "v1",
