@@ -114,7 +114,7 @@ class Records(Mapping[str, WorkloadRecord]):
     def values(self) -> ValuesView[WorkloadRecord]:
         return self._by_key.values()
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: WorkloadRecord | None = None) -> WorkloadRecord | None:  # type: ignore[override]
         return self._by_key.get(key, default)
 
     def __contains__(self, key: object) -> bool:
