@@ -101,4 +101,6 @@ def test_pods_not_bound_yet_are_counted_one_by_one_where_the_snapshot_offers_blo
     ledger.observe_child(job("a", 4, parallelism=2), deleted=False)  # two pods of 4
     ledger.observe_child(job("b", 2), deleted=False)
     pods = [pod("a", 4, "n1")]  # one of a's pods is bound: it counts on its node already
-    assert ledger.outstanding_pods(bound_gpus_by_workload(pods)) == {("GPUPool", "a100"): [4, 2]}
+    held, waiting = ledger.outstanding_pods(bound_gpus_by_workload(pods))
+    assert held == {("GPUPool", "a100"): 4 + 2}
+    assert waiting == {("GPUPool", "a100"): {4: 1, 2: 1}}

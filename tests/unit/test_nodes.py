@@ -130,7 +130,7 @@ def test_a_pools_free_blocks_are_its_nodes_allocatable_minus_what_pods_request()
 def test_pods_not_bound_yet_take_their_blocks_before_the_next_round_sees_them() -> None:
     nodes = [gpu_node("n1", 8), gpu_node("n2", 2)]
     snapshot = build_snapshot(
-        now=NOW, nodes=nodes, reserved={("GPUPool", "p"): 4}, reserved_pods={("GPUPool", "p"): [2, 2]}
+        now=NOW, nodes=nodes, reserved={("GPUPool", "p"): 4}, reserved_pods={("GPUPool", "p"): {2: 2}}
     )
     [target] = snapshot.targets
     assert target.blocks == (0, 6)  # best fit: one pod of 2 fills the 2-GPU node
@@ -138,7 +138,9 @@ def test_pods_not_bound_yet_take_their_blocks_before_the_next_round_sees_them() 
 
 
 def test_reserving_a_pod_no_block_holds_still_takes_its_gpus() -> None:
-    assert reserve([2, 2], [4]) == [0, 2]
+    assert reserve([2, 2], {4: 1}) == [0, 2]
+    # The 2-GPU pod first (best fit: the 3), then the 1-GPU pods fill the smallest blocks, the 8 kept nearly whole.
+    assert reserve([1, 3, 8], {1: 3, 2: 1}) == [0, 0, 7]
 
 
 # --- fleet files ---

@@ -244,7 +244,7 @@ class FleetCache:
         return self.workload_phases.get(namespace) or {}
 
     def snapshot(self, now: datetime, active_runs: Mapping[str, int] | None = None) -> Snapshot:
-        bound = self._bound_by_workload()
+        reserved, reserved_pods = self.ledger.outstanding_pods(self._bound_by_workload())
         return build_snapshot(
             now=now,
             nodes=self.nodes.values(),
@@ -256,8 +256,8 @@ class FleetCache:
             databricks_workspaces=self.workspaces.values(),
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,
-            reserved=self.ledger.outstanding(bound),
-            reserved_pods=self.ledger.outstanding_pods(bound),
+            reserved=reserved,
+            reserved_pods=reserved_pods,
             active_runs=active_runs,
         )
 

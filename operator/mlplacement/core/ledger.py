@@ -11,6 +11,7 @@ them, never hand out the same GPUs twice. Kueue accounts admitted workloads, not
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,14 +31,6 @@ class Commitment:
     target: TargetKey
     gpus: int
     pod_gpus: int = 0  # 0: one pod holding all of them
-
-    def pods_left(self, bound: int) -> list[int]:
-        """The GPUs of each pod not bound yet, once ``bound`` of the GPUs sit on nodes."""
-        left = self.gpus - bound
-        if left <= 0:
-            return []
-        size = self.pod_gpus or self.gpus
-        return [size] * -(-left // size)
 
 
 def workload_uid(obj: Mapping[str, Any]) -> str:
@@ -135,18 +128,24 @@ class CapacityLedger:
 
     def outstanding(self, bound_by_uid: Mapping[str, int]) -> dict[TargetKey, int]:
         """GPUs still held per target: each commitment minus what its bound pods already count."""
+        return self.outstanding_pods(bound_by_uid)[0]
+
+    def outstanding_pods(
+        self, bound_by_uid: Mapping[str, int]
+    ) -> tuple[dict[TargetKey, int], dict[TargetKey, Counter[int]]]:
+        """(GPUs still held per target, and per target the pods not bound yet: GPUs per pod -> how many), in one
+        pass: the snapshot's free blocks lose those pods where they would land (core.nodes.reserve)."""
         held: dict[TargetKey, int] = {}
+        pods: dict[TargetKey, Counter[int]] = {}
         for uid, commitment in self._by_uid.items():
             left = commitment.gpus - bound_by_uid.get(uid, 0)
-            if left > 0:
-                held[commitment.target] = held.get(commitment.target, 0) + left
-        return held
-
-    def outstanding_pods(self, bound_by_uid: Mapping[str, int]) -> dict[TargetKey, list[int]]:
-        """The GPUs of each pod not bound yet, per target: where the snapshot's free blocks lose them."""
-        pods: dict[TargetKey, list[int]] = {}
-        for uid, commitment in self._by_uid.items():
-            left = commitment.pods_left(bound_by_uid.get(uid, 0))
-            if left:
-                pods.setdefault(commitment.target, []).extend(left)
-        return pods
+            if left <= 0:
+                continue
+            target = commitment.target
+            held[target] = held.get(target, 0) + left
+            size = commitment.pod_gpus or commitment.gpus
+            waiting = pods.get(target)
+            if waiting is None:
+                waiting = pods[target] = Counter()
+            waiting[size] += -(-left // size)
+        return held, pods

@@ -36,19 +36,19 @@ def pods_that_fit(blocks: Sequence[int], pod_gpus: int) -> int:
 
 
 def take(blocks: list[int], pod_gpus: int, pods: int = 1) -> bool:
-    """Claim ``pods`` pods of ``pod_gpus`` on ``blocks`` (sorted ascending, changed in place), best fit each:
+    """Claim ``pods`` pods of ``pod_gpus`` GPUs on ``blocks`` (sorted ascending, changed in place), best fit each:
     the smallest block that holds the pod, so large blocks stay whole for large pods. False (and nothing
     claimed) when they do not all fit."""
     if pod_gpus <= 0 or pods <= 0:
         return True
-    trial = list(blocks)
+    if pods > 1 and pods_that_fit(blocks, pod_gpus) < pods:
+        return False
     for _ in range(pods):
-        at = bisect.bisect_left(trial, pod_gpus)
-        if at == len(trial):
-            return False
-        left = trial.pop(at) - pod_gpus
-        bisect.insort(trial, left)
-    blocks[:] = trial
+        at = bisect.bisect_left(blocks, pod_gpus)
+        if at == len(blocks):
+            return False  # only a single pod gets here unchecked: nothing was claimed
+        left = blocks.pop(at) - pod_gpus
+        bisect.insort(blocks, left)
     return True
 
 
@@ -105,14 +105,26 @@ class NodeBook:
         return take(blocks, pod_gpus, pods)
 
 
-def reserve(blocks: Iterable[int], pods: Iterable[int]) -> list[int]:
-    """Free blocks (ascending) once pods not bound yet are counted where they would land, largest pods first;
-    a pod no block holds takes from the largest what it can (as the pool's free total counts it whole)."""
+def reserve(blocks: Iterable[int], pods: Mapping[int, int]) -> list[int]:
+    """Free blocks (ascending) once pods not bound yet (GPUs per pod -> how many) are counted where they would
+    land, largest pods first; a pod no block holds takes from the largest what it can (as the pool's free total
+    counts it whole). Pods of one GPU, most of them, go in one pass over the blocks."""
     free = sorted(blocks)
-    for pod in sorted(pods, reverse=True):
-        if not take(free, pod) and free:
-            free[-1] = max(0, free[-1] - pod)
+    for size in sorted(pods, reverse=True):
+        count = pods[size]
+        if size == 1:
+            for index, block in enumerate(free):  # smallest first: best fit for a 1-GPU pod
+                used = min(block, count)
+                free[index] -= used
+                count -= used
+                if not count:
+                    break
             free.sort()
+            continue
+        for _ in range(count):
+            if not take(free, size) and free:
+                free[-1] = max(0, free[-1] - size)
+                free.sort()
     return free
 
 

@@ -6,7 +6,7 @@ either from raw Kubernetes object dicts (the operator) or from a fleet file (exp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -492,13 +492,13 @@ def build_snapshot(
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
     reserved: Mapping[tuple[str, str], int] | None = None,
     active_runs: Mapping[str, int] | None = None,
-    reserved_pods: Mapping[tuple[str, str], Sequence[int]] | None = None,
+    reserved_pods: Mapping[tuple[str, str], Mapping[int, int]] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
     ``reserved`` is what the operator has committed per target to children whose pods are not bound yet
-    (core.ledger): it is not free, whatever the Nodes or an edge's probe say. ``reserved_pods`` are those pods'
-    GPUs one by one: a pool's free blocks lose them where they would land (core.nodes.reserve)."""
+    (core.ledger): it is not free, whatever the Nodes or an edge's probe say. ``reserved_pods`` are those pods
+    (GPUs per pod -> how many): a pool's free blocks lose them where they would land (core.nodes.reserve)."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
         *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
