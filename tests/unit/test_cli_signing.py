@@ -198,3 +198,74 @@ def test_signing_never_writes_through_a_yaml_alias_into_spec(tmp_path: Path) -> 
     assert "mlplacement.io/signature" in signed["metadata"]["annotations"]
     verified = mlplacement("verify", manifest, "--keys", tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+VALID = """apiVersion: mlplacement.io/v1alpha1
+kind: MLWorkload
+metadata:
+  name: scorer
+  namespace: team-a
+spec:
+  type: Batch
+  image: registry.example.com/team-a/job:1
+  resources: {gpus: 1}
+"""
+
+REFUSED = [
+    pytest.param(VALID.replace("gpus: 1", "gpus: -1"), "spec.resources.gpus", id="a negative GPU count"),
+    pytest.param(VALID.replace("  image: registry.example.com/team-a/job:1\n", ""), "spec.image", id="no image"),
+    pytest.param(VALID.split("spec:")[0], "spec: Field required", id="no spec at all"),
+    pytest.param(VALID + "  latencyTargteMs: 20\n", "spec.latencyTargteMs", id="a misspelt field"),
+    pytest.param(VALID.replace("v1alpha1", "v1"), "apiVersion", id="an apiVersion the operator does not serve"),
+]
+
+
+@pytest.mark.parametrize(("manifest", "field"), REFUSED)
+def test_sign_refuses_what_the_operator_would_refuse_and_writes_nothing(
+    tmp_path: Path, manifest: str, field: str
+) -> None:
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    good, bad = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    good.write_text(VALID)
+    bad.write_text(manifest)
+    result = mlplacement("sign", good, bad, "--key", tmp_path / "ci.key", "--in-place")
+    assert result.returncode == 1
+    assert f"{bad}: InvalidSpec: MLWorkload team-a/scorer: " in result.stderr
+    assert field in result.stderr
+    assert good.read_text() == VALID  # all or nothing: the valid file was not rewritten either
+
+
+@pytest.mark.parametrize(("manifest", "field"), REFUSED)
+def test_verify_fails_a_valid_signature_over_what_the_operator_would_refuse(
+    tmp_path: Path, manifest: str, field: str
+) -> None:
+    from ruamel.yaml import YAML
+
+    from mlplacement.core import keyring as keyring_core
+    from mlplacement.core.signing import sign
+
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    key = keyring_core.load_private_key((tmp_path / "ci.key").read_bytes(), "ci.key")
+    document = YAML(typ="safe").load(manifest)
+    document["metadata"]["annotations"] = sign(document, key, "ci")  # signed by other means than `sign`
+    path = tmp_path / "signed.yaml"
+    YAML().dump(document, path)
+    result = mlplacement("verify", path, "--keys", tmp_path)
+    assert result.returncode == 1
+    assert "InvalidSpec: MLWorkload team-a/scorer: " in result.stdout
+    assert field in result.stdout
+
+
+@pytest.mark.parametrize("command", ["sign", "verify"])
+@pytest.mark.parametrize(
+    "content",
+    [pytest.param("", id="an empty file"), pytest.param("apiVersion: v1\nkind: ConfigMap\n", id="no signed kind")],
+)
+def test_nothing_to_sign_or_verify_is_an_error_not_a_pass(tmp_path: Path, command: str, content: str) -> None:
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    path = tmp_path / "x.yaml"
+    path.write_text(content)
+    options = ("--key", tmp_path / "ci.key") if command == "sign" else ("--keys", tmp_path)
+    result = mlplacement(command, path, *options)
+    assert result.returncode == 1
+    assert f"nothing to {command}: no MLPipeline, MLWorkload, PlacementPolicy in {path}" in result.stderr

@@ -17,10 +17,10 @@ from mlplacement.adapters.files import (
     write_private_file,
     yaml11_ambiguities,
 )
-from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS
+from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS, Reason
 from mlplacement.cli import cli
 from mlplacement.core import keyring as keyring_core
-from mlplacement.core.reconcile import describe
+from mlplacement.core.reconcile import describe, invalid_spec
 from mlplacement.core.signing import SigningError, parse_expires, sign, verify
 
 _DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
@@ -85,14 +85,26 @@ def sign_command(
     key_id = key_id or key_path.stem
     expiry = _parse_expiry(expires, datetime.now(UTC))
     manifests = [read_manifests(path) for path in files]  # read all first: fail before writing anything
+    signable = 0
+    for manifest in manifests:  # and judge all first: a file is never rewritten before another fails
+        for document in manifest.documents:
+            plain = to_plain(document)
+            if plain.get("kind") not in SIGNED_KINDS:
+                continue
+            signable += 1
+            ambiguous = yaml11_ambiguities(document.get("spec"), "spec")
+            if ambiguous:  # what kubectl would apply is not what would be signed
+                raise click.ClickException(f"{manifest.path}: {describe(plain)}: " + "; ".join(ambiguous))
+            problem = invalid_spec(plain)
+            if problem is not None:  # the operator would refuse it: a signature would only hide that
+                raise click.ClickException(f"{manifest.path}: {Reason.INVALID_SPEC.value}: {problem}")
+    if not signable:
+        raise click.ClickException(f"nothing to sign: {_no_signed_kind(files)}")
     for position, manifest in enumerate(manifests):
         for document in manifest.documents:
             plain = to_plain(document)
             if plain.get("kind") not in SIGNED_KINDS:
                 continue
-            ambiguous = yaml11_ambiguities(document.get("spec"), "spec")
-            if ambiguous:  # what kubectl would apply is not what would be signed
-                raise click.ClickException(f"{manifest.path}: {describe(plain)}: " + "; ".join(ambiguous))
             try:
                 annotations = sign(plain, private_key, key_id, expiry)
             except SigningError as exc:
@@ -113,6 +125,10 @@ def sign_command(
             if position:  # one stream: files after the first start a document of their own (else kubectl merges them)
                 click.echo("---")
             click.echo(text if text.endswith("\n") or not text else text + "\n", nl=False)
+
+
+def _no_signed_kind(files: tuple[Path, ...]) -> str:
+    return f"no {', '.join(sorted(SIGNED_KINDS))} in {', '.join(map(str, files))}"
 
 
 @cli.command("verify")
@@ -138,9 +154,16 @@ def verify_command(files: tuple[Path, ...], keys_dir: Path) -> None:
             if plain.get("kind") not in SIGNED_KINDS:
                 click.echo(f"{where}: skipped (not a signed kind)")
                 continue
-            verdict = verify(plain, keyring, now)
             checked += 1
+            refused = invalid_spec(plain)
+            if refused is not None:  # a valid signature over what the operator refuses verifies nothing
+                failures += 1
+                click.echo(f"{where}: {Reason.INVALID_SPEC.value}: {refused}")
+                continue
+            verdict = verify(plain, keyring, now)
             failures += not verdict.ok
             click.echo(f"{where}: {verdict.reason.value}: {verdict.message}")
+    if not checked:
+        raise click.ClickException(f"nothing to verify: {_no_signed_kind(files)}")
     if failures:
         raise click.ClickException(f"{failures} of {checked} signed documents failed verification")

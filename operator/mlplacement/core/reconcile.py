@@ -308,6 +308,23 @@ def _signed_part(obj: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     return obj.get("spec"), {key: annotations.get(key) for key in SIGNATURE_ANNOTATIONS}
 
 
+_MODELS: Mapping[str, type[Resource]] = {
+    Kind.ML_WORKLOAD.value: MLWorkload,
+    Kind.PLACEMENT_POLICY.value: PlacementPolicy,
+    Kind.ML_PIPELINE.value: MLPipeline,
+}
+
+
+def invalid_spec(obj: Mapping[str, Any]) -> str | None:
+    """What the operator's model refuses in a signed kind (apiVersion, spec, unknown fields), one line per field
+    path; None when it is valid. Admission, ``sign`` and ``verify`` judge with this one rule."""
+    try:
+        _MODELS.get(str(obj.get("kind")), MLWorkload).model_validate(obj)
+    except ValidationError as exc:
+        return describe_validation_error(exc, f"{describe(obj)}: ")
+    return None
+
+
 def admission_problem(
     obj: Mapping[str, Any],
     old: Mapping[str, Any] | None,
@@ -337,15 +354,9 @@ def admission_problem(
             f"{Reason.STAGE_MODIFIED.value}: {describe(obj)} is stage {labels.get(LABEL_STAGE, '?')!r} of MLPipeline "
             f"{labels[LABEL_PIPELINE]!r}: only the operator writes a stage; change and re-sign the pipeline"
         )
-    models: dict[str, type[Resource]] = {
-        Kind.PLACEMENT_POLICY.value: PlacementPolicy,
-        Kind.ML_PIPELINE.value: MLPipeline,
-    }
-    model = models.get(str(obj.get("kind")), MLWorkload)
-    try:
-        model.model_validate(obj)
-    except ValidationError as exc:
-        return f"{Reason.INVALID_SPEC.value}: {describe_validation_error(exc, f'{describe(obj)}: ')}"
+    problem = invalid_spec(obj)
+    if problem is not None:
+        return f"{Reason.INVALID_SPEC.value}: {problem}"
     verdict = verify(obj, keyring, now)
     if not verdict.ok:
         return f"{verdict.reason.value}: {verdict.message}"
