@@ -65,3 +65,29 @@ def test_simulate_json_is_the_report(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert {s["strategy"] for s in json.loads(result.stdout)["strategies"]} >= {"engine:defaults", "centralize"}
+
+
+def test_explain_with_keys_judges_the_policy_too(tmp_path: Path) -> None:
+    """An unsigned (or tampered) policy: the operator refuses every workload under it, and so does explain."""
+    import yaml
+
+    from mlplacement.core.signing import sign
+    from tests.builders import make_policy, make_workload, with_annotations
+
+    key = keyring_core.generate_key()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "platform.pem").write_bytes(keyring_core.public_pem(key))
+    workload = make_workload()
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(with_annotations(workload, sign(workload, key, "platform"))))
+    policy = make_policy("default")
+    verdicts = {}
+    for name, document in (("unsigned", policy), ("signed", with_annotations(policy, sign(policy, key, "platform")))):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(document))
+        result = run_cli(
+            "explain", tmp_path / "w.yaml", "--policy", tmp_path / f"{name}.yaml", "--keys", keys, "-o", "json"
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        verdicts[name] = ([r["reason"] for r in report["refused"]], [d["placed"] for d in report["decisions"]])
+    assert verdicts == {"unsigned": (["PolicyUnsigned"], []), "signed": ([], [True])}

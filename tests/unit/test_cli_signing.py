@@ -269,3 +269,41 @@ def test_nothing_to_sign_or_verify_is_an_error_not_a_pass(tmp_path: Path, comman
     result = mlplacement(command, path, *options)
     assert result.returncode == 1
     assert f"nothing to {command}: no MLPipeline, MLWorkload, PlacementPolicy in {path}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("expires", "complaint"),
+    [
+        pytest.param("2020-01-01T00:00:00Z", "is not in the future", id="a time in the past"),
+        pytest.param("0d", "is not in the future", id="a zero duration"),
+        pytest.param("10000000d", "before the year 10000", id="a duration past what a date can hold"),
+    ],
+)
+def test_a_signature_that_could_never_verify_is_not_written(tmp_path: Path, expires: str, complaint: str) -> None:
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    manifest = tmp_path / "w.yaml"
+    manifest.write_text(VALID)
+    result = mlplacement("sign", manifest, "--key", tmp_path / "ci.key", "--expires", expires)
+    assert result.returncode == 2  # bad usage
+    assert complaint in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_keygen_never_replaces_a_trusted_public_key(tmp_path: Path) -> None:
+    assert mlplacement("keygen", "--key-id", "ci", "--out", tmp_path).returncode == 0
+    trusted = (tmp_path / "ci.pem").read_bytes()
+    (tmp_path / "ci.key").unlink()  # the private half kept elsewhere, the public one trusted here
+    result = mlplacement("keygen", "--key-id", "ci", "--out", tmp_path)
+    assert result.returncode == 1
+    assert f"{tmp_path / 'ci.pem'} exists; refusing to overwrite a key" in result.stderr
+    assert (tmp_path / "ci.pem").read_bytes() == trusted
+    assert not (tmp_path / "ci.key").exists()
+
+
+def test_keygen_into_a_place_it_cannot_write_says_so_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = mlplacement("keygen", "--key-id", "ci", "--out", blocker / "keys")
+    assert result.returncode == 1
+    assert "cannot write the key pair" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ from mlplacement.adapters.files import (
     read_manifests,
     to_plain,
 )
+from mlplacement.api.constants import Reason
 from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.pipeline import MLPipeline
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
@@ -38,6 +39,19 @@ def _load_policy(path: Path | None) -> PlacementPolicySpec:
         return PlacementPolicy.model_validate(policies[0]).spec
     except ValidationError as exc:
         raise click.ClickException(f"{path}: {describe_validation_error(exc, 'PlacementPolicy ')}") from None
+
+
+def _policy_refusal(path: Path, keyring: Any, now: datetime) -> tuple[str, str] | None:
+    """(reason, message) the operator refuses every workload with when the policy at ``path`` does not verify."""
+    (policy,) = [to_plain(doc) for doc in read_manifests(path).documents if doc.get("kind") == "PlacementPolicy"]
+    verdict = verify(policy, keyring, now)
+    if verdict.ok:
+        return None
+    name = (policy.get("metadata") or {}).get("name")
+    return (
+        Reason.POLICY_UNSIGNED.value,
+        f"PlacementPolicy {name!r} does not verify: {verdict.reason.value}: {verdict.message}",
+    )
 
 
 def _parse_pipeline(where: str, obj: dict[str, Any]) -> MLPipeline:
@@ -146,18 +160,23 @@ def explain(
     refused: list[dict[str, Any]] = []
     if keys_dir is not None:
         keyring = parse_keyring({p.name: p.read_bytes() for p in sorted(keys_dir.glob("*.pem"))})
+        # The policy is judged as the operator judges it: one that does not verify refuses every workload.
+        policy_refusal = _policy_refusal(policy_path, keyring, now) if policy_path is not None else None
         kept = []
         for where, obj in objects:
             verdict = verify(obj, keyring, now) if obj.get("kind") in ("MLWorkload", "MLPipeline") else None
-            if verdict is not None and not verdict.ok:
+            refusal = (verdict.reason.value, verdict.message) if verdict is not None and not verdict.ok else None
+            if refusal is None and obj.get("kind") in ("MLWorkload", "MLPipeline"):
+                refusal = policy_refusal
+            if refusal is not None:
                 meta = obj.get("metadata") or {}
                 refused.append(
                     {
                         "kind": obj.get("kind"),
                         "workload": f"{meta.get('namespace') or ''}/{meta.get('name')}",
                         "file": where,
-                        "reason": verdict.reason.value,
-                        "message": verdict.message,
+                        "reason": refusal[0],
+                        "message": refusal[1],
                     }
                 )
             else:

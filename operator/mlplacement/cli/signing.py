@@ -35,14 +35,19 @@ def keygen(key_id: str, out_dir: Path, algorithm: str) -> None:
     """Create a signing key pair: a private key (mode 0600) and the public PEM to trust."""
     if not keyring_core.KEY_ID_RE.match(key_id):
         raise click.BadParameter(f"must match {keyring_core.KEY_ID_RE.pattern}", param_hint="--key-id")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    private_key = keyring_core.generate_key(algorithm)
     private_path, public_path = out_dir / f"{key_id}.key", out_dir / f"{key_id}.pem"
+    for path in (private_path, public_path):  # a trusted .pem replaced would untrust every signature made with it
+        if path.exists():
+            raise click.ClickException(f"{path} exists; refusing to overwrite a key")
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        private_key = keyring_core.generate_key(algorithm)
         write_private_file(private_path, keyring_core.private_pem(private_key))
+        public_path.write_bytes(keyring_core.public_pem(private_key))
     except FileExistsError:
         raise click.ClickException(f"{private_path} exists; refusing to overwrite a key") from None
-    public_path.write_bytes(keyring_core.public_pem(private_key))
+    except OSError as exc:
+        raise click.ClickException(f"{out_dir}: cannot write the key pair: {exc.strerror}") from None
     click.echo(f"wrote {private_path} (keep secret) and {public_path} (add to the trusted keys)")
 
 
@@ -50,14 +55,17 @@ def _parse_expiry(text: str | None, now: datetime) -> datetime | None:
     if text is None:
         return None
     match = _DURATION_RE.match(text)
-    if match:
-        return now + timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
     try:
-        return parse_expires(text)
-    except ValueError:
+        expires = (
+            now + timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))}) if match else parse_expires(text)
+        )
+    except (ValueError, OverflowError):
         raise click.BadParameter(
-            "use a duration (30d, 12h, 90m) or an RFC 3339 UTC time", param_hint="--expires"
+            "use a duration (30d, 12h, 90m) or an RFC 3339 UTC time, before the year 10000", param_hint="--expires"
         ) from None
+    if expires <= now:  # a signature no admission would ever accept
+        raise click.BadParameter(f"{text} is not in the future", param_hint="--expires")
+    return expires
 
 
 @cli.command("sign")
