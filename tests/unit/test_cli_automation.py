@@ -91,3 +91,10 @@ def test_explain_with_keys_judges_the_policy_too(tmp_path: Path) -> None:
         report = json.loads(result.stdout)
         verdicts[name] = ([r["reason"] for r in report["refused"]], [d["placed"] for d in report["decisions"]])
     assert verdicts == {"unsigned": (["PolicyUnsigned"], []), "signed": ([], [True])}
+
+
+def test_whatif_over_no_workloads_fails_instead_of_passing_the_gate(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_cli("whatif", "--policy", REPO / "examples" / "policy-default.yaml", "--workloads", tmp_path / "empty")
+    assert result.returncode == 1
+    assert f"no MLWorkload or MLPipeline in {tmp_path / 'empty'}: nothing to judge" in result.stderr

@@ -293,6 +293,8 @@ def whatif(
     snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
     paths = list(workload_paths) or [EXAMPLES_DIR]
     requests = _parse_workloads([(f"{p}#{i + 1}", o) for p, i, o in iter_objects(paths)])
+    if not requests:  # a gate that judged nothing must not pass
+        raise click.ClickException(f"no MLWorkload or MLPipeline in {', '.join(map(str, paths))}: nothing to judge")
     running = _running(running_paths, snapshot)
     changes, totals = analyse(requests, snapshot, _load_policy(current_path), _load_policy(policy_path), running)
     if output == "json":
