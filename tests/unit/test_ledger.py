@@ -103,4 +103,4 @@ def test_pods_not_bound_yet_are_counted_one_by_one_where_the_snapshot_offers_blo
     pods = [pod("a", 4, "n1")]  # one of a's pods is bound: it counts on its node already
     held, waiting = ledger.outstanding_pods(bound_gpus_by_workload(pods))
     assert held == {("GPUPool", "a100"): 4 + 2}
-    assert waiting == {("GPUPool", "a100"): {4: 1, 2: 1}}
+    assert waiting == {("GPUPool", "a100"): {(4, 1): 1, (2, 1): 1}}

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from mlplacement.api.fleet import FleetPool
 from mlplacement.api.workload import TargetKind, WorkloadType
-from mlplacement.core.nodes import NodeBook, packs, pods_that_fit, reserve, take
+from mlplacement.core.nodes import NodeBook, holding, packs, pods_that_fit, reserve, take
 from mlplacement.core.placement import decide, decide_many
 from mlplacement.core.snapshot import build_snapshot
 from tests.builders import make_fleet, make_request, pool
@@ -130,7 +130,7 @@ def test_a_pools_free_blocks_are_its_nodes_allocatable_minus_what_pods_request()
 def test_pods_not_bound_yet_take_their_blocks_before_the_next_round_sees_them() -> None:
     nodes = [gpu_node("n1", 8), gpu_node("n2", 2)]
     snapshot = build_snapshot(
-        now=NOW, nodes=nodes, reserved={("GPUPool", "p"): 4}, reserved_pods={("GPUPool", "p"): {2: 2}}
+        now=NOW, nodes=nodes, reserved={("GPUPool", "p"): 4}, reserved_pods={("GPUPool", "p"): {(2, 1): 2}}
     )
     [target] = snapshot.targets
     assert target.blocks == (0, 6)  # best fit: one pod of 2 fills the 2-GPU node
@@ -138,32 +138,34 @@ def test_pods_not_bound_yet_take_their_blocks_before_the_next_round_sees_them() 
 
 
 def test_reserving_a_pod_no_block_holds_still_takes_its_gpus() -> None:
-    assert reserve([2, 2], {4: 1}) == [0, 2]
+    assert reserve([2, 2], {(4, 1): 1}) == [0, 2]
     # The 2-GPU pod first (best fit: the 3), then the 1-GPU pods fill the smallest blocks, the 8 kept nearly whole.
-    assert reserve([1, 3, 8], {1: 3, 2: 1}) == [0, 0, 7]
+    assert reserve([1, 3, 8], {(1, 1): 3, (2, 1): 1}) == [0, 0, 7]
 
 
 # --- fleet files ---
 
 
 @pytest.mark.parametrize(
-    ("pool_fields", "blocks", "node_gpus"),
+    ("pool_fields", "blocks", "sizes"),
     [
-        pytest.param({"gpusTotal": 16}, (), 0, id="no node shapes: one bucket, as before"),
-        pytest.param({"gpusTotal": 16, "gpusFree": 11, "gpusPerNode": 8}, (3, 8), 8, id="free GPUs fill whole nodes"),
+        pytest.param({"gpusTotal": 16}, (), (), id="no node shapes: one bucket, as before"),
+        pytest.param(
+            {"gpusTotal": 16, "gpusFree": 11, "gpusPerNode": 8}, (3, 8), (8, 8), id="free GPUs fill whole nodes"
+        ),
         pytest.param(
             {"gpusTotal": 10, "gpusFree": 5, "nodes": [{"gpus": 8, "free": 3}, {"gpus": 2}]},
             (2, 3),
-            8,
+            (2, 8),
             id="node by node",
         ),
     ],
 )
 def test_fleet_file_pools_may_give_their_node_shapes(
-    pool_fields: dict[str, Any], blocks: tuple[int, ...], node_gpus: int
+    pool_fields: dict[str, Any], blocks: tuple[int, ...], sizes: tuple[int, ...]
 ) -> None:
     fleet_pool = FleetPool.model_validate({"name": "p", "region": "eu-west-1", **pool_fields})
-    assert fleet_pool.node_blocks() == (blocks, node_gpus)
+    assert fleet_pool.node_blocks() == (blocks, sizes)
 
 
 @pytest.mark.parametrize(
@@ -189,14 +191,17 @@ def test_fleet_file_node_shapes_that_disagree_are_refused(pool_fields: dict[str,
 @given(
     nodes=st.lists(st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=6), min_size=1, max_size=3),
     arrivals=st.lists(
-        st.lists(st.tuples(st.sampled_from([1, 2, 3, 4, 8]), st.integers(1, 2)), max_size=5), min_size=1, max_size=4
+        st.lists(st.tuples(st.sampled_from([1, 2, 3, 4, 8]), st.integers(1, 3), st.booleans()), max_size=5),
+        min_size=1,
+        max_size=4,
     ),
 )
 def test_over_rounds_every_placed_pod_has_a_node_that_holds_it(
-    nodes: list[list[int]], arrivals: list[list[tuple[int, int]]]
+    nodes: list[list[int]], arrivals: list[list[tuple[int, int, bool]]]
 ) -> None:
     """Each round decides on the blocks the last left (placed pods as reserved, not bound yet); whatever was
-    placed in a round must pack onto those blocks, so no node's GPUs are claimed twice."""
+    placed in a round must pack onto those blocks (a gang's pods each on a node of its own), so no node's GPUs
+    are claimed twice."""
     free = {("GPUPool", f"p{i}"): sorted(shape) for i, shape in enumerate(nodes)}
     serial = 0
     for batch in arrivals:
@@ -205,16 +210,27 @@ def test_over_rounds_every_placed_pod_has_a_node_that_holds_it(
             for index, (key, blocks) in enumerate(free.items())
         ]
         requests = []
-        for gpus, replicas in batch:
+        for gpus, pods, gang in batch:
             serial += 1
-            kind = WorkloadType.INFERENCE if replicas > 1 else WorkloadType.TRAINING
+            kind = WorkloadType.TRAINING if gang or pods == 1 else WorkloadType.INFERENCE
             requests.append(
                 make_request(
-                    key=f"ns/w{serial}", type=kind, gpus=gpus, replicas=replicas, allowed=frozenset(TargetKind)
+                    key=f"ns/w{serial}",
+                    type=kind,
+                    gpus=gpus,
+                    replicas=pods,
+                    gang=gang and pods > 1,
+                    allowed=frozenset(TargetKind),
                 )
             )
         decisions = decide_many(requests, {None: COST_ONLY}, make_fleet(*targets))
-        placed = [(d.chosen.target.key, d.request.gpus, d.request.replicas) for d in decisions if d.chosen is not None]
+        placed = [
+            (d.chosen.target.key, d.request.gpus, d.request.replicas, d.request.gang)
+            for d in decisions
+            if d.chosen is not None
+        ]
         assert packs({key: tuple(blocks) for key, blocks in free.items()}, placed)
-        for key, pod_gpus, pods in placed:
-            assert take(free[key], pod_gpus, pods)
+        for key, pod_gpus, pods, gang in placed:
+            if gang:  # a node of its own for each worker, on what was free when it was placed
+                assert holding(free[key], pod_gpus) >= pods
+            assert take(free[key], pod_gpus, pods, gang)

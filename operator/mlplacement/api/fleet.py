@@ -72,19 +72,19 @@ class FleetPool(WireModel):
             raise ValueError(f"gpusTotal {self.gpus_total} is not a whole number of {self.gpus_per_node}-GPU nodes")
         return self
 
-    def node_blocks(self) -> tuple[tuple[int, ...], int]:
-        """(free GPUs per node, smallest first; the most GPUs one node has), or ((), 0) when not given."""
+    def node_blocks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(free GPUs per node, GPUs per node), each smallest first, or ((), ()) when not given."""
         free_total = self.gpus_total if self.gpus_free is None else min(self.gpus_free, self.gpus_total)
         if self.nodes is not None:
             blocks = [node.gpus if node.free is None else node.free for node in self.nodes]
-            return tuple(sorted(blocks)), max((node.gpus for node in self.nodes), default=0)
+            return tuple(sorted(blocks)), tuple(sorted(node.gpus for node in self.nodes))
         if self.gpus_per_node is not None:
             per = self.gpus_per_node
             count = self.gpus_total // per
             whole, rest = divmod(free_total, per)
             blocks = [per] * whole + ([rest] if rest else [])
-            return tuple(sorted(blocks + [0] * (count - len(blocks)))), per
-        return (), 0
+            return tuple(sorted(blocks + [0] * (count - len(blocks)))), (per,) * count
+        return (), ()
 
 
 class FleetEdge(WireModel):

@@ -96,7 +96,13 @@ class Resources(WireModel):
 
     cpu: Quantity | None = Field(default=None, description="CPU request, a Kubernetes quantity (e.g. 4 or 500m).")
     memory: Quantity | None = Field(default=None, description="Memory request, a Kubernetes quantity (e.g. 16Gi).")
-    gpus: Annotated[int, Field(ge=0, le=64, description="GPUs per replica.")] = 0
+    gpus: Annotated[int, Field(ge=0, le=64, description="GPUs per pod: per replica, or per worker of a training.")] = 0
+    workers: Annotated[int | None, Field(ge=1, le=512)] = Field(
+        default=None,
+        description="Pods of a distributed training (Training only; default 1): each gets gpus on a node of its own "
+        "in one pool, all start or none hold GPUs. The child is an Indexed Job with a headless Service and torchrun's "
+        "environment (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, NODE_RANK, NPROC_PER_NODE); on Databricks, num_workers.",
+    )
     gpu_product: Annotated[
         str | None,
         Field(max_length=128, description="Required GPU model, as in the nvidia.com/gpu.product node label."),
@@ -303,6 +309,11 @@ class MLWorkloadSpec(WireModel):
                 "Inference needs intent.latencyTargetMs",
             ),
             ("self.type == 'Inference' || !has(self.replicas)", "replicas applies to Inference only"),
+            (
+                "self.type == 'Training' || !has(self.resources) || !has(self.resources.workers) "
+                "|| self.resources.workers == 1",
+                "workers applies to Training only",
+            ),
         )
     }
 
@@ -346,11 +357,23 @@ class MLWorkloadSpec(WireModel):
             raise ValueError("Inference needs intent.latencyTargetMs")
         if self.type is not WorkloadType.INFERENCE and self.replicas is not None:
             raise ValueError("replicas applies to Inference only")
+        if self.type is not WorkloadType.TRAINING and (self.resources.workers or 1) > 1:
+            raise ValueError("workers applies to Training only")
         return self
 
     @property
     def effective_replicas(self) -> int:
         return self.replicas if self.replicas is not None else 1
+
+    @property
+    def workers(self) -> int:
+        """Pods of a distributed training, all on distinct nodes of one pool (1: an ordinary single pod)."""
+        return self.resources.workers or 1
+
+    @property
+    def pods(self) -> int:
+        """Pods the workload runs at once: its replicas (Inference), its workers (Training), else one."""
+        return self.effective_replicas if self.type is WorkloadType.INFERENCE else self.workers
 
 
 class TargetRef(StatusModel):
@@ -414,10 +437,23 @@ class MLWorkloadStatus(StatusModel):
     )
 
 
+# A gang's pods are named <child>-<index> and used as hostnames (63 characters at most); the child is mlw-<name>.
+GANG_NAME_MAX = 52
+
+
 class MLWorkload(Resource):
     kind: Literal["MLWorkload"] = "MLWorkload"
     spec: MLWorkloadSpec
     status: MLWorkloadStatus | None = None
+
+    @model_validator(mode="after")
+    def _gang_hostnames_fit(self) -> Self:
+        if self.spec.workers > 1 and len(self.metadata.name) > GANG_NAME_MAX:
+            raise ValueError(
+                f"a distributed training's name has at most {GANG_NAME_MAX} characters (its workers' hostnames "
+                f"are mlw-<name>-<index>); {self.metadata.name!r} has {len(self.metadata.name)}"
+            )
+        return self
 
 
 __all__ = [

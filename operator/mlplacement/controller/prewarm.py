@@ -68,7 +68,7 @@ class Prewarmer:
                 frequency=intent.training_frequency,
                 schedule=intent.schedule,
                 gpus=workload.spec.resources.gpus,
-                pods=workload.spec.effective_replicas,
+                pods=workload.spec.pods,
                 pool=pool,
                 active=status.get("phase") in ACTIVE or key in queued,
                 last_placed=datetime.fromisoformat(str(decided)) if decided else None,

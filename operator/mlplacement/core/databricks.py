@@ -79,6 +79,9 @@ def submit_payload(workload: MLWorkload, attempt: int) -> dict[str, Any]:
         inputs = {e["name"]: e["value"] for e in input_env(workload.metadata.annotations)}
         if inputs:  # a pipeline stage: what it consumes, as on a pod (an existing cluster cannot be told)
             cluster["spark_env_vars"] = {**(cluster.get("spark_env_vars") or {}), **inputs}
+        if workload.spec.workers > 1 and "autoscale" not in cluster:
+            # A distributed training's workers are the run's cluster's workers (TorchDistributor uses them all).
+            cluster["num_workers"] = workload.spec.workers
         task["new_cluster"] = cluster
     if spec.libraries:
         task["libraries"] = list(spec.libraries)

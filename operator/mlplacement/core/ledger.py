@@ -18,6 +18,7 @@ from typing import Any
 
 from mlplacement.api.constants import ANNOTATION_TARGET, LABEL_WORKLOAD_UID
 from mlplacement.core.kinds import KINDS
+from mlplacement.core.nodes import PodGroup
 from mlplacement.core.snapshot import TERMINAL_POD_PHASES, pod_gpu_requests
 
 TargetKey = tuple[str, str]
@@ -31,6 +32,7 @@ class Commitment:
     target: TargetKey
     gpus: int
     pod_gpus: int = 0  # 0: one pod holding all of them
+    gang: bool = False  # a distributed training: its pods on distinct nodes
 
 
 def workload_uid(obj: Mapping[str, Any]) -> str:
@@ -53,17 +55,20 @@ def child_commitment(child: Mapping[str, Any]) -> Commitment | None:
     if kind not in _GPU_KINDS or not name:
         return None
     spec = child.get("spec") or {}
+    gang = False
     if child.get("kind") == "Job":
         if job_finished(child):
             return None
         pods = spec.get("parallelism", 1)
+        # The operator makes an Indexed Job of several pods for a distributed training only.
+        gang = spec.get("completionMode") == "Indexed" and int(pods or 1) > 1
     elif child.get("kind") == "Deployment":
         pods = spec.get("replicas", 1)
     else:
         return None
     per_pod = pod_gpu_requests(spec.get("template") or {})
     gpus = per_pod * int(pods if pods is not None else 1)
-    return Commitment((kind, name), gpus, per_pod) if gpus > 0 else None
+    return Commitment((kind, name), gpus, per_pod, gang) if gpus > 0 else None
 
 
 def bound_gpus_by_workload(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -132,11 +137,12 @@ class CapacityLedger:
 
     def outstanding_pods(
         self, bound_by_uid: Mapping[str, int]
-    ) -> tuple[dict[TargetKey, int], dict[TargetKey, Counter[int]]]:
-        """(GPUs still held per target, and per target the pods not bound yet: GPUs per pod -> how many), in one
-        pass: the snapshot's free blocks lose those pods where they would land (core.nodes.reserve)."""
+    ) -> tuple[dict[TargetKey, int], dict[TargetKey, Counter[PodGroup]]]:
+        """(GPUs still held per target, and per target the pods not bound yet: (GPUs per pod, width) -> how many,
+        width being a gang's pods still unbound), in one pass: the snapshot's free blocks lose those pods where
+        they would land (core.nodes.reserve)."""
         held: dict[TargetKey, int] = {}
-        pods: dict[TargetKey, Counter[int]] = {}
+        pods: dict[TargetKey, Counter[PodGroup]] = {}
         for uid, commitment in self._by_uid.items():
             left = commitment.gpus - bound_by_uid.get(uid, 0)
             if left <= 0:
@@ -147,5 +153,9 @@ class CapacityLedger:
             waiting = pods.get(target)
             if waiting is None:
                 waiting = pods[target] = Counter()
-            waiting[size] += -(-left // size)
+            unbound = -(-left // size)
+            if commitment.gang and unbound > 1:
+                waiting[size, unbound] += 1
+            else:
+                waiting[size, 1] += unbound
         return held, pods

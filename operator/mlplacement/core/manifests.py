@@ -32,6 +32,11 @@ from mlplacement.core.snapshot import Target
 
 MANAGER = "mlplacement"
 SERVICE_PORT = 8080
+# torchrun's default rendezvous port: worker 0 listens there, the others reach it by its stable DNS name.
+RENDEZVOUS_PORT = 29500
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+# An Indexed Job's pods carry their index here (and as JOB_COMPLETION_INDEX in their environment).
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # Taints that spot node pools commonly carry; tolerating them lets spot-placed work schedule there.
 SPOT_TOLERATIONS = (
     {"key": "karpenter.sh/capacity-type", "operator": "Equal", "value": "spot", "effect": "NoSchedule"},
@@ -231,23 +236,82 @@ def build_children(
             "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": SERVICE_PORT}]},
         }
         return [deployment, service]
+    workers = spec.workers
+    env = input_env(annotations)
+    if workers > 1:
+        env += gang_env(child_meta["name"], workers, spec.resources.gpus)
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": child_meta,
         "spec": {
-            # Retries are the operator's (spec.retry), not the Job controller's: one pod per attempt.
+            # Retries are the operator's (spec.retry), not the Job controller's: one pod per attempt, and a gang
+            # that loses a worker fails whole (its rendezvous would wait for the lost worker forever).
             "backoffLimit": 0,
             "podFailurePolicy": DISRUPTION_IS_NOT_FAILURE,
             "template": {
                 "metadata": {"labels": pod_labels},
-                "spec": _pod_spec(spec, target, pool_label_key, "Never", input_env(annotations)),
+                "spec": _pod_spec(spec, target, pool_label_key, "Never", env),
             },
         },
     }
     if spec.databricks is not None and spec.databricks.timeout_seconds:
         job["spec"]["activeDeadlineSeconds"] = spec.databricks.timeout_seconds
-    return [job]
+    if workers == 1:
+        return [job]
+    _gang(job, child_meta, selector, workers)
+    return [job, _headless_service(child_meta, selector)]  # the Job first: the ledger reads its pods
+
+
+def gang_env(name: str, workers: int, gpus: int) -> list[dict[str, Any]]:
+    """What torchrun (and most launchers) needs in every pod of a gang, plain and as torchrun's PET_ variables:
+    worker 0 by its stable DNS name (pod hostname ``<job>-0`` under the headless Service ``<job>``), the world
+    size in nodes, this pod's rank from its completion index, and a process per GPU."""
+    rank = {"valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}}
+    plain = {
+        "MASTER_ADDR": f"{name}-0.{name}",
+        "MASTER_PORT": str(RENDEZVOUS_PORT),
+        "WORLD_SIZE": str(workers),
+        "NNODES": str(workers),
+        "NPROC_PER_NODE": str(max(1, gpus)),
+    }
+    env: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in plain.items()]
+    env += [{"name": "NODE_RANK", **rank}, {"name": "RANK", **rank}]
+    env += [{"name": f"PET_{key}", "value": plain[key]} for key in ("MASTER_ADDR", "MASTER_PORT", "NNODES")]
+    env += [{"name": "PET_NPROC_PER_NODE", "value": plain["NPROC_PER_NODE"]}, {"name": "PET_NODE_RANK", **rank}]
+    return env
+
+
+def _gang(job: dict[str, Any], child_meta: Mapping[str, Any], selector: Mapping[str, str], workers: int) -> None:
+    """Make ``job`` the gang's Indexed Job: all workers at once, each on a node of its own (the placement counted
+    them so), resolvable by name through the headless Service of the same name."""
+    name = child_meta["name"]
+    spec = job["spec"]
+    spec.update(completionMode="Indexed", completions=workers, parallelism=workers)
+    pod = spec["template"]["spec"]
+    pod["subdomain"] = name
+    pod["affinity"] = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": dict(selector)}, "topologyKey": HOSTNAME_TOPOLOGY}
+            ]
+        }
+    }
+
+
+def _headless_service(child_meta: Mapping[str, Any], selector: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": dict(child_meta),
+        "spec": {
+            "clusterIP": "None",
+            "selector": dict(selector),
+            # Workers find worker 0 before any of them is ready: rendezvous is how they become ready.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+        },
+    }
 
 
 def placeholder_name(workload_name: str) -> str:

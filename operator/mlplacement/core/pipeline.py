@@ -185,7 +185,7 @@ def estimated_hours(template: MLWorkloadSpec) -> float:
     work = template.intent.expected_gpu_hours
     if not work:
         return 0.0
-    gpus = max(1, template.resources.gpus) * template.effective_replicas
+    gpus = max(1, template.resources.gpus) * template.pods
     return work / gpus
 
 

@@ -475,11 +475,12 @@ def child_status(
                 conditions, ConditionType.DEGRADED, True, Reason.FAILED, message, generation, now
             )
             return api_status(MLWorkloadStatus(phase=Phase.FAILED, conditions=conditions))
-        # Pods that run, not pods that exist: Job `active` counts pending pods the scheduler never bound.
-        if int(child_state.get("ready") or 0) > 0:
-            conditions = set_condition(
-                conditions, ConditionType.READY, True, Reason.RUNNING, "Job is running", generation, now
-            )
+        # Pods that run, not pods that exist: Job `active` counts pending pods the scheduler never bound. A
+        # distributed training runs when every worker does (torchrun waits for all of them).
+        ready, workers = int(child_state.get("ready") or 0), workload.spec.workers
+        if ready >= workers:
+            message = "Job is running" if workers == 1 else f"Job is running ({ready}/{workers} workers ready)"
+            conditions = set_condition(conditions, ConditionType.READY, True, Reason.RUNNING, message, generation, now)
             return api_status(MLWorkloadStatus(phase=Phase.RUNNING, conditions=conditions))
         return None
     if child.get("kind") == "Deployment" and workload.spec.type is WorkloadType.INFERENCE:

@@ -53,7 +53,7 @@ def running_from(
         return None
     key = (str(target["kind"]), str(target["name"]))
     spec, meta = workload.spec, workload.metadata
-    gpus = spec.resources.gpus * spec.effective_replicas
+    gpus = spec.resources.gpus * spec.pods
     decided = str(placement.get("decidedAt") or "")
     try:
         started = datetime.fromisoformat(decided.replace("Z", "+00:00")).timestamp() if decided else 0.0

@@ -62,6 +62,8 @@ class Target:
     # the node shapes are not known (a fleet file pool without them: one bucket of GPUs, as before).
     blocks: tuple[int, ...] = ()
     node_gpus: int = 0  # the most GPUs one node has (allocatable); 0 when not known
+    # GPUs per schedulable node (allocatable), smallest first: how many nodes a gang's workers could ever take.
+    node_sizes: tuple[int, ...] = ()
     # (kind, name), precomputed: placement looks it up for every candidate of every decision.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
@@ -158,7 +160,7 @@ def snapshot_from_fleet(fleet: Fleet, now: datetime) -> Snapshot:
     for pool in fleet.pools:
         spot = pool.capacity_type is CapacityType.SPOT
         price, risk = _pool_price(signals, pool.name, pool.gpu_product, spot)
-        blocks, node_gpus = pool.node_blocks()
+        blocks, sizes = pool.node_blocks()
         targets.append(
             Target(
                 kind=TargetKind.GPU_POOL,
@@ -175,7 +177,8 @@ def snapshot_from_fleet(fleet: Fleet, now: datetime) -> Snapshot:
                 ),
                 gpus_total=pool.gpus_total,
                 blocks=blocks,
-                node_gpus=node_gpus,
+                node_gpus=max(sizes, default=0),
+                node_sizes=sizes,
             )
         )
     for edge in fleet.edge_clusters:
@@ -337,6 +340,7 @@ def gpu_pools_from_nodes(
                 "total": 0,
                 "free": 0,
                 "blocks": [],
+                "sizes": [],
                 "node_gpus": 0,
                 "ready": 0,
                 "nodes": 0,
@@ -358,6 +362,7 @@ def gpu_pools_from_nodes(
         free = max(0, allocatable - used_by_node.get(name, 0))
         entry["free"] += free
         entry["blocks"].append(free)
+        entry["sizes"].append(allocatable)
         entry["node_gpus"] = max(entry["node_gpus"], allocatable)
     targets = []
     for name, entry in sorted(pools.items()):
@@ -379,6 +384,7 @@ def gpu_pools_from_nodes(
                 gpus_total=entry["total"],
                 blocks=tuple(sorted(entry["blocks"])),
                 node_gpus=entry["node_gpus"],
+                node_sizes=tuple(sorted(entry["sizes"])),
             )
         )
     return targets
@@ -492,13 +498,14 @@ def build_snapshot(
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
     reserved: Mapping[tuple[str, str], int] | None = None,
     active_runs: Mapping[str, int] | None = None,
-    reserved_pods: Mapping[tuple[str, str], Mapping[int, int]] | None = None,
+    reserved_pods: Mapping[tuple[str, str], Mapping[tuple[int, int], int]] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
     ``reserved`` is what the operator has committed per target to children whose pods are not bound yet
     (core.ledger): it is not free, whatever the Nodes or an edge's probe say. ``reserved_pods`` are those pods
-    (GPUs per pod -> how many): a pool's free blocks lose them where they would land (core.nodes.reserve)."""
+    ((GPUs per pod, gang width) -> how many): a pool's free blocks lose them where they would land
+    (core.nodes.reserve)."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
         *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),

@@ -189,8 +189,10 @@ def _feasible(
     rejections: list[Rejection] = []
     claimed = claims.get
     pinned = request.pinned
-    # Pods of one GPU fit wherever the pool's free total says; larger ones need a node that holds them.
-    book = nodes if request.gpus > 1 else None
+    # Pods of one GPU fit wherever the pool's free total says; larger ones need a node that holds them, and a
+    # gang's pods a node each.
+    book = nodes if request.gpus > 1 or (request.gang and request.gpus > 0) else None
+    gang = request.gang
     traits = region_traits(request) if memo is not None else ()
     for kind, regions in snapshot.by_kind_region.items():
         kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
@@ -238,10 +240,11 @@ def _feasible(
                 reason: str | None
                 if failure is None and only_capacity:
                     if need <= target.capacity - claimed(target.key, 0):
-                        if book is None or book.fits(target.key, request.gpus, request.replicas):
+                        if book is None or book.fits(target.key, request.gpus, request.replicas, gang):
                             feasible.append(target)
                             continue
-                        reason, check = book.shortfall(target.key, request.gpus, request.replicas), capacity_filter
+                        reason = book.shortfall(target.key, request.gpus, request.replicas, gang)
+                        check = capacity_filter
                     else:
                         reason, check = lacking, capacity_filter
                 elif failure is None:
@@ -252,10 +255,11 @@ def _feasible(
                         if reason is not None:
                             break
                     else:
-                        if book is None or book.fits(target.key, request.gpus, request.replicas):
+                        if book is None or book.fits(target.key, request.gpus, request.replicas, gang):
                             feasible.append(target)
                             continue
-                        reason, check = book.shortfall(target.key, request.gpus, request.replicas), capacity_filter
+                        reason = book.shortfall(target.key, request.gpus, request.replicas, gang)
+                        check = capacity_filter
                 else:
                     reason, check = failure
                 assert reason is not None  # every branch that gets here was rejected
@@ -671,7 +675,7 @@ def decide_many(
             target = decision.chosen.target
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
             if nodes is not None:
-                nodes.take(target.key, request.gpus, request.replicas)
+                nodes.take(target.key, request.gpus, request.replicas, request.gang)
             scarcity.place(
                 _namespace(request),
                 Need(request.gpus_needed, target_product(target), decision.chosen.hourly_cost_usd),
@@ -680,7 +684,7 @@ def decide_many(
                 every = batch_options(request, policy, snapshot, decision.candidates, full)
                 # Moves count GPUs per target, not per node: a pod of several GPUs stays on the node the greedy
                 # found for it (pods of one GPU fit wherever the target's free total says, so they may move).
-                stays = pinned_here or bool(policy.quotas) or (nodes is not None and request.gpus > 1)
+                stays = pinned_here or bool(policy.quotas) or (nodes is not None and (request.gpus > 1 or request.gang))
                 options[request.key] = {target.key: every[target.key]} if stays and target.key in every else every
                 if target.key not in options[request.key]:
                     options[request.key] = {target.key: Option(0.0, claim_amount(request, target))}
@@ -691,7 +695,7 @@ def decide_many(
             and full
             and not decision.quota_exceeded
             and not policy.quotas
-            and (nodes is None or request.gpus <= 1)
+            and (nodes is None or (request.gpus <= 1 and not request.gang))
         ):
             # It may still fit on a full target once placed workloads move.
             gpus = request.gpus_needed
@@ -743,7 +747,7 @@ def _packs_on_nodes(decisions: Sequence[Decision], final: Mapping[str, tuple[str
     by_key = {d.request.key: d.request for d in decisions}
     shaped = {t.key: t.blocks for t in snapshot.targets if t.blocks}
     placed = [
-        (final[key], by_key[key].gpus, by_key[key].replicas)
+        (final[key], by_key[key].gpus, by_key[key].replicas, by_key[key].gang)
         for key in (d.request.key for d in decisions)
         if key in final and final[key] in shaped
     ]

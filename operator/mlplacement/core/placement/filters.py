@@ -17,6 +17,7 @@ from datetime import UTC, timedelta
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
 from mlplacement.core.kinds import KINDS
+from mlplacement.core.nodes import holding
 from mlplacement.core.placement.request import PlacementRequest
 from mlplacement.core.snapshot import Snapshot, Target
 
@@ -306,6 +307,13 @@ def fits_at_all(request: PlacementRequest, target: Target, free: int, context: C
         return f"have {target.gpus_total} GPUs in all (need {request.gpus_needed})"
     if 0 < target.node_gpus < request.gpus:  # a pod's GPUs sit on one node
         return f"have no node with {request.gpus} GPUs (the largest has {target.node_gpus})"
+    if request.gang and target.node_sizes and request.gpus > 0:
+        nodes = holding(target.node_sizes, request.gpus)
+        if nodes < request.replicas:  # a gang's workers each need a node of their own
+            return (
+                f"have {nodes} nodes with {request.gpus} GPUs (a {request.replicas}-worker gang needs a node per "
+                "worker)"
+            )
     return None
 
 
@@ -450,7 +458,7 @@ def static_traits(
             request.checkpoint_interval_minutes,
         )
     if fits_at_all in checks:
-        traits += (request.gpus_needed, request.gpus)
+        traits += (request.gpus_needed, request.gpus, request.gang and request.replicas)
     return tuple(traits)
 
 

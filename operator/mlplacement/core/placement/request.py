@@ -23,8 +23,8 @@ CLASS_LATENCY_MS = {LatencyClass.REALTIME: 50.0, LatencyClass.INTERACTIVE: 500.0
 class PlacementRequest:
     key: str  # namespace/name
     type: WorkloadType
-    gpus: int  # per replica
-    replicas: int
+    gpus: int  # per pod
+    replicas: int  # pods: an inference's replicas, a training's workers
     gpu_product: str | None
     model_size_gb: float
     latency_class: LatencyClass
@@ -52,6 +52,8 @@ class PlacementRequest:
     deadline: datetime | None = None
     max_runtime_minutes: int | None = None
     checkpoint_interval_minutes: int | None = None
+    # A distributed training: its pods (replicas) each need a node of their own in one pool, all or none.
+    gang: bool = False
     # gpus x replicas, precomputed: every filter and claim of every decision reads it.
     gpus_needed: int = field(init=False, repr=False, compare=False)
 
@@ -71,7 +73,7 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         key=f"{meta.namespace or ''}/{meta.name}",
         type=spec.type,
         gpus=spec.resources.gpus,
-        replicas=spec.effective_replicas,
+        replicas=spec.pods,
         gpu_product=spec.resources.gpu_product,
         model_size_gb=spec.model.size_gb if spec.model is not None else 0.0,
         latency_class=spec.intent.latency_class,
@@ -94,4 +96,5 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         deadline=spec.intent.deadline,
         max_runtime_minutes=spec.intent.max_runtime_minutes,
         checkpoint_interval_minutes=spec.intent.checkpoint_interval_minutes,
+        gang=spec.workers > 1,
     )
