@@ -35,6 +35,8 @@ def test_explain_json_is_a_stable_shape(tmp_path: Path) -> None:
         "target",
         "hourlyCostUSD",
         "message",
+        "nodesFreeGPUs",
+        "block",
         "candidates",
         "rejections",
     }

@@ -42,7 +42,7 @@ def test_round_trip_on_the_examples_verifies(signed_examples: Path) -> None:
         "verify", *sorted((signed_examples / "examples").glob("*.yaml")), "--keys", signed_examples / "keys"
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(": Verified:") == 5  # three workloads, the pipeline and the policy
+    assert result.stdout.count(": Verified:") == 6  # four workloads, the pipeline and the policy
     assert "EdgeCluster edge-fra-store-01: skipped" in result.stdout
 
 

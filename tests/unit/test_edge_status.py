@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 
 from mlplacement.core.edge import ProbeResult, capacity_of, edge_status, worth_writing
+from mlplacement.core.placement.filters import fits_at_all
+from mlplacement.core.snapshot import edge_targets
+from tests.builders import make_request
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 GOOD = ProbeResult(reachable=True, api_ready=True, rtt_ms=12.34, ready_nodes=2, gpus_allocatable=8, gpus_free=3)
@@ -124,4 +127,30 @@ def pod(node_name: str, gpus: int, phase: str = "Running") -> dict[str, Any]:
 def test_capacity_counts_ready_nodes_and_gpus_not_requested_by_live_pods() -> None:
     nodes = [node("a", 4), node("b", 2), node("down", 8, ready="False"), node("cordoned", 8, cordoned=True)]
     pods = [pod("a", 3), pod("b", 1, phase="Succeeded"), pod("down", 8)]
-    assert capacity_of(nodes, pods) == (2, 6, 3)
+    capacity = capacity_of(nodes, pods)
+    assert capacity.ready_nodes == 2
+    assert (sum(capacity.gpus_by_node), sum(capacity.free_gpus_by_node)) == (6, 3)
+    assert (capacity.gpus_by_node, capacity.free_gpus_by_node) == ((2, 4), (1, 2))  # node by node, smallest first
+
+
+def test_an_edge_probe_reports_its_node_shapes_and_placement_reads_them() -> None:
+    result = ProbeResult(
+        reachable=True,
+        api_ready=True,
+        ready_nodes=2,
+        gpus_allocatable=6,
+        gpus_free=3,
+        gpus_by_node=(2, 4),
+        free_gpus_by_node=(1, 2),
+    )
+    status = edge_status(None, result, 0, NOW, 1)
+    assert (status["gpusByNode"], status["freeGPUsByNode"]) == ([2, 4], [1, 2])
+    edge = {
+        "metadata": {"name": "fra"},
+        "spec": {"region": "eu-central-1"},
+        "status": {**status, "lastProbeTime": NOW.isoformat()},
+    }
+    [target] = edge_targets([edge], NOW)
+    assert (target.blocks, target.node_sizes, target.node_gpus) == ((1, 2), (2, 4), 4)
+    # An edge whose largest node has 4 GPUs never takes a 6-GPU pod, whatever its total.
+    assert fits_at_all(make_request(gpus=6), target, 3, None) == "have no node with 6 GPUs (the largest has 4)"

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from pydantic import ValidationError
 
+from mlplacement.api.policy import GangRules
 from mlplacement.api.workload import MLWorkload, TargetKind, WorkloadType
 from mlplacement.core.databricks import submit_payload
+from mlplacement.core.explain import describe_nodes
 from mlplacement.core.ledger import CapacityLedger, Commitment, bound_gpus_by_workload, child_commitment
 from mlplacement.core.manifests import build_children
 from mlplacement.core.nodes import NodeBook, reserve
 from mlplacement.core.placement import decide, decide_many, request_from_workload
 from mlplacement.core.reconcile import child_status
+from mlplacement.core.snapshot import build_snapshot
 from tests.builders import make_fleet, make_request, make_workload, pool, workspace
+from tests.conftest import REPO, run_cli
 from tests.unit.test_batch import COST_ONLY
 from tests.unit.test_chart import KUBERNETES_SCHEMA_VERSION
 from tests.unit.test_ledger import pod
@@ -239,3 +246,114 @@ def test_a_gang_is_one_request_of_workers_pods() -> None:
     assert (request.gpus, request.replicas, request.gang, request.gpus_needed) == (8, 4, True, 32)
     single = request_from_workload(MLWorkload.model_validate(gang_workload(workers=1, gpus=8)))
     assert (single.replicas, single.gang) == (1, False)
+
+
+# --- one topology block (the policy's gangs.topologyLabel) ---
+
+RACKED = (("rack",), ((("r1",), (8, 8)), (("r2",), (8, 8, 8)), (("",), (8, 8))))
+
+
+def racked_book() -> NodeBook:
+    flat = tuple(sorted(block for _, blocks in RACKED[1] for block in blocks))
+    return NodeBook({KEY: flat}, {KEY: RACKED})
+
+
+@pytest.mark.parametrize(
+    ("workers", "fits", "why"),
+    [
+        pytest.param(2, True, "", id="two workers fit either rack"),
+        pytest.param(3, True, "", id="three fit r2 only"),
+        pytest.param(
+            4,
+            False,
+            "have no rack block with 4 nodes of 8 free GPUs (the most in one: 3)",
+            id="seven nodes, none 4 in a rack",
+        ),
+    ],
+)
+def test_a_gang_held_to_one_rack_fits_only_where_one_rack_has_a_node_per_worker(
+    workers: int, fits: bool, why: str
+) -> None:
+    book = racked_book()
+    assert book.fits(KEY, 8, workers, distinct=True)  # without the rule the 7 nodes would do
+    assert book.fits_block(KEY, "rack", 8, workers) is fits
+    if not fits:
+        assert book.block_shortfall(KEY, "rack", 8, workers) == why
+
+
+def test_a_gang_takes_the_smallest_rack_that_holds_it_and_other_claims_land_in_a_rack_too() -> None:
+    book = racked_book()
+    assert book.take_block(KEY, "rack", 8, 2) == "r1"  # r2 (three nodes) stays whole for a wider gang
+    assert book.take_block(KEY, "rack", 8, 3) == "r2"
+    assert book.take_block(KEY, "rack", 8, 2) is None  # the unlabelled nodes are in no rack
+    assert book.take(KEY, 8, 2, distinct=True)  # a gang without the rule may use them
+    assert list(book.blocks(KEY)) == [0] * 7
+    assert not book.fits(KEY, 1, 1)
+
+
+def test_the_policy_pins_a_gang_to_the_rack_the_round_counted_for_it() -> None:
+    policy = COST_ONLY.model_copy(update={"gangs": GangRules(topology_label="rack")})
+    racked = pool("racked", free=56, blocks=(8,) * 7, node_gpus=8, node_sizes=(8,) * 7, domain_labels=RACKED[0])
+    fleet = make_fleet(replace(racked, domains=RACKED[1]))
+    first, second = gang(3, 8, "team-a/three", priority=9), gang(3, 8, "team-a/again", priority=1)
+    decisions = {d.request.key: d for d in decide_many([first, second], {None: policy}, fleet)}
+    three = decisions["team-a/three"].chosen
+    assert three is not None
+    assert three.target.pin == ("rack", "r2")
+    again = decisions["team-a/again"]
+    assert again.chosen is None  # 4 nodes are free, but no rack has 3 of them
+    assert "have no rack block with 3 nodes of 8 free GPUs (the most in one: 2)" in again.message
+    obj = gang_workload(workers=3)
+    [job, _] = build_children(obj, MLWorkload.model_validate(obj).spec, three.target)
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"mlplacement.io/pool": "racked", "rack": "r2"}
+
+
+def rack_node(name: str, rack: str | None, free_gpus: int = 8) -> dict[str, Any]:
+    labels = {"mlplacement.io/pool": "p", "topology.kubernetes.io/region": "eu-west-1"}
+    if rack:
+        labels["rack"] = rack
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(free_gpus)},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def test_the_snapshot_keeps_a_pool_per_rack_when_a_policy_names_the_label_and_reserves_there() -> None:
+    nodes = [rack_node("a", "r1"), rack_node("b", "r1"), rack_node("c", "r2"), rack_node("d", None, 4)]
+    [plain] = build_snapshot(now=NOW, nodes=nodes).targets
+    assert plain.domains == ()
+    [target] = build_snapshot(now=NOW, nodes=nodes, topology_labels={"rack"}).targets
+    assert target.domain_labels == ("rack",)
+    assert target.domains == ((("",), (4,)), (("r1",), (8, 8)), (("r2",), (8,)))
+    # A 2-worker gang created but not bound yet: its workers hold two distinct nodes in the next snapshot.
+    [held] = build_snapshot(
+        now=NOW, nodes=nodes, topology_labels={"rack"}, reserved_pods={KEY: {(8, 2): 1}}, reserved={KEY: 16}
+    ).targets
+    assert held.blocks == (0, 0, 4, 8)
+    assert sum(len([b for b in blocks if b == 0]) for _, blocks in held.domains) == 2
+
+
+# --- explain ---
+
+
+def test_explain_says_which_nodes_a_gang_takes(tmp_path: Path) -> None:
+    example = REPO / "examples" / "workload-distributed-training.yaml"
+    policy = ("--policy", REPO / "examples" / "policy-default.yaml")
+    result = run_cli("explain", example, *policy, "-o", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (decision,) = json.loads(result.stdout)["decisions"]
+    assert decision["target"]["name"] == "a100-ondemand-euw1"  # the sample fleet's pool of 8-GPU nodes
+    assert decision["nodesFreeGPUs"] == [8, 8]  # a node each, the two workers never on one
+    table = run_cli("explain", example, *policy, cwd=tmp_path).stdout
+    assert "nodes: a node per worker, 2 x 4 GPUs, on nodes with 8, 8 free GPUs" in table
+
+
+def test_explain_of_a_pinned_gang_names_its_block() -> None:
+    policy = COST_ONLY.model_copy(update={"gangs": GangRules(topology_label="rack")})
+    racked = pool("racked", free=56, blocks=(8,) * 7, node_gpus=8, node_sizes=(8,) * 7, domain_labels=RACKED[0])
+    [decision] = decide_many([gang(2, 8)], {None: policy}, make_fleet(replace(racked, domains=RACKED[1])))
+    assert describe_nodes(decision) == "nodes: a node per worker, 2 x 8 GPUs, on nodes with 8, 8 free GPUs (rack=r1)"

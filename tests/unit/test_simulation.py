@@ -180,3 +180,33 @@ def test_no_baseline_puts_a_workload_without_a_task_on_databricks(strategy: str)
     placed = [p.target for p in baseline(requests, snapshot, ()) if p.target is not None]
     assert placed
     assert all(target.kind is not TargetKind.DATABRICKS for target in placed)
+
+
+NODE_FLEET = Fleet.model_validate(
+    {
+        "apiVersion": "mlplacement.io/fleet/v1",
+        "kind": "Fleet",
+        "pools": [
+            {"name": "frag", "region": "eu-west-1", "gpusTotal": 8, "gpuHourUSD": 1.0, "nodes": [{"gpus": 2}] * 4},
+            {"name": "whole", "region": "eu-west-1", "gpusTotal": 16, "gpuHourUSD": 3.0, "gpusPerNode": 8},
+        ],
+    }
+)
+
+
+def test_the_replay_binds_pods_node_by_node_and_reports_what_naive_placement_strands() -> None:
+    """cheapest-first counts GPUs per pool: it sends a 4-GPU training to the fragmented pool, where no node
+    holds its pod; it waits there (Pending) while frag's 8 GPUs sit stranded in blocks of 2. The engine places it
+    on whole at once, beside a 2x4 gang."""
+    gang = {"type": "Training", "resources": {"gpus": 4, "workers": 2}, "targets": {"allowed": ["GPUPool"]}}
+    trace = trace_of(
+        arrival(0, "four", 60, type="Training", resources={"gpus": 4}, targets={"allowed": ["GPUPool"]}),
+        arrival(0, "gang", 60, **gang),
+    )
+    by_name = {r.name: r.summary() for r in reports(trace, NODE_FLEET).values()}
+    engine, naive = by_name["engine:defaults"], by_name["cheapest-first"]
+    assert (engine["placed"], engine["unschedulablePlacements"], engine["strandedGPUHours"]) == (2, 0, 0.0)
+    assert naive["unschedulablePlacements"] == 1
+    assert naive["placed"] == 1  # the gang, on whole: frag never has a node that holds the 4-GPU pod
+    assert naive["strandedGPUsPeak"] == 8
+    assert naive["strandedGPUHours"] > 0

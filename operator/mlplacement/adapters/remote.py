@@ -147,9 +147,17 @@ class RemoteClusters:
             return ProbeResult(reachable=False, error=describe(exc))
         except Exception as exc:  # connection refused, TLS, timeouts: the probe failed, say how
             return ProbeResult(reachable=False, error=describe(exc))
-        ready, allocatable, free = capacity_of(nodes, pods)
+        capacity = capacity_of(nodes, pods)
         return ProbeResult(
-            True, api_ready, rtt_ms, ready, allocatable, free, bound_by_workload=bound_gpus_by_workload(pods)
+            True,
+            api_ready,
+            rtt_ms,
+            capacity.ready_nodes,
+            sum(capacity.gpus_by_node),
+            sum(capacity.free_gpus_by_node),
+            gpus_by_node=capacity.gpus_by_node,
+            free_gpus_by_node=capacity.free_gpus_by_node,
+            bound_by_workload=bound_gpus_by_workload(pods),
         )
 
     def apply(self, name: str, credentials: RemoteCredentials, objects: Sequence[Mapping[str, Any]]) -> None:

@@ -56,6 +56,14 @@ class EdgeClusterStatus(StatusModel):
     ready_nodes: int | None = None
     gpus_allocatable: int | None = None
     gpus_free: int | None = None
+    gpus_by_node: Annotated[list[int], Field(max_length=256)] | None = Field(
+        default=None, description="GPUs of each ready GPU node, smallest first (at most 256 nodes)."
+    )
+    free_gpus_by_node: Annotated[list[int], Field(max_length=256)] | None = Field(
+        default=None,
+        description="Free GPUs of each ready GPU node, smallest first: a pod's GPUs, and a gang's worker, need one "
+        "node that holds them.",
+    )
     consecutive_failures: int | None = None
     message: Annotated[str, Field(max_length=4096)] = ""
 

@@ -161,6 +161,16 @@ class TeamQuota(WireModel):
     )
 
 
+class GangRules(WireModel):
+    """How distributed trainings (MLWorkloads with resources.workers > 1) are placed."""
+
+    topology_label: Annotated[str | None, Field(max_length=316, pattern=r"^[A-Za-z0-9./_-]+$")] = Field(
+        default=None,
+        description="A node label naming a block of nodes (a rack, an NVLink or network domain, e.g. "
+        "topology.kubernetes.io/zone): a gang's workers all go to nodes with one value of it, and are pinned there.",
+    )
+
+
 class PlacementPolicySpec(WireModel):
     """Signed platform rules. The CRD sets no defaults here, the model does."""
 
@@ -190,6 +200,7 @@ class PlacementPolicySpec(WireModel):
         description="Among equal priorities, the team with the smallest dominant share of its quota goes first.",
     )
     prewarming: Prewarming = Prewarming()
+    gangs: GangRules = GangRules()
     enforcement: Enforcement = Field(
         default=Enforcement.MOVE,
         description="What happens to a running workload this policy (or a target's change) now forbids where it "
@@ -211,6 +222,7 @@ class PlacementPolicy(Resource):
 
 __all__ = [
     "Budget",
+    "GangRules",
     "Heuristics",
     "Name",
     "NamespaceSelector",

@@ -380,6 +380,9 @@ class TargetRef(StatusModel):
     kind: TargetKind
     name: str
     region: str | None = None
+    block: str | None = Field(
+        default=None, description="label=value: the topology block a distributed training's workers are pinned to."
+    )
 
 
 class CandidateSummary(StatusModel):

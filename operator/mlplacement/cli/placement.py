@@ -233,6 +233,9 @@ def _decision_json(decision: Any) -> dict[str, Any]:
         else {"kind": chosen.target.kind.value, "name": chosen.target.name, "region": chosen.target.region},
         "hourlyCostUSD": None if chosen is None else chosen.hourly_cost_usd,
         "message": decision.message,
+        # The free GPUs of each node its pods were counted on (node-shaped pools), and a gang's topology block.
+        "nodesFreeGPUs": sorted(decision.nodes),
+        "block": None if chosen is None or chosen.target.pin is None else "=".join(chosen.target.pin),
         "candidates": [
             {
                 "kind": c.target.kind.value,

@@ -79,6 +79,8 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
             str(s["failovers"]),
             fmt(s["meanWaitMinutes"], "{:.0f}"),
             str(s["waitingAtEnd"]),
+            str(s["unschedulablePlacements"]),
+            f"{s['strandedGPUHours']:.0f}",
         ]
         for s in summaries
     ]
@@ -95,6 +97,8 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
         "FAILOVER",
         "WAIT MIN",
         "WAITING",
+        "UNSCHED",
+        "STRANDED GPU-H",
     ]
     return table(headers, rows)
 

@@ -256,10 +256,21 @@ class FleetCache:
             databricks_workspaces=self.workspaces.values(),
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,
+            topology_labels=self.topology_labels(),
             reserved=reserved,
             reserved_pods=reserved_pods,
             active_runs=active_runs,
         )
+
+    def topology_labels(self) -> set[str]:
+        """The node labels policies hold gangs to (gangs.topologyLabel): the snapshot keeps pools per block of
+        them. Read from every policy, verified or not: it only shapes what the snapshot counts, never a decision."""
+        labels = set()
+        for policy in self.policies.values():
+            label = (((policy.get("spec") or {}).get("gangs") or {}).get("topologyLabel")) if policy else None
+            if isinstance(label, str) and label:
+                labels.add(label)
+        return labels
 
     def _bound_by_workload(self) -> dict[str, int]:
         """GPUs that bound pods hold per workload uid, here and on every edge (a uid runs in one place)."""

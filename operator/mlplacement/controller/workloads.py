@@ -826,6 +826,9 @@ class WorkloadController:
         status = record.status
         where = record.target or {}
         snapshot_target = next((t for t in snapshot.targets if t.key == (where["kind"], where["name"])), None)
+        label, _, value = str(where.get("block") or "").partition("=")
+        if snapshot_target is not None and value:  # a gang stays pinned to the block it was placed in
+            snapshot_target = dataclasses.replace(snapshot_target, pin=(label, value))
         generation = (item.obj.get("metadata") or {}).get("generation")
         runtime = self.runtimes.get(snapshot_target.kind) if snapshot_target is not None else None
         workload = item.admitted.workload

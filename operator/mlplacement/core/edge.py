@@ -30,7 +30,17 @@ RTT_CHANGE_RATIO = 0.5
 # "alive" to a human without a write per probe.
 REFRESH_INTERVALS = 10
 # The fields whose change is always written.
-MEANINGFUL_FIELDS = ("readyNodes", "gpusAllocatable", "gpusFree", "consecutiveFailures", "message")
+# Node shapes in status for at most this many GPU nodes (an edge cluster is small; the status stays small too).
+MAX_NODES_REPORTED = 256
+MEANINGFUL_FIELDS = (
+    "readyNodes",
+    "gpusAllocatable",
+    "gpusFree",
+    "gpusByNode",
+    "freeGPUsByNode",
+    "consecutiveFailures",
+    "message",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,9 @@ class ProbeResult:
     ready_nodes: int = 0
     gpus_allocatable: int = 0
     gpus_free: int = 0
+    # Per ready node, smallest first: its GPUs, and its free GPUs (a pod's GPUs must fit one node).
+    gpus_by_node: tuple[int, ...] = ()
+    free_gpus_by_node: tuple[int, ...] = ()
     error: str = ""
     # GPUs of bound, running pods per workload uid (our children's): the part of a commitment they now hold.
     bound_by_workload: Mapping[str, int] = field(default_factory=dict)
@@ -52,19 +65,31 @@ class ProbeResult:
         return self.reachable and self.api_ready and self.ready_nodes > 0
 
 
-def capacity_of(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> tuple[int, int, int]:
-    """(ready nodes, allocatable GPUs on them, GPUs free on them) from the edge cluster's Nodes and Pods."""
+@dataclass(frozen=True, slots=True)
+class EdgeCapacity:
+    """What an edge cluster's ready nodes have: how many, their GPUs and free GPUs, in all and node by node."""
+
+    ready_nodes: int
+    gpus_by_node: tuple[int, ...]  # smallest first
+    free_gpus_by_node: tuple[int, ...]  # smallest first
+
+
+def capacity_of(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> EdgeCapacity:
+    """The edge cluster's ready nodes, their GPUs and free GPUs, from its Nodes and Pods."""
     used = gpus_used_by_node(pods)
-    ready = allocatable = free = 0
+    ready = 0
+    sizes: list[int] = []
+    free: list[int] = []
     for node in nodes:
         if node_health_problem(node) is not None:
             continue
         gpus = gpu_count(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
         name = (node.get("metadata") or {}).get("name", "")
         ready += 1
-        allocatable += gpus
-        free += max(0, gpus - used.get(name, 0))
-    return ready, allocatable, free
+        if gpus > 0:
+            sizes.append(gpus)
+            free.append(max(0, gpus - used.get(name, 0)))
+    return EdgeCapacity(ready, tuple(sorted(sizes)), tuple(sorted(free)))
 
 
 def edge_status(
@@ -90,6 +115,8 @@ def edge_status(
         "readyNodes": current.get("readyNodes"),
         "gpusAllocatable": current.get("gpusAllocatable"),
         "gpusFree": current.get("gpusFree"),
+        "gpusByNode": current.get("gpusByNode"),
+        "freeGPUsByNode": current.get("freeGPUsByNode"),
     }
     if result is None:
         message = f"credentials rejected: {credentials_error}"
@@ -109,6 +136,8 @@ def edge_status(
             readyNodes=result.ready_nodes,
             gpusAllocatable=result.gpus_allocatable,
             gpusFree=result.gpus_free,
+            gpusByNode=list(result.gpus_by_node[:MAX_NODES_REPORTED]),
+            freeGPUsByNode=list(result.free_gpus_by_node[:MAX_NODES_REPORTED]),
         )
         conditions = set_condition(
             conditions, ConditionType.REACHABLE, True, PROBE_SUCCEEDED, "API server answered", generation, now

@@ -17,6 +17,22 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def describe_nodes(decision: Decision) -> str:
+    """Which nodes the decision counted its pods on: "nodes: a node per worker, 2 x 8 GPUs, on nodes with 8, 8 free
+    GPUs (rack=r2)"."""
+    request, chosen = decision.request, decision.chosen
+    free = ", ".join(str(block) for block in sorted(decision.nodes))
+    pin = chosen.target.pin if chosen is not None else None
+    block = f" ({pin[0]}={pin[1]})" if pin else ""
+    if request.gang:
+        return (
+            f"nodes: a node per worker, {request.replicas} x {request.gpus} GPUs, on nodes with {free} free GPUs{block}"
+        )
+    pods = f"{request.replicas} pods of {request.gpus} GPUs" if request.replicas > 1 else f"{request.gpus} GPUs"
+    where = "a node" if len(decision.nodes) == 1 else "nodes"
+    return f"nodes: {pods} on {where} with {free} free GPUs (best fit)"
+
+
 def render_decision(decision: Decision) -> str:
     """The decision, the scored candidates with their breakdown, and every rejection reason."""
     request = decision.request
@@ -27,6 +43,8 @@ def render_decision(decision: Decision) -> str:
     else:
         lines.append(f"  decision: not placed ({decision.reason.value})")
     lines.append(f"  {decision.message}")
+    if decision.nodes and decision.chosen is not None:
+        lines.append(f"  {describe_nodes(decision)}")
     if decision.signals_age_seconds is not None:
         lines.append(f"  signals age: {decision.signals_age_seconds:.0f}s")
     if decision.candidates:

@@ -159,6 +159,8 @@ def _pod_spec(
     pod: dict[str, Any] = {"restartPolicy": restart, "containers": [_container(spec, extra_env)]}
     if pool_label_key is not None:
         pod["nodeSelector"] = {pool_label_key: target.name}
+        if target.pin is not None:  # a gang held to one topology block (the policy's gangs.topologyLabel)
+            pod["nodeSelector"][target.pin[0]] = target.pin[1]
     tolerations: list[dict[str, Any]] = []
     if spec.resources.gpus:
         tolerations.append(dict(GPU_TOLERATION))

@@ -422,7 +422,10 @@ def decision_status(
     extra: dict[str, Any] = {}
     if chosen is not None:
         target = chosen.target
-        placement.update(target=TargetRef(kind=target.kind, name=target.name, region=target.region), score=chosen.score)
+        ref = TargetRef(kind=target.kind, name=target.name, region=target.region)
+        if target.pin is not None:  # set only when pinned: the API takes no null here
+            ref = TargetRef(kind=target.kind, name=target.name, region=target.region, block="=".join(target.pin))
+        placement.update(target=ref, score=chosen.score)
         conditions = set_condition(
             conditions, ConditionType.PLACED, True, Reason.DISPATCHED, decision.message, generation, now
         )

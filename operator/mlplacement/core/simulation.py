@@ -11,7 +11,7 @@ import heapq
 import itertools
 import random
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -146,6 +146,7 @@ class Run:
     left: float = 1.0
     full_s: float | None = None
     overhead_s: float = 0.0
+    nodes: tuple[tuple[int, int], ...] = ()  # (node, GPUs) its pods hold on a node-shaped pool
 
 
 @dataclass
@@ -190,6 +191,11 @@ class StrategyReport:
     rework_hours: float = 0.0
     deadlines_judged: int = 0
     deadline_misses: int = 0
+    # Node-shaped pools: placements whose pods no node could hold (they wait where a scheduler would leave them
+    # Pending), and GPUs free but stranded (in blocks smaller than any waiting workload's pod), integrated.
+    unschedulable: int = 0
+    stranded_gpu_hours: float = 0.0
+    stranded_peak: int = 0
     cost_series: list[tuple[float, float]] = field(default_factory=list)  # (minutes, cumulative USD)
     kind_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (minutes, running by kind)
 
@@ -227,6 +233,9 @@ class StrategyReport:
             "reworkHours": round(self.rework_hours, 1),
             "deadlinesJudged": self.deadlines_judged,
             "deadlineMisses": self.deadline_misses,
+            "unschedulablePlacements": self.unschedulable,
+            "strandedGPUHours": round(self.stranded_gpu_hours, 1),
+            "strandedGPUsPeak": self.stranded_peak,
         }
 
 
@@ -250,6 +259,55 @@ class _Fleet:
         self.healthy = {k: t.healthy for k, t in self.base.items()}
         self.prices = {k: (t.gpu_hour_usd, t.preemption_probability) for k, t in self.base.items()}
         self.used: dict[tuple[str, str], int] = {}
+        # Node-shaped pools, node by node as a scheduler binds: free GPUs per node (the fleet file's shapes).
+        self.node_free: dict[tuple[str, str], list[int]] = {k: list(t.blocks) for k, t in self.base.items() if t.blocks}
+
+    def bind(self, request: PlacementRequest, key: tuple[str, str]) -> tuple[tuple[int, int], ...] | None:
+        """Bind the request's pods on the target's nodes as kube-scheduler would (each on the fullest node that
+        holds it; a gang's on distinct nodes): the (node, GPUs) held, () off node-shaped pools, None when some pod
+        fits no node (it would stay Pending)."""
+        free = self.node_free.get(key)
+        if free is None or request.gpus <= 0:
+            return ()
+        held: list[tuple[int, int]] = []
+        for _ in range(request.replicas):
+            taken = {node for node, _ in held} if request.gang else set()
+            best = min(((f, n) for n, f in enumerate(free) if f >= request.gpus and n not in taken), default=None)
+            if best is None:
+                self.unbind(key, held)
+                return None
+            free[best[1]] -= request.gpus
+            held.append((best[1], request.gpus))
+        return tuple(held)
+
+    def unbind(self, key: tuple[str, str], held: Sequence[tuple[int, int]]) -> None:
+        free = self.node_free.get(key)
+        for node, gpus in held:
+            if free is not None:
+                free[node] += gpus
+
+    def grow(self, key: tuple[str, str], total: int) -> None:
+        """A pool's total changed: node-shaped pools gain nodes of their largest node's size (or lose free ones)."""
+        free, base = self.node_free.get(key), self.base[key]
+        if free is None or base.node_gpus <= 0:
+            return
+        wanted = len(base.blocks) + max(0, (total - base.gpus_total) // base.node_gpus)
+        while len(free) < wanted:
+            free.append(base.node_gpus)
+        while len(free) > wanted and free[-1] == base.node_gpus:  # only nodes nothing runs on go
+            free.pop()
+
+    def stranded(self, queue: Iterable[PlacementRequest]) -> int:
+        """Free GPUs on healthy node-shaped pools in blocks smaller than every waiting pool workload's pod."""
+        smallest = min((r.gpus for r in queue if r.gpus > 0 and TargetKind.GPU_POOL in r.allowed), default=None)
+        if smallest is None:
+            return 0
+        return sum(f for key, free in self.node_free.items() if self.healthy[key] for f in free if 0 < f < smallest)
+
+    def _free(self, key: tuple[str, str]) -> int:
+        free = max(0, self.total[key] - self.used.get(key, 0))
+        nodes = self.node_free.get(key)
+        return free if nodes is None else min(free, sum(nodes))  # what its nodes hold, no more
 
     def find(self, name: str | None) -> tuple[str, str] | None:
         return next((k for k in self.base if k[1] == name), None)
@@ -259,10 +317,11 @@ class _Fleet:
         targets = tuple(
             replace(
                 t,
-                capacity=max(0, self.total[k] - self.used.get(k, 0)),
+                capacity=self._free(k),
                 healthy=self.healthy[k],
                 gpu_hour_usd=self.prices[k][0],
                 preemption_probability=self.prices[k][1],
+                blocks=tuple(sorted(self.node_free[k])) if k in self.node_free else t.blocks,
             )
             for k, t in self.base.items()
         )
@@ -311,12 +370,15 @@ def simulate(
     cost = 0.0
     index = 0
     clock = 0.0
+    unschedulable: set[str] = set()  # workloads a strategy sent where no node could hold their pods
+    stranded, stranded_since = 0, 0.0
 
     def stop(key: str, at: float, finished: bool) -> None:
         nonlocal cost
         run = running.pop(key)
         cost += run.hourly_usd * (at - run.started) / 3600
         state.used[run.target.key] -= claim_amount(run.request, run.target)
+        state.unbind(run.target.key, run.nodes)
         record = records[key]
         if finished:
             record.finished = True
@@ -376,6 +438,12 @@ def simulate(
                     stop(victim, at, finished=False)
                     report.priority_preemptions += 1
             key = request.key
+            nodes = state.bind(request, target.key)
+            if nodes is None:  # no node holds a pod: Pending where a scheduler would leave it, and waiting here
+                if key not in unschedulable:
+                    unschedulable.add(key)
+                    report.unschedulable += 1
+                continue
             queue.pop(key)
             state.used[target.key] = state.used.get(target.key, 0) + claim_amount(request, target)
             if state.used[target.key] > state.total[target.key] or not state.healthy[target.key]:
@@ -384,13 +452,15 @@ def simulate(
             full_hours = work_hours(request, target, make_context(request, judge, snapshot))
             if full_hours is None:
                 duration = remaining.pop(key, records[key].duration_s)
-                running[key] = Run(request, target, at, at + duration, hourly)
+                running[key] = Run(request, target, at, at + duration, hourly, nodes=nodes)
             else:
                 share = left.pop(key, 1.0)
                 overhead = SPOT_RESTART_HOURS * 3600 if records[key].restarts else 0.0
                 report.rework_hours += overhead / 3600
                 duration = share * full_hours * 3600 + overhead
-                running[key] = Run(request, target, at, at + duration, hourly, share, full_hours * 3600, overhead)
+                running[key] = Run(
+                    request, target, at, at + duration, hourly, share, full_hours * 3600, overhead, nodes
+                )
             heapq.heappush(completions, (at + duration, key))
             record = records[key]
             if record.first_start is None:
@@ -410,6 +480,10 @@ def simulate(
                     report.sla_met += latency <= request.latency_target_ms
 
     def record_point(at: float) -> None:
+        nonlocal stranded, stranded_since
+        report.stranded_gpu_hours += stranded * (at - stranded_since) / 3600
+        stranded, stranded_since = state.stranded(queue.values()), at
+        report.stranded_peak = max(report.stranded_peak, stranded)
         accrued = cost + sum(r.hourly_usd * (at - r.started) / 3600 for r in running.values())
         by_kind: dict[str, int] = {}
         for run in running.values():
@@ -450,6 +524,7 @@ def simulate(
             state.healthy[target_key] = True
         elif event.type == "capacity" and event.gpus_total is not None:
             state.total[target_key] = event.gpus_total
+            state.grow(target_key, event.gpus_total)
 
     while index < len(events) or completions:
         next_event = events[index][1].at if index < len(events) else float("inf")
@@ -535,6 +610,30 @@ def generate_trace(fleet: Fleet, workloads: int, seed: int, hours: float = 24.0)
                 "type": "arrive",
                 "workload": manifest,
                 "durationMinutes": rng.randint(low, high),
+            }
+        )
+    # Multi-node trainings, the biggest jobs users bring: a gang of 2-4 workers of a whole node each.
+    node_sizes = sorted({p.gpus_per_node for p in fleet.pools if p.gpus_per_node}) or [8]
+    for serial in range(max(1, workloads // 40)):
+        gpus = rng.choice(node_sizes)
+        manifest = {
+            "apiVersion": "mlplacement.io/v1alpha1",
+            "kind": "MLWorkload",
+            "metadata": {"name": f"gang-{serial:03d}", "namespace": "team-research"},
+            "spec": {
+                "type": "Training",
+                "image": "registry.example.com/research/pretrain:1",
+                "resources": {"gpus": gpus, "workers": rng.choice([2, 3, 4])},
+                "intent": {"dataRegion": rng.choice(regions or ("eu-west-1",)), "priority": rng.randint(100, 600)},
+                "targets": {"allowed": ["GPUPool"]},
+            },
+        }
+        events.append(
+            {
+                "at": round(rng.uniform(0, horizon * 0.8), 1),
+                "type": "arrive",
+                "workload": manifest,
+                "durationMinutes": rng.randint(120, 480),
             }
         )
     spot_pools = [p.name for p in fleet.pools if p.capacity_type.value == "spot"]

@@ -21,7 +21,7 @@ from mlplacement.api.constants import (
 from mlplacement.api.fleet import CapacityType, Fleet
 from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
 from mlplacement.api.workload import TargetKind
-from mlplacement.core.nodes import reserve
+from mlplacement.core.nodes import Domain, Domains, reserve, reserve_domains
 
 # Spot labels of the common node provisioners (Karpenter, GKE, EKS, AKS) and the values that mean "spot".
 SPOT_LABELS: Mapping[str, frozenset[str]] = {
@@ -64,6 +64,12 @@ class Target:
     node_gpus: int = 0  # the most GPUs one node has (allocatable); 0 when not known
     # GPUs per schedulable node (allocatable), smallest first: how many nodes a gang's workers could ever take.
     node_sizes: tuple[int, ...] = ()
+    # The topology labels policies name (a rack, an NVLink domain) and the free blocks per domain (a node's values
+    # of them, "" where it has none): a gang may be held to one block. Empty when no policy names one.
+    domain_labels: tuple[str, ...] = ()
+    domains: Domains = ()
+    # Where in the target a gang was placed: (label, value) its pods are pinned to; set on a decision only.
+    pin: tuple[str, str] | None = None
     # (kind, name), precomputed: placement looks it up for every candidate of every decision.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
@@ -321,8 +327,10 @@ def gpu_pools_from_nodes(
     pods: Iterable[Mapping[str, Any]],
     signals: Signals | None,
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
+    topology_labels: tuple[str, ...] = (),
 ) -> list[Target]:
-    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods."""
+    """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods. With
+    ``topology_labels``, each pool's free blocks are also kept per domain (the nodes' values of those labels)."""
     keys = tuple(pool_label_keys)
     used_by_node = gpus_used_by_node(pods)
     pools: dict[str, dict[str, Any]] = {}
@@ -340,6 +348,7 @@ def gpu_pools_from_nodes(
                 "total": 0,
                 "free": 0,
                 "blocks": [],
+                "domains": {},
                 "sizes": [],
                 "node_gpus": 0,
                 "ready": 0,
@@ -363,6 +372,9 @@ def gpu_pools_from_nodes(
         entry["free"] += free
         entry["blocks"].append(free)
         entry["sizes"].append(allocatable)
+        if topology_labels:
+            domain: Domain = tuple(str(labels.get(label) or "") for label in topology_labels)
+            entry["domains"].setdefault(domain, []).append(free)
         entry["node_gpus"] = max(entry["node_gpus"], allocatable)
     targets = []
     for name, entry in sorted(pools.items()):
@@ -385,6 +397,8 @@ def gpu_pools_from_nodes(
                 blocks=tuple(sorted(entry["blocks"])),
                 node_gpus=entry["node_gpus"],
                 node_sizes=tuple(sorted(entry["sizes"])),
+                domain_labels=topology_labels if entry["domains"] else (),
+                domains=tuple((d, tuple(sorted(b))) for d, b in sorted(entry["domains"].items())),
             )
         )
     return targets
@@ -452,9 +466,19 @@ def edge_targets(edges: Iterable[Mapping[str, Any]], now: datetime) -> list[Targ
                 base_hour_usd=float(cost.get("baseHourUSD", 0.0)),
                 gpus_total=int(status.get("gpusAllocatable") or 0),
                 rtt_ms=_rtt(status.get("rttMs")),
+                **_edge_nodes(status),
             )
         )
     return targets
+
+
+def _edge_nodes(status: Mapping[str, Any]) -> dict[str, Any]:
+    """An edge's node shapes as its probe reported them (none from an older operator: one bucket of GPUs)."""
+    sizes = [gpu_count(n) for n in status.get("gpusByNode") or []]
+    free = [gpu_count(n) for n in status.get("freeGPUsByNode") or []]
+    if not sizes or len(free) != len(sizes):
+        return {}
+    return {"blocks": tuple(sorted(free)), "node_sizes": tuple(sorted(sizes)), "node_gpus": max(sizes)}
 
 
 def workspace_targets(
@@ -499,16 +523,17 @@ def build_snapshot(
     reserved: Mapping[tuple[str, str], int] | None = None,
     active_runs: Mapping[str, int] | None = None,
     reserved_pods: Mapping[tuple[str, str], Mapping[tuple[int, int], int]] | None = None,
+    topology_labels: Iterable[str] = (),
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
     ``reserved`` is what the operator has committed per target to children whose pods are not bound yet
     (core.ledger): it is not free, whatever the Nodes or an edge's probe say. ``reserved_pods`` are those pods
     ((GPUs per pod, gang width) -> how many): a pool's free blocks lose them where they would land
-    (core.nodes.reserve)."""
+    (core.nodes.reserve). ``topology_labels`` are the node labels policies hold gangs to (core.nodes.NodeBook)."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
-        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys),
+        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys, tuple(sorted(set(topology_labels)))),
         *edge_targets(edge_clusters, now),
         *workspace_targets(databricks_workspaces, active_runs),
     ]
@@ -519,12 +544,18 @@ def build_snapshot(
         for target in targets
     ]
     targets = [
-        replace(target, blocks=tuple(reserve(target.blocks, waiting[target.key])))
-        if target.blocks and waiting.get(target.key)
-        else target
+        _reserved(target, waiting[target.key]) if target.blocks and waiting.get(target.key) else target
         for target in targets
     ]
     return Snapshot(now=now, targets=tuple(targets), signals=signals)
+
+
+def _reserved(target: Target, pods: Mapping[tuple[int, int], int]) -> Target:
+    """``target`` once pods not bound yet hold their blocks (per domain too, where it is kept per domain)."""
+    if target.domains:
+        blocks, domains = reserve_domains(target.domain_labels, target.domains, pods)
+        return replace(target, blocks=blocks, domains=domains)
+    return replace(target, blocks=tuple(reserve(target.blocks, pods)))
 
 
 def _rtt(value: Any) -> float | None:

@@ -54,7 +54,10 @@ def change_kind(before: str | None, after: str | None) -> str:
 
 def _target(decision: Decision) -> str | None:
     chosen = decision.chosen
-    return f"{chosen.target.kind.value}/{chosen.target.name}" if chosen is not None else None
+    if chosen is None:
+        return None
+    pin = chosen.target.pin  # a gang held to a topology block: another block is a move too
+    return f"{chosen.target.kind.value}/{chosen.target.name}" + (f" ({pin[0]}={pin[1]})" if pin else "")
 
 
 def whatif(

@@ -98,6 +98,8 @@ class Decision:
     preempts: tuple[Running, ...] = ()  # what is stopped to make room for it, on the chosen target
     preempt_reason: PreemptReason | None = None  # set when ``preempts`` is
     quota_exceeded: bool = False  # it would fit, but not within its team's quota
+    # The free GPUs of each node its pods were counted on at its turn (node-shaped pools; explain shows them).
+    nodes: tuple[int, ...] = ()
 
     @property
     def placed(self) -> bool:
@@ -161,6 +163,18 @@ def _compared_cost(candidate: ScoredCandidate) -> float:
     return candidate.hourly_cost_usd
 
 
+def _node_shortfall(book: NodeBook, key: tuple[str, str], request: PlacementRequest, within: str | None) -> str | None:
+    """Why the request's pods find no nodes of ``key`` to hold them (a gang: a node each, within one block of the
+    policy's topology label if it names one), or None when they do."""
+    if within is not None:
+        if book.fits_block(key, within, request.gpus, request.replicas):
+            return None
+        return book.block_shortfall(key, within, request.gpus, request.replicas)
+    if book.fits(key, request.gpus, request.replicas, request.gang):
+        return None
+    return book.shortfall(key, request.gpus, request.replicas, request.gang)
+
+
 def _first_failure(
     checks: Iterable[Callable[..., str | None]], *args: object
 ) -> tuple[str, Callable[..., str | None]] | None:
@@ -192,7 +206,7 @@ def _feasible(
     # Pods of one GPU fit wherever the pool's free total says; larger ones need a node that holds them, and a
     # gang's pods a node each.
     book = nodes if request.gpus > 1 or (request.gang and request.gpus > 0) else None
-    gang = request.gang
+    within = context.policy.gangs.topology_label if request.gang else None
     traits = region_traits(request) if memo is not None else ()
     for kind, regions in snapshot.by_kind_region.items():
         kind_failure = _first_failure(KIND_FILTERS, request, kind, context)
@@ -240,10 +254,13 @@ def _feasible(
                 reason: str | None
                 if failure is None and only_capacity:
                     if need <= target.capacity - claimed(target.key, 0):
-                        if book is None or book.fits(target.key, request.gpus, request.replicas, gang):
+                        if book is None:
                             feasible.append(target)
                             continue
-                        reason = book.shortfall(target.key, request.gpus, request.replicas, gang)
+                        reason = _node_shortfall(book, target.key, request, within)
+                        if reason is None:
+                            feasible.append(target)
+                            continue
                         check = capacity_filter
                     else:
                         reason, check = lacking, capacity_filter
@@ -255,10 +272,13 @@ def _feasible(
                         if reason is not None:
                             break
                     else:
-                        if book is None or book.fits(target.key, request.gpus, request.replicas, gang):
+                        if book is None:
                             feasible.append(target)
                             continue
-                        reason = book.shortfall(target.key, request.gpus, request.replicas, gang)
+                        reason = _node_shortfall(book, target.key, request, within)
+                        if reason is None:
+                            feasible.append(target)
+                            continue
                         check = capacity_filter
                 else:
                     reason, check = failure
@@ -609,6 +629,7 @@ def decide_many(
     stay where they were put). ``policy_by_name[None]`` is the default policy; a request whose policy is
     missing is decided under the built-in defaults (callers refuse those).
     """
+    requests = list(requests)  # a second pass may be needed (see the node check at the end)
     claims: dict[tuple[str, str], int] = {}
     nodes = NodeBook.of(snapshot)  # node-shaped pools: a pod's GPUs must fit one node
     decisions = []
@@ -674,12 +695,10 @@ def decide_many(
         if decision.chosen is not None:
             target = decision.chosen.target
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
+            hourly = decision.chosen.hourly_cost_usd
             if nodes is not None:
-                nodes.take(target.key, request.gpus, request.replicas, request.gang)
-            scarcity.place(
-                _namespace(request),
-                Need(request.gpus_needed, target_product(target), decision.chosen.hourly_cost_usd),
-            )
+                decision = _claim_nodes(nodes, decision, decision.chosen, policy)
+            scarcity.place(_namespace(request), Need(request.gpus_needed, target_product(target), hourly))
             if room is not None and full is not None:
                 every = batch_options(request, policy, snapshot, decision.candidates, full)
                 # Moves count GPUs per target, not per node: a pod of several GPUs stays on the node the greedy
@@ -723,8 +742,16 @@ def decide_many(
         return decisions
     if nodes is not None and not _packs_on_nodes(decisions, final, snapshot):
         # Moves and room-making count GPUs per target, not per node: a batch they would pack onto nodes that
-        # cannot hold it is not taken; the greedy placement, checked node by node, stands.
-        return decisions
+        # cannot hold it is not taken. The greedy pass, checked node by node, stands, decided again without
+        # room-making: later decisions of this pass counted on the room that moves (now not made) would free.
+        return decide_many(
+            requests,
+            policy_by_name,
+            snapshot,
+            rebalance_batch=False,
+            running=running,
+            namespace_labels=namespace_labels,
+        )
     final_claims: dict[tuple[str, str], int] = {}
     for workload, key in final.items():
         final_claims[key] = final_claims.get(key, 0) + options[workload][key].need
@@ -740,6 +767,21 @@ def decide_many(
         first_choice = decision.chosen.target if decision.chosen is not None else None
         rebuilt.append(_decide(request, policies[request.key], snapshot, others, moved=(first_choice, key)))
     return rebuilt
+
+
+def _claim_nodes(nodes: NodeBook, decision: Decision, chosen: ScoredCandidate, policy: PlacementPolicySpec) -> Decision:
+    """Claim the chosen target's nodes for the decision; a gang the policy holds to one topology block is pinned
+    to the block counted for it (its pods get that label in their nodeSelector)."""
+    request, target = decision.request, chosen.target
+    within = policy.gangs.topology_label if request.gang else None
+    if within is None or target.key not in nodes.shaped:
+        nodes.take(target.key, request.gpus, request.replicas, request.gang)
+        return replace(decision, nodes=tuple(nodes.last_taken)) if nodes.last_taken else decision
+    value = nodes.take_block(target.key, within, request.gpus, request.replicas)
+    if value is None:
+        return decision
+    pinned = replace(chosen, target=replace(target, pin=(within, value)))
+    return replace(decision, chosen=pinned, nodes=tuple(nodes.last_taken))
 
 
 def _packs_on_nodes(decisions: Sequence[Decision], final: Mapping[str, tuple[str, str]], snapshot: Snapshot) -> bool:
