@@ -32,7 +32,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.signals import Signals
-from mlplacement.api.workload import MLWorkload, TargetKind
+from mlplacement.api.workload import MLWorkload, TargetKind, WorkloadType
 from mlplacement.core.nodes import NodeBook
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.placement.engine import claim_amount, first_rejection, make_context, placement_order
@@ -142,7 +142,14 @@ def with_nodes(snapshot: Snapshot, seed: int = 5) -> Snapshot:
             room = [i for i, f in enumerate(free) if f < 8]
             free[rng.choice(room)] += 1
         targets.append(
-            replace(target, capacity=sum(free), gpus_total=nodes * 8, blocks=tuple(sorted(free)), node_gpus=8)
+            replace(
+                target,
+                capacity=sum(free),
+                gpus_total=nodes * 8,
+                blocks=tuple(sorted(free)),
+                node_gpus=8,
+                node_sizes=(8,) * nodes,
+            )
         )
     return Snapshot(now=snapshot.now, targets=tuple(targets), signals=snapshot.signals)
 
@@ -158,14 +165,28 @@ def first_fit_on_nodes(requests: list[PlacementRequest], policy: PlacementPolicy
             free = target.capacity - claims.get(target.key, 0)
             if first_rejection(request, target, free, context) is not None:
                 continue
-            if book is not None and not book.fits(target.key, request.gpus, request.replicas):
+            if book is not None and not book.fits(target.key, request.gpus, request.replicas, request.gang):
                 continue
             claims[target.key] = claims.get(target.key, 0) + claim_amount(request, target)
             if book is not None:
-                book.take(target.key, request.gpus, request.replicas)
+                book.take(target.key, request.gpus, request.replicas, request.gang)
             placed += 1
             break
     return placed
+
+
+def with_gangs(requests: list[PlacementRequest], every: int = 50, seed: int = 11) -> list[PlacementRequest]:
+    """Every ``every``-th training made a multi-node gang (2-4 workers of 4 or 8 GPUs), as big jobs arrive."""
+    rng = random.Random(seed)
+    trainings = 0
+    out = []
+    for request in requests:
+        if request.type is WorkloadType.TRAINING:
+            trainings += 1
+            if trainings % every == 0:
+                request = replace(request, gang=True, replicas=rng.choice((2, 3, 4)), gpus=rng.choice((4, 8)))
+        out.append(request)
+    return out
 
 
 def node_shapes(workloads: int, runs: int) -> None:
@@ -177,7 +198,8 @@ def node_shapes(workloads: int, runs: int) -> None:
         targets=tuple(replace(t, blocks=()) if t.kind is TargetKind.GPU_POOL else t for t in shaped.targets),
         signals=bucket.signals,
     )  # the same free GPUs per pool, as one bucket each
-    requests = make_requests(workloads)
+    requests = with_gangs(make_requests(workloads))
+    gangs = sum(r.gang for r in requests)
     policy = PlacementPolicySpec()
     shaped_times, bucket_times = [], []
     for _ in range(runs):
@@ -191,8 +213,9 @@ def node_shapes(workloads: int, runs: int) -> None:
     bucket_rate = workloads / statistics.median(bucket_times)
     nodes = sum(len(t.blocks) for t in shaped.targets)
     print(
-        f"\nNode shapes: the same {workloads} workloads and {len(shaped.targets)} targets, the 50 pools as "
-        f"{nodes} nodes of 8 GPUs (4-64 per pool, free GPUs spread at random), median of {runs} runs"
+        f"\nNode shapes: the same {workloads} workloads ({gangs} of them multi-node gangs) and {len(shaped.targets)} "
+        f"targets, the 50 pools as {nodes} nodes of 8 GPUs (4-64 per pool, free GPUs spread at random), median of "
+        f"{runs} runs"
     )
     print(f"  decide_many, node-true:    {shaped_rate:10,.0f} decisions/s   placed {placed}")
     print(f"  decide_many, one bucket:   {bucket_rate:10,.0f} decisions/s   (places pods no node could hold)")

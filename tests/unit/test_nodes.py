@@ -14,6 +14,7 @@ from mlplacement.api.fleet import FleetPool
 from mlplacement.api.workload import TargetKind, WorkloadType
 from mlplacement.core.nodes import NodeBook, holding, packs, pods_that_fit, reserve, take
 from mlplacement.core.placement import decide, decide_many
+from mlplacement.core.quantity import cpu_millis, memory_bytes
 from mlplacement.core.snapshot import build_snapshot
 from tests.builders import make_fleet, make_request, pool
 from tests.unit.test_batch import COST_ONLY
@@ -261,3 +262,73 @@ def test_a_batch_whose_moves_do_not_pack_on_nodes_is_decided_again_without_them(
             claimed[d.chosen.target.name] = claimed.get(d.chosen.target.name, 0) + d.request.gpus_needed
     assert claimed.get("bucket", 0) <= 2
     assert claimed.get("shaped", 0) <= 1
+
+
+# --- CPU and memory: a node must hold all of a pod ---
+
+
+@pytest.mark.parametrize(
+    ("value", "millis", "as_bytes"),
+    [
+        pytest.param("500m", 500, 1, id="millicores"),
+        pytest.param(4, 4000, 4, id="a bare number"),
+        pytest.param("16Gi", 16 * 2**30 * 1000, 16 * 2**30, id="binary suffix"),
+        pytest.param("1e3", 1_000_000, 1000, id="exponent"),
+        pytest.param("1.5", 1500, 2, id="a fraction rounds up"),
+        pytest.param("lots", 0, 0, id="not a quantity counts nothing"),
+    ],
+)
+def test_quantities(value: object, millis: int, as_bytes: int) -> None:
+    assert (cpu_millis(value), memory_bytes(value)) == (millis, as_bytes)
+
+
+def cpu_node(name: str, pool_name: str, gpus: int, cpu: str, memory: str) -> dict[str, Any]:
+    node = gpu_node(name, gpus)
+    node["metadata"]["labels"]["mlplacement.io/pool"] = pool_name
+    node["status"]["allocatable"].update(cpu=cpu, memory=memory)
+    return node
+
+
+def cpu_pod(node: str, cpu: str, memory: str, gpus: int = 0) -> dict[str, Any]:
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        requests["nvidia.com/gpu"] = gpus
+    return {"spec": {"nodeName": node, "containers": [{"resources": {"requests": requests}}]}, "status": {}}
+
+
+def test_a_node_with_free_gpus_but_no_free_cpu_cannot_take_the_pod() -> None:
+    nodes = [cpu_node("busy-0", "busy", 8, "32", "256Gi"), cpu_node("calm-0", "calm", 8, "32", "256Gi")]
+    # busy-0's GPUs are all free, but a CPU-only pod requests 30 of its 32 cores.
+    snapshot = build_snapshot(now=NOW, nodes=nodes, pods=[cpu_pod("busy-0", "30", "8Gi")])
+    busy = next(t for t in snapshot.targets if t.name == "busy")
+    assert busy.node_room == ((8, 2000, 248 * 2**30),)
+    training = make_request(key="ns/t", type=WorkloadType.TRAINING, gpus=4, cpu_millis=8000, memory_bytes=64 * 2**30)
+    decision = decide(training, COST_ONLY, replace_prices(snapshot, busy=1.0, calm=3.0))
+    assert decision.chosen is not None
+    assert decision.chosen.target.name == "calm"
+    assert "1 have no node with 4 GPUs, 8 CPU and 64Gi memory free" in decision.message
+    huge = make_request(key="ns/h", type=WorkloadType.TRAINING, gpus=1, cpu_millis=64_000)
+    refused = decide(huge, COST_ONLY, snapshot)
+    assert refused.reason.value == "NoFeasibleTarget"
+    assert "2 have no node with 64 CPU (the largest has 32)" in refused.message
+
+
+def replace_prices(snapshot: Any, **prices: float) -> Any:
+    from dataclasses import replace
+
+    return replace(snapshot, targets=tuple(replace(t, gpu_hour_usd=prices.get(t.name, 1.0)) for t in snapshot.targets))
+
+
+def test_the_operator_cache_sums_every_pods_cpu_and_memory_per_node() -> None:
+    from mlplacement.config import OperatorConfig
+    from mlplacement.controller.state import FleetCache
+
+    cache = FleetCache(config=OperatorConfig())
+    first = {**cpu_pod("n1", "2", "4Gi"), "metadata": {"name": "a", "namespace": "x"}}
+    second = {**cpu_pod("n1", "500m", "1Gi", gpus=1), "metadata": {"name": "b", "namespace": "x"}}
+    cache.on_pod(first, deleted=False)
+    cache.on_pod(second, deleted=False)
+    assert cache.cpu_memory_used == {"n1": (2500, 5 * 2**30)}
+    cache.on_pod({**first, "status": {"phase": "Succeeded"}}, deleted=False)  # finished: holds nothing now
+    cache.on_pod(second, deleted=True)
+    assert cache.cpu_memory_used == {}

@@ -23,6 +23,7 @@ from mlplacement.core.snapshot import (
     Snapshot,
     build_snapshot,
     node_interruption,
+    pod_cpu_memory_requests,
     pod_gpu_requests,
 )
 
@@ -75,7 +76,11 @@ def _slim_node(node: Obj) -> dict[str, Any]:
             ],
         },
         "status": {
-            "allocatable": {GPU_RESOURCE: (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")},
+            "allocatable": {
+                key: value
+                for key, value in (status.get("allocatable") or {}).items()
+                if key in (GPU_RESOURCE, "cpu", "memory")
+            },
             "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in status.get("conditions") or []],
         },
     }
@@ -130,6 +135,10 @@ class FleetCache:
     edge_bound: dict[str, dict[str, int]] = field(default_factory=dict)
     # Workload uid -> revision (generation, target) of its child on this cluster, as the child watch saw it.
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Pod key -> (node, CPU millicores, memory bytes) it requests, and their sums per node: a node must hold a
+    # pod's CPU and memory as well as its GPUs.
+    pod_cpu_memory: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    cpu_memory_used: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Namespace -> its labels: team quotas may select namespaces by label.
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -151,6 +160,26 @@ class FleetCache:
     def on_pod(self, pod: Obj, deleted: bool) -> None:
         terminal = (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES
         self._store(self.gpu_pods, pod, deleted or terminal or not tracked_pod(pod), _slim_pod)
+        self._count_cpu_memory(object_key(pod), pod, deleted or terminal)
+
+    def _count_cpu_memory(self, key: str, pod: Obj, gone: bool) -> None:
+        """Keep what every bound pod requests of its node's CPU and memory, summed per node (the pods themselves
+        are not kept: most hold no GPU)."""
+        before = self.pod_cpu_memory.pop(key, None)
+        if before is not None:
+            node, cpu, memory = before
+            used = self.cpu_memory_used[node]
+            self.cpu_memory_used[node] = (used[0] - cpu, used[1] - memory)
+            if self.cpu_memory_used[node] == (0, 0):
+                del self.cpu_memory_used[node]
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if gone or not node_name:
+            return
+        cpu, memory = pod_cpu_memory_requests(pod)
+        if cpu or memory:
+            self.pod_cpu_memory[key] = (node_name, cpu, memory)
+            used = self.cpu_memory_used.get(node_name, (0, 0))
+            self.cpu_memory_used[node_name] = (used[0] + cpu, used[1] + memory)
 
     def on_child(self, child: Obj, deleted: bool) -> None:
         """A Job or Deployment of ours on this cluster: what it commits goes into the ledger, its revision into
@@ -257,6 +286,7 @@ class FleetCache:
             signals_configmap=self.signals_configmap,
             pool_label_keys=self.config.pool_label_keys,
             topology_labels=self.topology_labels(),
+            cpu_memory_used=self.cpu_memory_used,
             reserved=reserved,
             reserved_pods=reserved_pods,
             active_runs=active_runs,

@@ -6,7 +6,7 @@ either from raw Kubernetes object dicts (the operator) or from a fleet file (exp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from mlplacement.api.fleet import CapacityType, Fleet
 from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
 from mlplacement.api.workload import TargetKind
 from mlplacement.core.nodes import Domain, Domains, reserve, reserve_domains
+from mlplacement.core.quantity import cpu_millis, memory_bytes
 
 # Spot labels of the common node provisioners (Karpenter, GKE, EKS, AKS) and the values that mean "spot".
 SPOT_LABELS: Mapping[str, frozenset[str]] = {
@@ -70,6 +71,11 @@ class Target:
     domains: Domains = ()
     # Where in the target a gang was placed: (label, value) its pods are pinned to; set on a decision only.
     pin: tuple[str, str] | None = None
+    # Per schedulable node (free GPUs, free CPU millicores, free memory bytes), from Nodes and the requests of
+    # their pods; and the most CPU and memory one node has. Empty/0 when not known (fleet files, edges).
+    node_room: tuple[tuple[int, int, int], ...] = ()
+    node_cpu_millis: int = 0
+    node_memory_bytes: int = 0
     # (kind, name), precomputed: placement looks it up for every candidate of every decision.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
@@ -89,6 +95,10 @@ class Snapshot:
     # those are skipped for other kinds.
     spot_kinds: frozenset[TargetKind] = field(init=False, repr=False)
     rtt_kinds: frozenset[TargetKind] = field(init=False, repr=False)
+    # Kinds with a target whose nodes' free CPU and memory are known; and the verdicts of the node-room filter
+    # by (target, GPUs, CPU, memory), which many requests of a round share.
+    room_kinds: frozenset[TargetKind] = field(init=False, repr=False)
+    room_verdicts: dict[tuple[object, ...], bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.targets, key=lambda t: (t.kind.value, t.name)))
@@ -108,6 +118,7 @@ class Snapshot:
         )
         object.__setattr__(self, "spot_kinds", frozenset(t.kind for t in ordered if t.spot))
         object.__setattr__(self, "rtt_kinds", frozenset(t.kind for t in ordered if t.rtt_ms is not None))
+        object.__setattr__(self, "room_kinds", frozenset(t.kind for t in ordered if t.node_room))
 
     @property
     def signals_age_seconds(self) -> float | None:
@@ -290,22 +301,53 @@ def _container_gpus(container: Mapping[str, Any]) -> int:
     )
 
 
-def pod_gpu_requests(pod: Mapping[str, Any]) -> int:
-    """GPUs a pod (or pod template) holds, by the scheduler's rule for its effective request.
-
-    The larger of the app containers plus sidecars (init containers with restartPolicy Always, which keep
-    running) and the peak of any one plain init container plus the sidecars started before it. The one
-    rule for the snapshot, the caches and the capacity ledger.
-    """
-    spec = pod.get("spec") or {}
+def _effective(spec: Mapping[str, Any], amount: Callable[[Mapping[str, Any]], int]) -> int:
+    """A pod's effective request of one resource, by the scheduler's rule: the larger of the app containers
+    plus sidecars (init containers with restartPolicy Always, which keep running) and the peak of any one plain
+    init container plus the sidecars started before it."""
     sidecars = 0
     init_peak = 0
     for container in spec.get("initContainers") or []:
         if container.get("restartPolicy") == "Always":
-            sidecars += _container_gpus(container)
+            sidecars += amount(container)
         else:
-            init_peak = max(init_peak, sidecars + _container_gpus(container))
-    return max(sum(_container_gpus(c) for c in spec.get("containers") or []) + sidecars, init_peak)
+            init_peak = max(init_peak, sidecars + amount(container))
+    return max(sum(amount(c) for c in spec.get("containers") or []) + sidecars, init_peak)
+
+
+def pod_gpu_requests(pod: Mapping[str, Any]) -> int:
+    """GPUs a pod (or pod template) holds, by the scheduler's rule for its effective request. The one rule for
+    the snapshot, the caches and the capacity ledger."""
+    return _effective(pod.get("spec") or {}, _container_gpus)
+
+
+def _request_of(resource: str, parse: Callable[[object], int]) -> Callable[[Mapping[str, Any]], int]:
+    def amount(container: Mapping[str, Any]) -> int:
+        return parse(((container.get("resources") or {}).get("requests") or {}).get(resource))
+
+    return amount
+
+
+_CPU = _request_of("cpu", cpu_millis)
+_MEMORY = _request_of("memory", memory_bytes)
+
+
+def pod_cpu_memory_requests(pod: Mapping[str, Any]) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) a pod requests, by the same rule as its GPUs."""
+    spec = pod.get("spec") or {}
+    return _effective(spec, _CPU), _effective(spec, _MEMORY)
+
+
+def cpu_memory_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(CPU millicores, memory bytes) requested by non-terminal pods, by node name."""
+    used: dict[str, tuple[int, int]] = {}
+    for pod in pods:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES:
+            cpu, memory = pod_cpu_memory_requests(pod)
+            before = used.get(node_name, (0, 0))
+            used[node_name] = (before[0] + cpu, before[1] + memory)
+    return used
 
 
 def gpus_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -328,11 +370,15 @@ def gpu_pools_from_nodes(
     signals: Signals | None,
     pool_label_keys: Iterable[str] = POOL_LABEL_KEYS,
     topology_labels: tuple[str, ...] = (),
+    cpu_memory_used: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[Target]:
     """Group GPU nodes into pools; free GPUs = allocatable minus requests of non-terminal pods. With
     ``topology_labels``, each pool's free blocks are also kept per domain (the nodes' values of those labels)."""
     keys = tuple(pool_label_keys)
+    pods = list(pods)
     used_by_node = gpus_used_by_node(pods)
+    # The operator passes what every pod of a node requests (its GPU pod cache holds only pods with GPUs).
+    cpu_memory = cpu_memory_used_by_node(pods) if cpu_memory_used is None else cpu_memory_used
     pools: dict[str, dict[str, Any]] = {}
     for node in nodes:
         pool = pool_of(node, keys)
@@ -348,6 +394,9 @@ def gpu_pools_from_nodes(
                 "total": 0,
                 "free": 0,
                 "blocks": [],
+                "room": [],
+                "cpu": 0,
+                "memory": 0,
                 "domains": {},
                 "sizes": [],
                 "node_gpus": 0,
@@ -372,6 +421,12 @@ def gpu_pools_from_nodes(
         entry["free"] += free
         entry["blocks"].append(free)
         entry["sizes"].append(allocatable)
+        node_allocatable = (node.get("status") or {}).get("allocatable") or {}
+        cpu, memory = cpu_millis(node_allocatable.get("cpu")), memory_bytes(node_allocatable.get("memory"))
+        if cpu and memory:
+            cpu_used, memory_used = cpu_memory.get(name, (0, 0))
+            entry["room"].append((free, max(0, cpu - cpu_used), max(0, memory - memory_used)))
+            entry["cpu"], entry["memory"] = max(entry["cpu"], cpu), max(entry["memory"], memory)
         if topology_labels:
             domain: Domain = tuple(str(labels.get(label) or "") for label in topology_labels)
             entry["domains"].setdefault(domain, []).append(free)
@@ -397,6 +452,10 @@ def gpu_pools_from_nodes(
                 blocks=tuple(sorted(entry["blocks"])),
                 node_gpus=entry["node_gpus"],
                 node_sizes=tuple(sorted(entry["sizes"])),
+                # Known only when every ready node says its CPU and memory (else no node-room check at all).
+                node_room=tuple(entry["room"]) if len(entry["room"]) == len(entry["blocks"]) else (),
+                node_cpu_millis=entry["cpu"],
+                node_memory_bytes=entry["memory"],
                 domain_labels=topology_labels if entry["domains"] else (),
                 domains=tuple((d, tuple(sorted(b))) for d, b in sorted(entry["domains"].items())),
             )
@@ -524,6 +583,7 @@ def build_snapshot(
     active_runs: Mapping[str, int] | None = None,
     reserved_pods: Mapping[tuple[str, str], Mapping[tuple[int, int], int]] | None = None,
     topology_labels: Iterable[str] = (),
+    cpu_memory_used: Mapping[str, tuple[int, int]] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
@@ -533,7 +593,9 @@ def build_snapshot(
     (core.nodes.reserve). ``topology_labels`` are the node labels policies hold gangs to (core.nodes.NodeBook)."""
     signals, _problem = signals_from_configmap(signals_configmap)
     targets = [
-        *gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys, tuple(sorted(set(topology_labels)))),
+        *gpu_pools_from_nodes(
+            nodes, pods, signals, pool_label_keys, tuple(sorted(set(topology_labels))), cpu_memory_used
+        ),
         *edge_targets(edge_clusters, now),
         *workspace_targets(databricks_workspaces, active_runs),
     ]

@@ -19,6 +19,7 @@ from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
 from mlplacement.core.kinds import KINDS
 from mlplacement.core.nodes import holding
 from mlplacement.core.placement.request import PlacementRequest
+from mlplacement.core.quantity import describe_cpu, describe_memory
 from mlplacement.core.snapshot import Snapshot, Target
 
 # Time a request spends inside the target before the model answers, by kind (ms): an edge site serves
@@ -307,6 +308,14 @@ def fits_at_all(request: PlacementRequest, target: Target, free: int, context: C
         return f"have {target.gpus_total} GPUs in all (need {request.gpus_needed})"
     if 0 < target.node_gpus < request.gpus:  # a pod's GPUs sit on one node
         return f"have no node with {request.gpus} GPUs (the largest has {target.node_gpus})"
+    if request.cpu_millis > target.node_cpu_millis > 0:
+        largest = describe_cpu(target.node_cpu_millis)
+        return f"have no node with {describe_cpu(request.cpu_millis)} CPU (the largest has {largest})"
+    if request.memory_bytes > target.node_memory_bytes > 0:
+        return (
+            f"have no node with {describe_memory(request.memory_bytes)} memory "
+            f"(the largest has {describe_memory(target.node_memory_bytes)})"
+        )
     if request.gang and target.node_sizes and request.gpus > 0:
         nodes = holding(target.node_sizes, request.gpus)
         if nodes < request.replicas:  # a gang's workers each need a node of their own
@@ -315,6 +324,25 @@ def fits_at_all(request: PlacementRequest, target: Target, free: int, context: C
                 "worker)"
             )
     return None
+
+
+def node_room(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    """Some node must have the pod's GPUs, CPU and memory free at once (as the scheduler's NodeResourcesFit
+    checks). Read from the snapshot: claims a round makes are counted in GPUs only."""
+    if not target.node_room:
+        return None
+    key = (target.key, request.gpus, request.cpu_millis, request.memory_bytes)
+    verdicts = context.snapshot.room_verdicts
+    fits = verdicts.get(key)
+    if fits is None:
+        gpus, cpu, memory = request.gpus, request.cpu_millis, request.memory_bytes
+        fits = verdicts[key] = any(g >= gpus and c >= cpu and m >= memory for g, c, m in target.node_room)
+    if fits:
+        return None
+    return (
+        f"have no node with {request.gpus} GPUs, {describe_cpu(request.cpu_millis)} CPU and "
+        f"{describe_memory(request.memory_bytes)} memory free"
+    )
 
 
 def capacity(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
@@ -387,9 +415,10 @@ TARGET_FILTERS: tuple[TargetFilter, ...] = (
     budget,
     finishes_in_time,
     fits_at_all,
+    node_room,
     capacity,
 )
-TRANSIENT_FILTERS: frozenset[TargetFilter] = frozenset({capacity, healthy})
+TRANSIENT_FILTERS: frozenset[TargetFilter] = frozenset({capacity, healthy, node_room})
 
 # When a target filter can reject anything at all: one that cannot, for this workload on targets of this kind,
 # is left out of that decision's loop over targets (the hottest loop of a round). Order and reasons stay.
@@ -405,6 +434,9 @@ _CAN_REJECT: dict[TargetFilter, Callable[[PlacementRequest, TargetKind, Context]
         request.deadline is not None or request.max_runtime_minutes is not None
     ),
     fits_at_all: lambda request, kind, context: KINDS[kind].claims_gpus,
+    node_room: lambda request, kind, context: (
+        (request.cpu_millis > 0 or request.memory_bytes > 0) and kind in context.snapshot.room_kinds
+    ),
 }
 
 
@@ -419,6 +451,7 @@ def target_filters_for(request: PlacementRequest, kind: TargetKind, context: Con
         request.deadline is not None or request.max_runtime_minutes is not None,
         kind in snapshot.spot_kinds,
         kind in snapshot.rtt_kinds,
+        (request.cpu_millis > 0 or request.memory_bytes > 0) and kind in snapshot.room_kinds,
     )
     found = _FILTERS_BY_CASE.get(case)
     if found is None:
@@ -458,7 +491,13 @@ def static_traits(
             request.checkpoint_interval_minutes,
         )
     if fits_at_all in checks:
-        traits += (request.gpus_needed, request.gpus, request.gang and request.replicas)
+        traits += (
+            request.gpus_needed,
+            request.gpus,
+            request.gang and request.replicas,
+            request.cpu_millis,
+            request.memory_bytes,
+        )
     return tuple(traits)
 
 

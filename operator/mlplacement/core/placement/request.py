@@ -14,6 +14,7 @@ from mlplacement.api.workload import (
     TrainingFrequency,
     WorkloadType,
 )
+from mlplacement.core.quantity import cpu_millis, memory_bytes
 
 # Latency a class implies when the workload states no target (ms).
 CLASS_LATENCY_MS = {LatencyClass.REALTIME: 50.0, LatencyClass.INTERACTIVE: 500.0, LatencyClass.BATCH: 60_000.0}
@@ -54,6 +55,9 @@ class PlacementRequest:
     checkpoint_interval_minutes: int | None = None
     # A distributed training: its pods (replicas) each need a node of their own in one pool, all or none.
     gang: bool = False
+    # What each pod requests besides GPUs (CPU millicores, memory bytes): a node must hold all of it.
+    cpu_millis: int = 0
+    memory_bytes: int = 0
     # gpus x replicas, precomputed: every filter and claim of every decision reads it.
     gpus_needed: int = field(init=False, repr=False, compare=False)
 
@@ -97,4 +101,6 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         max_runtime_minutes=spec.intent.max_runtime_minutes,
         checkpoint_interval_minutes=spec.intent.checkpoint_interval_minutes,
         gang=spec.workers > 1,
+        cpu_millis=cpu_millis(spec.resources.cpu),
+        memory_bytes=memory_bytes(spec.resources.memory),
     )
