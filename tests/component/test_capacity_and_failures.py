@@ -365,3 +365,34 @@ def test_pending_unschedulable_pods_are_not_running_and_past_the_grace_the_workl
     assert commitment is not None
     assert commitment.target[1] != first
     assert world.free_gpus(first) == 8
+
+
+def test_a_gang_with_a_worker_never_bound_is_released_whole_past_the_grace_even_if_no_pod_says_why() -> None:
+    """No pod says Unschedulable (a scheduling gate, a scheduler that only waits): one worker bound, the other
+    not. All or nothing: past the unschedulable grace the whole gang is placed again elsewhere."""
+    world = World(pools=("a100-euw1", "a100-euw1-b"))
+    for index, pool in enumerate(("a100-euw1", "a100-euw1-b")):
+        world.cache.on_node(gpu_node(f"n{index}-second", pool), deleted=False)
+    obj = workload("pretrain", gpus=4, type="Training")
+    obj["spec"]["resources"]["workers"] = 2
+    obj = signed(obj)
+
+    async def scenario() -> str:
+        await world.place(obj)
+        job = world.job("pretrain")
+        first = job["spec"]["template"]["spec"]["nodeSelector"]["mlplacement.io/pool"]
+        node = next(n for n, v in world.cache.nodes.items() if v["metadata"]["labels"]["mlplacement.io/pool"] == first)
+        world.cache.on_pod(pod_of(job, "pretrain-0", node=node), deleted=False)
+        world.cache.on_pod(pod_of(job, "pretrain-1"), deleted=False)  # pending, no condition at all
+        await world.controller.place_round()
+        assert world.job("pretrain")["spec"]["template"]["spec"]["nodeSelector"]["mlplacement.io/pool"] == first
+        world.clock.now += world.config.unschedulable_grace_seconds + 1
+        await world.controller.place_round()
+        return first
+
+    first = run(scenario())
+    (unschedulable,) = [e for e in world.events if e[1] == "Unschedulable"]
+    assert "1 of the gang's workers not bound yet" in unschedulable[2]
+    moved = world.job("pretrain")
+    assert moved["spec"]["template"]["spec"]["nodeSelector"]["mlplacement.io/pool"] != first
+    assert moved["spec"]["parallelism"] == 2

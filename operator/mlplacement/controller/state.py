@@ -198,6 +198,7 @@ class FleetCache:
         """Workload uid -> (the pool its pod is pinned to, the scheduler's message), for children with a pending pod
         the scheduler could not place."""
         found: dict[str, tuple[str, str]] = {}
+        unbound: dict[str, int] = {}
         for pod in self.gpu_pods.values():
             message = pod["status"].get("unschedulable")
             uid = workload_uid(pod)
@@ -205,6 +206,15 @@ class FleetCache:
                 selector = pod["spec"].get("nodeSelector") or {}
                 pool = next((str(selector[k]) for k in self.config.pool_label_keys if k in selector), "")
                 found.setdefault(uid, (pool, message))
+            elif uid and not pod["spec"].get("nodeName"):
+                unbound[uid] = unbound.get(uid, 0) + 1
+        # A gang runs all or nothing: workers not bound, whatever holds them (a scheduling gate, a scheduler
+        # that does not say Unschedulable), start the same clock, and past the grace the whole gang is released.
+        for uid, count in unbound.items():
+            commitment = self.ledger.get(uid)
+            if uid in found or commitment is None or not commitment.gang or commitment.target[0] != "GPUPool":
+                continue
+            found[uid] = (commitment.target[1], f"{count} of the gang's workers not bound yet")
         return found
 
     def interrupted(self) -> dict[str, tuple[str, str, str]]:
