@@ -97,33 +97,3 @@ def test_one_nodes_gpus_are_never_counted_twice_and_small_pods_take_the_fragment
     assert not jobs(plane, "fit-4c")
     wait_until(lambda: target(plane, "one-gpu") == FRAG, 60, "the 1-GPU training on the cheap fragments")
     assert wait_until(lambda: bound_nodes(plane, "one-gpu"), 60, "one-gpu bound")[0].startswith("frag-")
-
-
-def test_a_node_with_free_gpus_but_its_cpu_taken_is_passed_over_for_one_that_holds_the_whole_pod(
-    plane: ControlPlane,
-) -> None:
-    # A cheaper pool whose one node has 8 free GPUs, but a CPU-only pod bound there requests 62 of its 64 cores.
-    plane.apply(scheduling.signals({FRAG: 2.0, WHOLE: 3.0, "cheapcpu": 0.5}))
-    plane.apply(node("cheapcpu-0", "cheapcpu"))
-    plane.kubectl("patch", "node", "cheapcpu-0", "--subresource=status", "--type=merge", "-p", gpu_status(8))
-    plane.kubectl("patch", "node", "cheapcpu-0", "--type=merge", "-p", json.dumps({"spec": {"taints": []}}))
-    hog = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "cpu-hog", "namespace": NAMESPACE},
-        "spec": {
-            "nodeName": "cheapcpu-0",  # bound as the scheduler would have bound it
-            "containers": [{"name": "hog", "image": "busybox", "resources": {"requests": {"cpu": "62"}}}],
-        },
-    }
-    plane.apply(hog)
-    workload = make_workload(
-        name="needs-cpu", namespace=NAMESPACE, type="Training", resources={"gpus": 2, "cpu": 4, "memory": "16Gi"}
-    )
-    plane.apply(signed(workload))
-    wait_until(lambda: target(plane, "needs-cpu"), 60, "needs-cpu to be placed")
-    assert target(plane, "needs-cpu") == FRAG
-    assert "have no node with 2 GPUs, 4 CPU and 16Gi memory free" in message(plane, "needs-cpu")
-    bound = wait_until(lambda: bound_nodes(plane, "needs-cpu"), 60, "the scheduler to bind needs-cpu's pod")
-    assert bound[0].startswith("frag-")
-    plane.kubectl("delete", "pod", "cpu-hog", "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false")

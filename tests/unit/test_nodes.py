@@ -326,9 +326,11 @@ def test_the_operator_cache_sums_every_pods_cpu_and_memory_per_node() -> None:
     cache = FleetCache(config=OperatorConfig())
     first = {**cpu_pod("n1", "2", "4Gi"), "metadata": {"name": "a", "namespace": "x"}}
     second = {**cpu_pod("n1", "500m", "1Gi", gpus=1), "metadata": {"name": "b", "namespace": "x"}}
-    cache.on_pod(first, deleted=False)
-    cache.on_pod(second, deleted=False)
+    assert cache.on_pod(first, deleted=False)  # a CPU-only pod: not kept, but its node's room changed
+    assert not cache.on_pod(first, deleted=False)  # the same again: no news, no round
+    assert cache.on_pod(second, deleted=False)
     assert cache.cpu_memory_used == {"n1": (2500, 5 * 2**30)}
+    assert list(cache.gpu_pods) == ["x/b"]
     cache.on_pod({**first, "status": {"phase": "Succeeded"}}, deleted=False)  # finished: holds nothing now
     cache.on_pod(second, deleted=True)
     assert cache.cpu_memory_used == {}

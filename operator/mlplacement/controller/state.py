@@ -157,29 +157,37 @@ class FleetCache:
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)
 
-    def on_pod(self, pod: Obj, deleted: bool) -> None:
+    def on_pod(self, pod: Obj, deleted: bool) -> bool:
+        """Any pod: those placement tracks (GPU requests or ours) are kept, every bound one counts on its node's
+        CPU and memory. True when what placement reads changed."""
         terminal = (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES
-        self._store(self.gpu_pods, pod, deleted or terminal or not tracked_pod(pod), _slim_pod)
-        self._count_cpu_memory(object_key(pod), pod, deleted or terminal)
+        key = object_key(pod)
+        tracked = tracked_pod(pod)
+        if tracked or key in self.gpu_pods:
+            self._store(self.gpu_pods, pod, deleted or terminal or not tracked, _slim_pod)
+        return self._count_cpu_memory(key, pod, deleted or terminal) or tracked or deleted
 
-    def _count_cpu_memory(self, key: str, pod: Obj, gone: bool) -> None:
+    def _count_cpu_memory(self, key: str, pod: Obj, gone: bool) -> bool:
         """Keep what every bound pod requests of its node's CPU and memory, summed per node (the pods themselves
-        are not kept: most hold no GPU)."""
-        before = self.pod_cpu_memory.pop(key, None)
+        are not kept: most hold no GPU). True when a node's sums changed."""
+        before = self.pod_cpu_memory.get(key)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        now = None if gone or not node_name else (str(node_name), *pod_cpu_memory_requests(pod))
+        if now == before or (now is not None and not (now[1] or now[2]) and before is None):
+            return False
+        self.pod_cpu_memory.pop(key, None)
         if before is not None:
             node, cpu, memory = before
             used = self.cpu_memory_used[node]
             self.cpu_memory_used[node] = (used[0] - cpu, used[1] - memory)
             if self.cpu_memory_used[node] == (0, 0):
                 del self.cpu_memory_used[node]
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if gone or not node_name:
-            return
-        cpu, memory = pod_cpu_memory_requests(pod)
-        if cpu or memory:
-            self.pod_cpu_memory[key] = (node_name, cpu, memory)
-            used = self.cpu_memory_used.get(node_name, (0, 0))
-            self.cpu_memory_used[node_name] = (used[0] + cpu, used[1] + memory)
+        if now is not None and (now[1] or now[2]):
+            node, cpu, memory = now
+            self.pod_cpu_memory[key] = now
+            used = self.cpu_memory_used.get(node, (0, 0))
+            self.cpu_memory_used[node] = (used[0] + cpu, used[1] + memory)
+        return True
 
     def on_child(self, child: Obj, deleted: bool) -> None:
         """A Job or Deployment of ours on this cluster: what it commits goes into the ledger, its revision into

@@ -18,7 +18,6 @@ from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.pipelines import PipelineController, is_stage
-from mlplacement.controller.state import tracked_pod
 from mlplacement.controller.sync import WATCHES, CacheSync, sync_caches
 from mlplacement.controller.workloads import WorkloadController
 
@@ -164,8 +163,7 @@ async def namespace(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.event("", "v1", "pods")
 @feeds_cache
 async def gpu_pod(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if tracked_pod(body) or _deleted(type):
-        memo.cache.on_pod(body, _deleted(type))
+    if memo.cache.on_pod(body, _deleted(type)):
         memo.controller.fleet_changed()
 
 
