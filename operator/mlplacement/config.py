@@ -29,6 +29,9 @@ class OperatorConfig:
     health_port: int = 8080  # MLPLACEMENT_HEALTH_PORT: /healthz liveness
     placement_interval_seconds: float = 2.0  # MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS: batch loop period
     write_concurrency: int = 8  # MLPLACEMENT_WRITE_CONCURRENCY: parallel status/child writes per round
+    # MLPLACEMENT_MAX_BATCH: at most this many workloads decided in one round (highest priority, then oldest,
+    # first; the rest in the next round, at once): bounds a round's memory and how long new arrivals wait on it
+    max_batch: int = 1000
     worker_limit: int = 50  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
     # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout; a worker holds its slot this long after an event
     idle_timeout_seconds: float = 0.05
@@ -98,6 +101,8 @@ class OperatorConfig:
             raise ConfigError("MLPLACEMENT_NAMESPACE must not be empty")
         if self.write_concurrency < 1 or self.worker_limit < 1:
             raise ConfigError("MLPLACEMENT_WRITE_CONCURRENCY and MLPLACEMENT_WORKER_LIMIT must be >= 1")
+        if self.max_batch < 1:
+            raise ConfigError("MLPLACEMENT_MAX_BATCH must be >= 1")
         if self.placement_interval_seconds <= 0:
             raise ConfigError("MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS must be > 0")
         if self.log_format not in ("json", "plain"):

@@ -132,6 +132,20 @@ def test_new_workloads_are_decided_together_on_the_snapshot() -> None:
     assert plan.blocked == []
 
 
+def test_a_backlog_larger_than_a_batch_is_decided_highest_priority_first_and_the_rest_next_round() -> None:
+    world = World(pool("a100", free=8))
+    for name, priority in (("low", 1), ("high", 900), ("mid", 50), ("lowest", 0)):
+        world.queue(world.workload(name, intent={"priority": priority, "dataRegion": "eu-west-1"}))
+    plan = world.plan(max_batch=2)
+    assert sorted(decided(plan)) == ["team-a/high", "team-a/mid"]
+    assert plan.more  # the executor runs the next round at once
+    for queued, _ in plan.decisions:
+        world.records[queued.admitted.request.key].queued = None  # what the executor does once placed
+    rest = world.plan(max_batch=2)
+    assert sorted(decided(rest)) == ["team-a/low", "team-a/lowest"]
+    assert not rest.more
+
+
 @pytest.mark.parametrize(
     ("attempts", "not_before", "seen_version", "failure", "due"),
     [

@@ -531,6 +531,7 @@ class WorkloadController:
             interrupted=self.cache.interrupted(),
             blocked={namespace: failure for namespace, (_, failure) in self.blocked_namespaces.items()},
             namespace_labels=self.cache.namespace_labels,
+            max_batch=self.config.max_batch,
         )
         plan = plan_round(
             self.records,
@@ -562,6 +563,8 @@ class WorkloadController:
         if not plan.routed and not plan.blocked:
             return []
         await self._apply_placement(plan, snapshot, now)
+        if plan.more:  # a backlog larger than one batch: the next round now, not an interval later
+            self.wakeup.set()
         self.metrics.workloads_by_phase(self.phase_counts())
         if plan.scarce:
             self._quota_metrics(plan.policies, snapshot)

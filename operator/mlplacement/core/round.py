@@ -115,6 +115,8 @@ class RoundInputs:
     # Namespace -> the failure it gives every child (being deleted), while that holds.
     blocked: Mapping[str, ApplyError] = field(default_factory=dict)
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # At most this many workloads decided in one round (0: no limit); the rest wait for the next, due at once.
+    max_batch: int = 0
 
 
 @dataclass
@@ -128,6 +130,7 @@ class RoundPlan:
     decisions: list[tuple[Queued, Decision]] = field(default_factory=list)
     policies: dict[str | None, PlacementPolicySpec] = field(default_factory=dict)
     scarce: bool = False  # preemption or quotas are in play: their metrics are due
+    more: bool = False  # workloads were left for the next round by max_batch: it is due at once
 
     @property
     def fleet_moved(self) -> bool:
@@ -196,6 +199,10 @@ def plan_round(
             deciding.append(entry)
     if not deciding:
         return plan
+    if inputs.max_batch and len(deciding) > inputs.max_batch:
+        # The batch the engine would put first (priority, then age); the rest stay queued, untouched.
+        deciding.sort(key=lambda q: _batch_order(q.admitted.request))
+        deciding, plan.more = deciding[: inputs.max_batch], True
     plan.policies = {q.admitted.policy_name: q.admitted.policy for q in deciding}
     requests = [dataclasses.replace(q.admitted.request, policy=q.admitted.policy_name, avoid=q.avoid) for q in deciding]
     by_key = {q.admitted.request.key: q for q in deciding}
@@ -208,6 +215,11 @@ def plan_round(
     )
     plan.decisions = [(by_key[d.request.key], d) for d in decisions]
     return plan
+
+
+def _batch_order(request: PlacementRequest) -> tuple[object, ...]:
+    created = request.created.timestamp() if request.created is not None else 0.0
+    return (-request.priority, created, request.key)
 
 
 def _requeue(record: WorkloadRecord, move: Move | None, admit: Admit) -> Queued | Refusal | None:
