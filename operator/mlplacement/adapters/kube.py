@@ -45,6 +45,40 @@ _FAILURE_REASONS = {
     429: "TooManyRequests",
 }
 _CHILD_API_VERSIONS = {"Job": "batch/v1", "Deployment": "apps/v1", "Service": "v1"}
+_CHILD_PLURALS = {"Job": "jobs", "Deployment": "deployments", "Service": "services"}
+
+
+def send_unread(
+    api_client: client.ApiClient,
+    path: str,
+    method: str,
+    body: Any,
+    content_type: str = "application/json",
+    query: Any = (),
+) -> None:
+    """A write whose answer is not read: the object the server sends back is never parsed (at thousands of
+    writes a second, parsing what nobody reads is most of the client's CPU). Refusals raise ApiException."""
+    response = api_client.call_api(
+        path,
+        method,
+        query_params=list(query),
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+        _request_timeout=REQUEST_TIMEOUT_SECONDS,
+    )
+    response.data  # noqa: B018  (read to the end, so the connection goes back to the pool)
+    response.release_conn()
+
+
+def _collection_path(api_version: str, kind: str, namespace: str) -> str:
+    """Where a child of ``kind`` is created (a core group kind under /api, the others under /apis)."""
+    root = "/api" if "/" not in api_version else "/apis"
+    return f"{root}/{api_version}/namespaces/{namespace}/{_CHILD_PLURALS[kind]}"
+
+
 # Fields of a child that the operator owns and brings back in line on every apply.
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 
@@ -180,17 +214,10 @@ class KubeCluster:
                 raise
 
     def _patch(self, path: str, body: Any, content_type: str, query: list[tuple[str, str]]) -> None:
-        self.api_client.call_api(
-            path,
-            "PATCH",
-            query_params=query,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            response_type="object",
-            _return_http_data_only=True,
-            _request_timeout=REQUEST_TIMEOUT_SECONDS,
-        )
+        self._send(path, "PATCH", body, content_type, query)
+
+    def _send(self, path: str, method: str, body: Any, content_type: str = "application/json", query: Any = ()) -> None:
+        send_unread(self.api_client, path, method, body, content_type, query)
 
     def list_keys(self, path: str, label_selector: str = "") -> set[str]:
         """The keys (``namespace/name``, or ``name``) of every object in a collection now: metadata only
@@ -251,15 +278,15 @@ class KubeCluster:
             raise ApplyError("Unreachable", f"{type(exc).__name__}: the API server did not answer") from None
 
     def _apply_child(self, obj: Mapping[str, Any]) -> str:
-        resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         meta = obj["metadata"]
-        where = {"namespace": meta["namespace"], "_request_timeout": REQUEST_TIMEOUT_SECONDS}
         try:
-            resource.create(body=dict(obj), **where)
+            self._send(_collection_path(obj["apiVersion"], obj["kind"], meta["namespace"]), "POST", dict(obj))
             return "created"
         except ApiException as exc:
             if exc.status != 409:
                 raise
+        resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        where = {"namespace": meta["namespace"], "_request_timeout": REQUEST_TIMEOUT_SECONDS}
         existing = resource.get(name=meta["name"], **where).to_dict()
         theirs = ((existing.get("metadata") or {}).get("labels") or {}).get(LABEL_WORKLOAD_UID)
         ours = (meta.get("labels") or {}).get(LABEL_WORKLOAD_UID)
@@ -363,6 +390,7 @@ class KubeEvents:
     """Posts core/v1 Events in the background (never blocking the caller) and logs each one."""
 
     def __init__(self, api_client: client.ApiClient, component: str = "mlplacement") -> None:
+        self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.component = component
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
@@ -410,7 +438,8 @@ class KubeEvents:
             reporting_instance=self.component,
         )
         try:
-            self.core.create_namespaced_event(namespace, body)
+            path = f"/api/v1/namespaces/{namespace}/events"
+            send_unread(self.api_client, path, "POST", self.api_client.sanitize_for_serialization(body))
         except ApiException as exc:  # an Event is best effort: never fail a reconcile over it
             log.warning("could not post event %s: %s", reason, exc.reason)
 
