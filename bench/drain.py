@@ -334,7 +334,7 @@ def main() -> None:
         lat = results["latency"]
         print(
             f"decision latency over {lat['count']} created at {args.rate:g}/s with {args.large or args.workloads} "
-            f"settled: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms (target p99 <= 250); "
+            f"settled: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms (target p99 <= 100); "
             f"{lat['missing']} never seen placed; peak RSS {lat['rss_mb']:.1f} MB"
         )
 
