@@ -15,12 +15,10 @@ from typing import Any
 
 import pytest
 
-from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy, make_workload
-from tests.conftest import REPO
+from tests.builders import make_workload
 from tests.controlplane import ControlPlane, wait_until
 from tests.integration import test_scheduling as scheduling
-from tests.integration.test_operator import KEY, Operator, gpu_status, node, signed
+from tests.integration.test_operator import Operator, signed
 
 NAMESPACE = "team-gangs"
 TRAP, WIDE = "trap", "wide"
@@ -34,16 +32,8 @@ def set_taints(plane: ControlPlane, name: str, taints: list[dict[str, str]]) -> 
 
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    control_plane.start_controllers()
-    control_plane.install_home(
-        REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default"))
-    )
-    control_plane.apply(scheduling.signals({TRAP: 1.0, WIDE: 3.0}))
-    for name, pool in NODES.items():
-        control_plane.apply(node(name, pool))
-        control_plane.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(8))
-        # No node lifecycle controller lifts the apiserver's not-ready taint here (no kubelet): set ours or none.
-        set_taints(control_plane, name, TAINT if name == "trap-1" else [])
+    nodes = {name: (pool, 8) for name, pool in NODES.items()}
+    scheduling.gpu_cluster(control_plane, NAMESPACE, {TRAP: 1.0, WIDE: 3.0}, nodes, taints={"trap-1": TAINT})
     operator = Operator(control_plane, extra_env={"MLPLACEMENT_UNSCHEDULABLE_GRACE_SECONDS": "6"})
     operator.start()
     yield control_plane

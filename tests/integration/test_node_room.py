@@ -13,12 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy, make_workload
-from tests.conftest import REPO
+from tests.builders import make_workload
 from tests.controlplane import ControlPlane, wait_until
 from tests.integration import test_scheduling as scheduling
-from tests.integration.test_operator import KEY, Operator, gpu_status, node, signed
+from tests.integration.test_operator import Operator, signed
 
 NAMESPACE = "team-room"
 CHEAP, ROOMY = "cheapcpu", "roomy"
@@ -26,15 +24,8 @@ CHEAP, ROOMY = "cheapcpu", "roomy"
 
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    control_plane.start_controllers()
-    control_plane.install_home(
-        REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default"))
-    )
-    control_plane.apply(scheduling.signals({CHEAP: 0.5, ROOMY: 3.0}))
-    for pool in (CHEAP, ROOMY):
-        control_plane.apply(node(f"{pool}-0", pool))
-        control_plane.kubectl("patch", "node", f"{pool}-0", "--subresource=status", "--type=merge", "-p", gpu_status(8))
-        control_plane.kubectl("patch", "node", f"{pool}-0", "--type=merge", "-p", json.dumps({"spec": {"taints": []}}))
+    nodes = {f"{pool}-0": (pool, 8) for pool in (CHEAP, ROOMY)}
+    scheduling.gpu_cluster(control_plane, NAMESPACE, {CHEAP: 0.5, ROOMY: 3.0}, nodes)
     hog = {
         "apiVersion": "v1",
         "kind": "Pod",

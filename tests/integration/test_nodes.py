@@ -9,18 +9,15 @@ pod gets.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from mlplacement.core import keyring as keyring_core
-from tests.builders import make_policy, make_workload
-from tests.conftest import REPO
+from tests.builders import make_workload
 from tests.controlplane import ControlPlane, wait_until
 from tests.integration import test_scheduling as scheduling
-from tests.integration.test_operator import KEY, Operator, gpu_status, node, signed
+from tests.integration.test_operator import Operator, signed
 
 NAMESPACE = "team-nodes"
 FRAG, WHOLE = "frag", "whole"
@@ -29,16 +26,7 @@ NODES = {**{f"frag-{i}": (FRAG, 2) for i in range(4)}, "whole-0": (WHOLE, 8)}
 
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    control_plane.start_controllers()
-    control_plane.install_home(
-        REPO / "crds", (NAMESPACE,), keyring_core.public_pem(KEY), signed(make_policy("default"))
-    )
-    control_plane.apply(scheduling.signals({FRAG: 2.0, WHOLE: 3.0}))
-    for name, (pool, gpus) in NODES.items():
-        control_plane.apply(node(name, pool))
-        control_plane.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(gpus))
-        # No node lifecycle controller lifts the apiserver's not-ready taint here (no kubelet): clear it.
-        control_plane.kubectl("patch", "node", name, "--type=merge", "-p", json.dumps({"spec": {"taints": []}}))
+    scheduling.gpu_cluster(control_plane, NAMESPACE, {FRAG: 2.0, WHOLE: 3.0}, NODES)
     # A long unschedulable grace: a pod sent where no node holds it would sit Pending, and the test would see it.
     operator = Operator(control_plane, extra_env={"MLPLACEMENT_UNSCHEDULABLE_GRACE_SECONDS": "600"})
     operator.start()

@@ -43,6 +43,27 @@ def signals(prices: Mapping[str, float] | None = None) -> dict[str, Any]:
     }
 
 
+def gpu_cluster(
+    plane: ControlPlane,
+    namespace: str,
+    prices: Mapping[str, float],
+    nodes: Mapping[str, tuple[str, int]],
+    taints: Mapping[str, list[dict[str, str]]] | None = None,
+) -> None:
+    """The scheduler and controller-manager, the home install (CRDs, ``namespace``, key, signed default policy),
+    signals with ``prices`` per pool, and GPU nodes (name -> pool, GPUs), each with ``taints`` or none."""
+    plane.start_controllers()
+    plane.install_home(REPO / "crds", (namespace,), keyring_core.public_pem(KEY), signed(make_policy("default")))
+    plane.apply(signals(prices))
+    for name, (pool, gpus) in nodes.items():
+        plane.apply(node(name, pool))
+        plane.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", gpu_status(gpus))
+        # The apiserver taints a new node not-ready; with no node lifecycle controller (no kubelet to watch) that
+        # taint is never lifted, so set the taints as they would be on a ready node.
+        ready = (taints or {}).get(name, [])
+        plane.kubectl("patch", "node", name, "--type=merge", "-p", json.dumps({"spec": {"taints": ready}}))
+
+
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
     control_plane.start_controllers()
