@@ -127,7 +127,7 @@ def test_clear_errors(signed_examples: Path, args: list[str], message: str) -> N
     assert "Traceback" not in result.stderr
 
 
-WORKLOAD_WITH = """apiVersion: mlplacement.io/v1alpha1
+VALID = """apiVersion: mlplacement.io/v1alpha1
 kind: MLWorkload
 metadata:
   name: scorer
@@ -135,11 +135,10 @@ metadata:
 spec:
   type: Batch
   image: registry.example.com/team-a/job:1
-  resources: {{gpus: 1}}
-  env:
-  - name: FLAG
-    value: {value}
+  resources: {gpus: 1}
 """
+# The valid workload with one env value written as given (a YAML scalar to judge).
+WORKLOAD_WITH = VALID.replace("{", "{{").replace("}", "}}") + "  env:\n  - name: FLAG\n    value: {value}\n"
 
 
 @pytest.mark.parametrize(
@@ -199,17 +198,6 @@ def test_signing_never_writes_through_a_yaml_alias_into_spec(tmp_path: Path) -> 
     verified = mlplacement("verify", manifest, "--keys", tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
-
-VALID = """apiVersion: mlplacement.io/v1alpha1
-kind: MLWorkload
-metadata:
-  name: scorer
-  namespace: team-a
-spec:
-  type: Batch
-  image: registry.example.com/team-a/job:1
-  resources: {gpus: 1}
-"""
 
 REFUSED = [
     pytest.param(VALID.replace("gpus: 1", "gpus: -1"), "spec.resources.gpus", id="a negative GPU count"),
