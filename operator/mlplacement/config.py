@@ -32,6 +32,9 @@ class OperatorConfig:
     # MLPLACEMENT_MAX_BATCH: at most this many workloads decided in one round (highest priority, then oldest,
     # first; the rest in the next round, at once): bounds a round's memory and how long new arrivals wait on it
     max_batch: int = 1000
+    # MLPLACEMENT_PLACED_EVENTS_PER_SECOND: routine placements (first placement, no move) get an Event each up to
+    # this rate (burst: ten seconds' worth); beyond it one summary Event per policy and round. `inf`: always one each
+    placed_events_per_second: float = 10.0
     worker_limit: int = 50  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
     # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout; a worker holds its slot this long after an event
     idle_timeout_seconds: float = 0.05
@@ -103,6 +106,8 @@ class OperatorConfig:
             raise ConfigError("MLPLACEMENT_WRITE_CONCURRENCY and MLPLACEMENT_WORKER_LIMIT must be >= 1")
         if self.max_batch < 1:
             raise ConfigError("MLPLACEMENT_MAX_BATCH must be >= 1")
+        if not self.placed_events_per_second >= 0:  # NaN too
+            raise ConfigError("MLPLACEMENT_PLACED_EVENTS_PER_SECOND must be >= 0 (inf: an Event for every placement)")
         if self.placement_interval_seconds <= 0:
             raise ConfigError("MLPLACEMENT_PLACEMENT_INTERVAL_SECONDS must be > 0")
         if self.log_format not in ("json", "plain"):

@@ -236,6 +236,8 @@ def test_crd_switches(flags: list[str], crds: int, kept: int) -> None:
         (["--set", "webhook.failurePolicy=Maybe"], "/webhook/failurePolicy"),
         (["--set", "trustedKeys.keys.k1=-----BEGIN PRIVATE KEY-----"], "/trustedKeys/keys/k1"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
+        (["--set", "operator.placedEventsPerSecond=-1"], "/operator/placedEventsPerSecond"),
+        (["--set", "operator.placedEventsPerSecond=always"], "/operator/placedEventsPerSecond"),
     ],
     ids=[
         "zero workers",
@@ -246,6 +248,8 @@ def test_crd_switches(flags: list[str], crds: int, kept: int) -> None:
         "unknown webhook failure policy",
         "a private key where a public key belongs",
         "port out of range",
+        "a negative Event rate",
+        "an Event rate that is neither a number nor inf",
     ],
 )
 def test_values_schema_rejects_bad_values(flags: list[str], complaint: str) -> None:

@@ -145,7 +145,7 @@ class EdgeRuntime:
             del self.state[name]
             self.written.pop(name, None)
             self.cache.edge_live.pop(name, None)
-            self.cache.edge_bound.pop(name, None)
+            self.cache.set_edge_bound(name, None)
             await asyncio.to_thread(self.remote.forget, name)
         due = [name for name in self.cache.edge_clusters if now >= self.state.setdefault(name, EdgeState()).next_probe]
         outcomes = await asyncio.gather(*(self.probe(name) for name in due), return_exceptions=True)
@@ -181,7 +181,7 @@ class EdgeRuntime:
         desired = edge_status(current, result, state.failures, self.clock(), generation, problem)
         self.cache.edge_live[name] = desired
         if result is not None and result.reachable:
-            self.cache.edge_bound[name] = dict(result.bound_by_workload)
+            self.cache.set_edge_bound(name, result.bound_by_workload)
         placeable = result is not None and result.placeable
         if placeable != state.placeable:
             state.placeable = placeable

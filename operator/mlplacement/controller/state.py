@@ -15,7 +15,7 @@ from mlplacement.api.constants import GPU_RESOURCE, LABEL_PLACEHOLDER_FOR, LABEL
 from mlplacement.api.workload import MLWorkload
 from mlplacement.config import OperatorConfig
 from mlplacement.core.keyring import Keyring, parse_keyring
-from mlplacement.core.ledger import CapacityLedger, bound_gpus_by_workload, workload_uid
+from mlplacement.core.ledger import CapacityLedger, pod_bound_gpus, workload_uid
 from mlplacement.core.reconcile import admission_view
 from mlplacement.core.snapshot import (
     INTERRUPTION_TAINTS,
@@ -131,8 +131,11 @@ class FleetCache:
     edge_live: dict[str, Obj] = field(default_factory=dict)
     # GPUs committed to children whose pods are not bound yet (core.ledger); read by every snapshot.
     ledger: CapacityLedger = field(default_factory=CapacityLedger)
-    # EdgeCluster name -> GPUs of bound pods per workload uid on it, from its latest good probe.
+    # EdgeCluster name -> GPUs of bound pods per workload uid on it, from its latest good probe (set_edge_bound).
     edge_bound: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Workload uid -> GPUs its bound pods hold here and on every edge (a uid runs in one place): kept as pods and
+    # probes change, and handed to the ledger per workload.
+    bound_by_workload: dict[str, int] = field(default_factory=dict)
     # Workload uid -> revision (generation, target) of its child on this cluster, as the child watch saw it.
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Pod key -> (node, CPU millicores, memory bytes) it requests, and their sums per node: a node must hold a
@@ -164,8 +167,35 @@ class FleetCache:
         key = object_key(pod)
         tracked = tracked_pod(pod)
         if tracked or key in self.gpu_pods:
+            before = self.gpu_pods.get(key)
             self._store(self.gpu_pods, pod, deleted or terminal or not tracked, _slim_pod)
+            after = self.gpu_pods.get(key)
+            self._bind(pod_bound_gpus(before) if before else None, pod_bound_gpus(after) if after else None)
         return self._count_cpu_memory(key, pod, deleted or terminal) or tracked or deleted
+
+    def set_edge_bound(self, edge: str, bound: Mapping[str, int] | None) -> None:
+        """What an edge's latest good probe found bound per workload uid (None: the edge is gone)."""
+        before = self.edge_bound.pop(edge, {})
+        if bound is not None:
+            self.edge_bound[edge] = dict(bound)
+        for uid in set(before) | set(bound or {}):
+            self._bind((uid, before.get(uid, 0)), (uid, (bound or {}).get(uid, 0)))
+
+    def _bind(self, before: tuple[str, int] | None, after: tuple[str, int] | None) -> None:
+        """A pod's (or an edge's) share of a workload's bound GPUs changed from ``before`` to ``after``."""
+        deltas: dict[str, int] = {}
+        for share, sign in ((before, -1), (after, 1)):
+            if share is not None:
+                deltas[share[0]] = deltas.get(share[0], 0) + sign * share[1]
+        for uid, delta in deltas.items():
+            if not delta:
+                continue
+            total = max(0, self.bound_by_workload.get(uid, 0) + delta)
+            if total:
+                self.bound_by_workload[uid] = total
+            else:
+                self.bound_by_workload.pop(uid, None)
+            self.ledger.set_bound(uid, total)
 
     def _count_cpu_memory(self, key: str, pod: Obj, gone: bool) -> bool:
         """Keep what every bound pod requests of its node's CPU and memory, summed per node (the pods themselves
@@ -291,7 +321,7 @@ class FleetCache:
         return self.workload_phases.get(namespace) or {}
 
     def snapshot(self, now: datetime, active_runs: Mapping[str, int] | None = None) -> Snapshot:
-        reserved, reserved_pods = self.ledger.outstanding_pods(self._bound_by_workload())
+        reserved, reserved_pods = self.ledger.outstanding_pods()
         return build_snapshot(
             now=now,
             nodes=self.nodes.values(),
@@ -319,14 +349,6 @@ class FleetCache:
             if isinstance(label, str) and label:
                 labels.add(label)
         return labels
-
-    def _bound_by_workload(self) -> dict[str, int]:
-        """GPUs that bound pods hold per workload uid, here and on every edge (a uid runs in one place)."""
-        bound = bound_gpus_by_workload(self.gpu_pods.values())
-        for on_edge in self.edge_bound.values():
-            for uid, gpus in on_edge.items():
-                bound[uid] = bound.get(uid, 0) + gpus
-        return bound
 
     @staticmethod
     def _store(store: dict[str, Any], obj: Obj, deleted: bool, slim: Any) -> None:

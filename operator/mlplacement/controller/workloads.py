@@ -39,6 +39,7 @@ from mlplacement.config import OperatorConfig
 from mlplacement.controller.databricks import DatabricksRuns
 from mlplacement.controller.edges import EdgeRuntime
 from mlplacement.controller.pipelines import is_stage
+from mlplacement.controller.placed_events import PlacedEvents
 from mlplacement.controller.policies import PolicyStatuses
 from mlplacement.controller.pool import PoolRuntime
 from mlplacement.controller.ports import (
@@ -161,6 +162,7 @@ class WorkloadController:
         self._stopping = False
         self._round_done = asyncio.Event()
         self._writes = asyncio.Semaphore(config.write_concurrency)
+        self.placed_events = PlacedEvents(config.placed_events_per_second, monotonic)
         self.edges = (
             EdgeRuntime(
                 config,
@@ -442,11 +444,7 @@ class WorkloadController:
 
     async def sync_policies(self) -> None:
         """Each PlacementPolicy's Verified condition and the count of workloads admitted under it."""
-        counts: dict[str, int] = {}
-        for record in self.records.values():
-            if record.policy is not None:
-                counts[record.policy] = counts.get(record.policy, 0) + 1
-        await self.policies.sync(counts)
+        await self.policies.sync(self.records.index.policies)
 
     def fleet_changed(self) -> None:
         """Capacity or health moved: waiting workloads get another chance at once."""
@@ -546,7 +544,7 @@ class WorkloadController:
         )
         self.memory = plan.memory
         await self._apply_moves(plan)
-        recurring = dict(sorted((key, r.status) for key, r in self.records.items() if r.recurring))
+        recurring = {r.key: r.status for r in self.records.keyed(sorted(self.records.index.recurring))}
         if recurring or self.prewarmer.held:
             await self.prewarmer.round(
                 now,
@@ -568,7 +566,7 @@ class WorkloadController:
         self.metrics.workloads_by_phase(self.phase_counts())
         if plan.scarce:
             self._quota_metrics(plan.policies, snapshot)
-        self._backed_off = any(r.queued is not None and r.queued.attempts for r in self.records.values())  # recount
+        self._backed_off = any(q.attempts for q in self.records.queued().values())  # recount
         decisions = [decision for _, decision in plan.decisions]
         self.metrics.round_finished(time.perf_counter() - started, len(decisions))
         return decisions
@@ -630,6 +628,7 @@ class WorkloadController:
             *(self._reapply(routed.entry, snapshot) for routed in plan.route(Route.STAY)),
             *(self._apply_failed(entry, "its namespace", failure, tried=False) for entry, failure in plan.blocked),
         )
+        self.placed_events.flush(self.cache.policies, self.events)
 
     def _violation(self, routed: Routed) -> None:
         """A placed workload the rules no longer allow where it runs: counted, and said as its enforcement acts."""
@@ -731,8 +730,8 @@ class WorkloadController:
     async def evict_due(self) -> None:
         """Workloads being stopped whose grace period is over: stop their children, then queue them again."""
         now = self.monotonic()
-        for key, record in list(self.records.items()):
-            eviction = record.eviction
+        for record in self.records.keyed(self.records.index.evicting):
+            key, eviction = record.key, record.eviction
             if eviction is None or now < eviction.due:
                 continue
             target = placement_target(eviction.status) or {}
@@ -900,7 +899,11 @@ class WorkloadController:
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
             before = record.target or {}
             moved = bool(before) and (before.get("kind"), before.get("name")) != decision.chosen.target.key
-            await self._write_status(item.obj, status, event=("Normal", Reason.PLACED.value, decision.message))
+            routine = not (before or item.failover or item.violation)
+            event: tuple[str, str, str] | None = ("Normal", Reason.PLACED.value, decision.message)
+            if routine and not self.placed_events.allow(record.policy or "", f"{target.kind.value} {target.name}"):
+                event = None  # said in the round's summary (controller.placed_events)
+            await self._write_status(item.obj, status, event=event)
             self._record(
                 AuditAction.MOVED if moved else AuditAction.PLACED,
                 item.obj,
@@ -980,12 +983,8 @@ class WorkloadController:
         self._backed_off = True
 
     def phase_counts(self) -> dict[str, int]:
-        counts = {phase.value: 0 for phase in Phase}
-        for record in self.records.values():
-            phase = record.status.get("phase")
-            if phase in counts:
-                counts[phase] += 1
-        return counts
+        counted = self.records.index.phases
+        return {phase.value: counted.get(phase.value, 0) for phase in Phase}
 
     def _runtime(self, kind: str) -> Runtime | None:
         return next((runtime for runtime in self.runtimes.values() if runtime.kind.value == kind), None)

@@ -71,24 +71,41 @@ def child_commitment(child: Mapping[str, Any]) -> Commitment | None:
     return Commitment((kind, name), gpus, per_pod, gang) if gpus > 0 else None
 
 
+def pod_bound_gpus(pod: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(workload uid, GPUs) of a bound, non-terminal pod of ours: what it holds of its workload's commitment."""
+    uid = workload_uid(pod)
+    if not uid or not (pod.get("spec") or {}).get("nodeName"):
+        return None
+    if (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES:
+        return None
+    return uid, pod_gpu_requests(pod)
+
+
 def bound_gpus_by_workload(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """GPUs of bound, non-terminal pods per workload uid: the part of a commitment the pods now hold."""
     bound: dict[str, int] = {}
     for pod in pods:
-        uid = workload_uid(pod)
-        if not uid or not (pod.get("spec") or {}).get("nodeName"):
-            continue
-        if (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES:
-            continue
-        bound[uid] = bound.get(uid, 0) + pod_gpu_requests(pod)
+        holds = pod_bound_gpus(pod)
+        if holds is not None:
+            bound[holds[0]] = bound.get(holds[0], 0) + holds[1]
     return bound
 
 
+_Part = tuple[TargetKey, int, PodGroup, int]  # (target, GPUs still held, pod group, pods of that group)
+
+
 class CapacityLedger:
-    """Commitments by workload uid (one child set per workload, so a new target replaces the old claim)."""
+    """Commitments by workload uid (one child set per workload, so a new target replaces the old claim).
+
+    What is still held (each commitment less what its bound pods hold) is kept summed per target as commitments
+    and bound pods change, so a snapshot reads it without a pass over every workload ever placed."""
 
     def __init__(self) -> None:
         self._by_uid: dict[str, Commitment] = {}
+        self._bound: dict[str, int] = {}  # uid -> GPUs its bound pods hold, here and on edges
+        self._parts: dict[str, _Part] = {}  # uid -> what it adds to the sums below
+        self._held: dict[TargetKey, int] = {}
+        self._waiting: dict[TargetKey, Counter[PodGroup]] = {}
         # uid -> target given up on while its child still exists (pods unschedulable there): the child's
         # watch events must not claim that target again until the workload is placed anew.
         self._given_up: dict[str, TargetKey] = {}
@@ -106,10 +123,19 @@ class CapacityLedger:
 
     def release(self, uid: str, give_up_target: bool = False) -> bool:
         """Free what ``uid`` holds; ``give_up_target`` keeps it freed while the old child lingers there."""
-        released = self._by_uid.pop(uid, None)
+        released = self._by_uid.get(uid)
+        self._record(uid, None)
         if give_up_target and released is not None:
             self._given_up[uid] = released.target
         return released is not None
+
+    def set_bound(self, uid: str, gpus: int) -> None:
+        """The GPUs ``uid``'s bound pods hold now (0: none bound, or none left)."""
+        if gpus:
+            self._bound[uid] = gpus
+        else:
+            self._bound.pop(uid, None)
+        self._sum(uid)
 
     def observe_child(self, child: Mapping[str, Any], deleted: bool) -> None:
         """Follow a child seen on the watch: a finished or deleted child releases, a live one (re)commits."""
@@ -118,7 +144,7 @@ class CapacityLedger:
             return
         if deleted:
             self._given_up.pop(uid, None)
-            self._by_uid.pop(uid, None)
+            self._record(uid, None)
             return
         commitment = child_commitment(child)
         if commitment is not None and self._given_up.get(uid) == commitment.target:
@@ -130,32 +156,53 @@ class CapacityLedger:
             self._by_uid.pop(uid, None)
         else:
             self._by_uid[uid] = commitment
+        self._sum(uid)
 
-    def outstanding(self, bound_by_uid: Mapping[str, int]) -> dict[TargetKey, int]:
-        """GPUs still held per target: each commitment minus what its bound pods already count."""
+    def _sum(self, uid: str) -> None:
+        """Take ``uid``'s old part out of the sums and put its current one in."""
+        old = self._parts.pop(uid, None)
+        if old is not None:
+            self._add(old, -1)
+        commitment = self._by_uid.get(uid)
+        if commitment is None:
+            return
+        left = commitment.gpus - self._bound.get(uid, 0)
+        if left <= 0:
+            return
+        size = commitment.pod_gpus or commitment.gpus
+        unbound = -(-left // size)
+        part = (
+            (commitment.target, left, (size, unbound), 1)
+            if commitment.gang and unbound > 1
+            else (commitment.target, left, (size, 1), unbound)
+        )
+        self._parts[uid] = part
+        self._add(part, 1)
+
+    def _add(self, part: _Part, sign: int) -> None:
+        target, left, group, count = part
+        held = self._held[target] = self._held.get(target, 0) + sign * left
+        waiting = self._waiting.setdefault(target, Counter())
+        waiting[group] += sign * count
+        if waiting[group] <= 0:
+            del waiting[group]
+        if held <= 0:
+            del self._held[target]
+            del self._waiting[target]
+
+    def outstanding(self, bound_by_uid: Mapping[str, int] | None = None) -> dict[TargetKey, int]:
+        """GPUs still held per target: each commitment minus what its bound pods hold."""
         return self.outstanding_pods(bound_by_uid)[0]
 
     def outstanding_pods(
-        self, bound_by_uid: Mapping[str, int]
+        self, bound_by_uid: Mapping[str, int] | None = None
     ) -> tuple[dict[TargetKey, int], dict[TargetKey, Counter[PodGroup]]]:
         """(GPUs still held per target, and per target the pods not bound yet: (GPUs per pod, width) -> how many,
-        width being a gang's pods still unbound), in one pass: the snapshot's free blocks lose those pods where
-        they would land (core.nodes.reserve)."""
-        held: dict[TargetKey, int] = {}
-        pods: dict[TargetKey, Counter[PodGroup]] = {}
-        for uid, commitment in self._by_uid.items():
-            left = commitment.gpus - bound_by_uid.get(uid, 0)
-            if left <= 0:
-                continue
-            target = commitment.target
-            held[target] = held.get(target, 0) + left
-            size = commitment.pod_gpus or commitment.gpus
-            waiting = pods.get(target)
-            if waiting is None:
-                waiting = pods[target] = Counter()
-            unbound = -(-left // size)
-            if commitment.gang and unbound > 1:
-                waiting[size, unbound] += 1
-            else:
-                waiting[size, 1] += unbound
-        return held, pods
+        width being a gang's pods still unbound): the snapshot's free blocks lose those pods where they would
+        land (core.nodes.reserve). ``bound_by_uid``, when given, replaces every bound count first."""
+        if bound_by_uid is not None:
+            for uid in set(self._bound) - set(bound_by_uid):
+                self.set_bound(uid, 0)
+            for uid, gpus in bound_by_uid.items():
+                self.set_bound(uid, gpus)
+        return dict(self._held), {target: Counter(groups) for target, groups in self._waiting.items()}

@@ -7,7 +7,8 @@ forgotten together, and a round plans over the records alone (core.round).
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, Mapping, ValuesView
+from collections import Counter
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,9 +56,14 @@ class Eviction:
     back_off: bool = True  # a preempted workload waits its turn; a non-compliant one is placed again at once
 
 
-@dataclass
+# The fields the store indexes (RecordIndex): a round reads who is queued, stopping, recurring, on which target,
+# in which phase and under which policy from the index, not by walking every record (DESIGN.md "Scale").
+INDEXED = frozenset({"status", "queued", "eviction", "policy", "recurring", "unschedulable_since", "interrupted_node"})
+
+
+@dataclass(eq=False)
 class WorkloadRecord:
-    """What the controller knows of one MLWorkload."""
+    """What the controller knows of one MLWorkload. Setting an indexed field keeps its store's index current."""
 
     key: str  # namespace/name
     obj: Obj | None = None  # what admission reads of it (admission_view); None until it was seen whole
@@ -72,6 +78,16 @@ class WorkloadRecord:
     interrupted_node: str | None = None  # the reclaimed node it was last told about
     room_at: float = 0.0  # as a preemptor: monotonic time its victims' children stop
     running: tuple[tuple[Any, ...], Running] | None = None  # (what it was built from, it), for quotas
+    index: RecordIndex | None = field(default=None, repr=False)  # the store's, while the record is in one
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        index = self.__dict__.get("index")
+        if index is None or name not in INDEXED:
+            object.__setattr__(self, name, value)
+            return
+        index.remove(self, name)
+        object.__setattr__(self, name, value)
+        index.add(self, name)
 
     @property
     def uid(self) -> str:
@@ -92,11 +108,77 @@ class WorkloadRecord:
         return bool(self.target) and self.status.get("phase") in ACTIVE_PHASES
 
 
+TargetKey = tuple[str, str]
+
+
+class RecordIndex:
+    """What rounds look up among thousands of settled records, kept as the records change: a round costs what is
+    queued or changing, not the size of the fleet. Ordered sets are dicts (insertion order, as the records)."""
+
+    def __init__(self) -> None:
+        self.queued: dict[str, None] = {}
+        self.evicting: dict[str, None] = {}
+        self.recurring: dict[str, None] = {}
+        self.clocked: dict[str, None] = {}  # an unschedulable or interruption clock runs
+        self.policies: Counter[str] = Counter()
+        self.phases: Counter[str] = Counter()
+        self.on_target: dict[TargetKey, dict[str, None]] = {}
+
+    def add(self, record: WorkloadRecord, name: str | None = None) -> None:
+        self._apply(record, name, adding=True)
+
+    def remove(self, record: WorkloadRecord, name: str | None = None) -> None:
+        self._apply(record, name, adding=False)
+
+    def _apply(self, record: WorkloadRecord, name: str | None, adding: bool) -> None:
+        key = record.key
+        for field_name, member, holds in (
+            ("queued", self.queued, record.queued is not None),
+            ("eviction", self.evicting, record.eviction is not None),
+            ("recurring", self.recurring, record.recurring),
+        ):
+            if name in (None, field_name) and holds:
+                _mark(member, key, adding)
+        if name in (None, "unschedulable_since", "interrupted_node"):
+            if record.unschedulable_since is not None or record.interrupted_node is not None:
+                _mark(self.clocked, key, adding)
+            elif not adding:
+                self.clocked.pop(key, None)
+        if name in (None, "policy") and record.policy is not None:
+            _count(self.policies, record.policy, 1 if adding else -1)
+        if name in (None, "status"):
+            phase = record.status.get("phase")
+            if phase:
+                _count(self.phases, str(phase), 1 if adding else -1)
+            target = record.target
+            if target:
+                where = (str(target.get("kind")), str(target.get("name")))
+                keys = self.on_target.setdefault(where, {})
+                _mark(keys, key, adding)
+                if not keys:
+                    del self.on_target[where]
+
+
+def _mark(member: dict[str, None], key: str, adding: bool) -> None:
+    if adding:
+        member[key] = None
+    else:
+        member.pop(key, None)
+
+
+def _count(counter: Counter[str], value: str, delta: int) -> None:
+    counter[value] += delta
+    if counter[value] <= 0:
+        del counter[value]
+
+
 class Records(Mapping[str, WorkloadRecord]):
-    """The store: workload key -> its record, with the uid index child events map back through."""
+    """The store: workload key -> its record, with the uid index child events map back through, and the
+    RecordIndex of what rounds look up."""
 
     def __init__(self) -> None:
         self._by_key: dict[str, WorkloadRecord] = {}
+        self.index = RecordIndex()
 
     def __getitem__(self, key: str) -> WorkloadRecord:
         return self._by_key[key]
@@ -125,10 +207,16 @@ class Records(Mapping[str, WorkloadRecord]):
         record = self._by_key.get(key)
         if record is None:
             record = self._by_key[key] = WorkloadRecord(key)
+            record.index = self.index
+            self.index.add(record)
         return record
 
     def drop(self, key: str) -> WorkloadRecord | None:
-        return self._by_key.pop(key, None)
+        record = self._by_key.pop(key, None)
+        if record is not None:
+            self.index.remove(record)
+            record.index = None
+        return record
 
     def status_of(self, key: str) -> Obj | None:
         record = self._by_key.get(key)
@@ -136,7 +224,12 @@ class Records(Mapping[str, WorkloadRecord]):
 
     def queued(self) -> dict[str, Queued]:
         """Every workload waiting to be decided."""
-        return {key: r.queued for key, r in self._by_key.items() if r.queued is not None}
+        found = {key: self._by_key[key].queued for key in self.index.queued}
+        return {key: entry for key, entry in found.items() if entry is not None}
+
+    def keyed(self, keys: Iterable[str]) -> list[WorkloadRecord]:
+        """The records of ``keys`` (an index's), as a list: the caller may change the index while it walks them."""
+        return [self._by_key[key] for key in list(keys)]
 
     def statuses(self) -> FieldView:
         """Workload key -> its last known status."""

@@ -32,7 +32,7 @@ from mlplacement.core.kinds import KINDS
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many
 from mlplacement.core.placement.engine import recheck
 from mlplacement.core.reconcile import Admitted, Refusal
-from mlplacement.core.records import Move, Queued, WorkloadRecord
+from mlplacement.core.records import Move, Queued, Records, WorkloadRecord
 from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot
 
@@ -146,7 +146,7 @@ RulesOf = Callable[[WorkloadRecord], tuple[PlacementRequest, PlacementPolicySpec
 
 
 def plan_round(
-    records: Mapping[str, WorkloadRecord],
+    records: Records,
     snapshot: Snapshot,
     inputs: RoundInputs,
     memory: RoundMemory,
@@ -163,15 +163,13 @@ def plan_round(
     plan = RoundPlan(memory=RoundMemory(signals_seen=memory.signals_seen))
     stuck = {workload_uids[uid]: found for uid, found in inputs.unschedulable.items() if uid in workload_uids}
     reclaimed = {workload_uids[uid]: hit for uid, hit in inputs.interrupted.items() if uid in workload_uids}
-    # One pass over every record: what waits, and the clocks whose cause has gone.
-    waiting: dict[str, Queued] = {}
-    for key, record in records.items():
-        if record.queued is not None:
-            waiting[key] = record.queued
-        if record.unschedulable_since is not None and key not in stuck:
-            plan.stuck_since[key] = None
-        if record.interrupted_node is not None and key not in reclaimed:
-            plan.told[key] = None
+    # What waits, and the clocks whose cause has gone: from the store's index, not a walk over every record.
+    waiting = records.queued()
+    for record in records.keyed(records.index.clocked):
+        if record.unschedulable_since is not None and record.key not in stuck:
+            plan.stuck_since[record.key] = None
+        if record.interrupted_node is not None and record.key not in reclaimed:
+            plan.told[record.key] = None
     queued = set(waiting)
     _plan_unschedulable(plan, records, inputs, stuck, queued, admit)
     _plan_interruptions(plan, records, reclaimed, queued, admit)
@@ -310,7 +308,7 @@ def _plan_interruptions(
 
 def _plan_failover(
     plan: RoundPlan,
-    records: Mapping[str, WorkloadRecord],
+    records: Records,
     snapshot: Snapshot,
     inputs: RoundInputs,
     memory: RoundMemory,
@@ -323,7 +321,10 @@ def _plan_failover(
     healthy = {t.key for t in snapshot.targets if t.healthy}
     since_of = {key: at for key, at in memory.unhealthy_since.items() if key not in healthy}
     now = inputs.monotonic
-    for key, record in records.items():
+    # Only what sits on a target that is not healthy (or gone) can fail over.
+    away = [where for where in records.index.on_target if where not in healthy]
+    for record in records.keyed(key for where in away for key in records.index.on_target[where]):
+        key = record.key
         if key in queued or record.status.get("phase") not in ACTIVE_PHASES:
             continue
         target = record.target
@@ -331,7 +332,7 @@ def _plan_failover(
             continue
         target_key = (str(target["kind"]), str(target["name"]))
         kind = TargetKind(target_key[0])
-        if target_key in healthy or not KINDS[kind].fails_over:
+        if not KINDS[kind].fails_over:
             continue
         since = since_of.setdefault(target_key, now)
         runtime = rules.get(kind)
