@@ -1,8 +1,11 @@
 """The capacity ledger and the one rule for a pod's GPUs, both pure."""
 
+from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlplacement.core.ledger import CapacityLedger, Commitment, bound_gpus_by_workload, child_commitment
 from mlplacement.core.snapshot import pod_gpu_requests
@@ -104,3 +107,56 @@ def test_pods_not_bound_yet_are_counted_one_by_one_where_the_snapshot_offers_blo
     held, waiting = ledger.outstanding_pods(bound_gpus_by_workload(pods))
     assert held == {("GPUPool", "a100"): 4 + 2}
     assert waiting == {("GPUPool", "a100"): {(4, 1): 1, (2, 1): 1}}
+
+
+COMMITMENTS = st.builds(
+    Commitment,
+    target=st.sampled_from([("GPUPool", "a100"), ("GPUPool", "h100"), ("EdgeCluster", "edge-1")]),
+    gpus=st.integers(1, 16),
+    pod_gpus=st.sampled_from([0, 1, 2, 4]),
+    gang=st.booleans(),
+)
+UIDS = st.sampled_from(["a", "b", "c", "d"])
+LEDGER_STEPS = st.one_of(
+    st.tuples(st.just("commit"), UIDS, COMMITMENTS),
+    st.tuples(st.just("release"), UIDS, st.booleans()),
+    st.tuples(st.just("bound"), UIDS, st.integers(0, 20)),
+    st.tuples(st.just("child gone"), UIDS, st.none()),
+)
+
+
+def held_afresh(ledger: CapacityLedger, bound: dict[str, int]) -> tuple[dict[Any, int], dict[Any, Counter[Any]]]:
+    """What is still held, computed from every commitment at once: what the running sums must equal."""
+    held: dict[Any, int] = {}
+    waiting: dict[Any, Counter[Any]] = {}
+    for uid in "abcd":
+        commitment = ledger.get(uid)
+        left = commitment.gpus - bound.get(uid, 0) if commitment is not None else 0
+        if commitment is None or left <= 0:
+            continue
+        held[commitment.target] = held.get(commitment.target, 0) + left
+        size = commitment.pod_gpus or commitment.gpus
+        unbound = -(-left // size)
+        group = waiting.setdefault(commitment.target, Counter())
+        if commitment.gang and unbound > 1:
+            group[size, unbound] += 1
+        else:
+            group[size, 1] += unbound
+    return held, waiting
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LEDGER_STEPS, max_size=40))
+def test_the_running_sums_equal_a_fresh_count_after_any_commitments_and_bindings(steps: list[Any]) -> None:
+    ledger, bound = CapacityLedger(), {}
+    for action, uid, value in steps:
+        if action == "commit":
+            ledger.commit(uid, value)
+        elif action == "release":
+            ledger.release(uid, give_up_target=value)
+        elif action == "bound":
+            bound[uid] = value
+            ledger.set_bound(uid, value)
+        else:
+            ledger.observe_child({"metadata": {"labels": {"mlplacement.io/workload-uid": uid}}}, deleted=True)
+        assert ledger.outstanding_pods() == held_afresh(ledger, bound)
