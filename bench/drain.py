@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import signal
 import ssl
 import statistics
 import subprocess
@@ -253,14 +254,15 @@ def latency(
 
     def watch_placements() -> None:
         stream = watch.Watch()
-        for event in stream.stream(
-            custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "mlworkloads", timeout_seconds=600
-        ):
-            obj = event["object"]
-            if (obj.get("status") or {}).get("placement"):
-                seen.setdefault(obj["metadata"]["name"], time.monotonic())
-            if stop.is_set():
-                stream.stop()
+        with contextlib.suppress(Exception):  # the stream ends when stopped or its control plane goes
+            for event in stream.stream(
+                custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "mlworkloads", timeout_seconds=600
+            ):
+                obj = event["object"]
+                if (obj.get("status") or {}).get("placement"):
+                    seen.setdefault(obj["metadata"]["name"], time.monotonic())
+                if stop.is_set():
+                    stream.stop()
 
     watcher = threading.Thread(target=watch_placements, daemon=True)
     watcher.start()
@@ -298,6 +300,50 @@ def latency(
     }
 
 
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
+# What a write for a workload touches (a policy's own status and the Lease are not about any one workload).
+WORKLOAD_WRITES = frozenset({"mlworkloads", "mlworkloads/status", "jobs", "deployments", "services", "events"})
+
+
+def restart(
+    plane: ControlPlane, process: subprocess.Popen[bytes], command: list[str], env: dict[str, str], settled: int
+) -> dict[str, Any]:
+    """SIGTERM the leader (it hands the Lease over), start a new one with ``settled`` workloads in place and one
+    new workload created at once: how long until that one is placed, and what the new leader wrote meanwhile
+    and for five seconds after (for the settled ones: nothing)."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    namespace = "bench-restart"
+    client.CoreV1Api(api(plane)).create_namespace({"metadata": {"name": namespace}})
+    placed = PlacedWatch(plane, namespace)
+    before = request_counts(plane)
+    started = time.monotonic()
+    new_env = {**env, "MLPLACEMENT_HEALTH_PORT": str(free_port())}
+    try:
+        with operator(plane, command, new_env, "operator-restarted") as new:
+            body = signed(make_workload(name="after-restart", namespace=namespace, resources={"gpus": 1}))
+            client.CustomObjectsApi(api(plane)).create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "mlworkloads", body
+            )
+            while "after-restart" not in placed.placed:
+                if new.poll() is not None or time.monotonic() - started > 120:
+                    raise SystemExit(f"the new leader did not place a workload within 120s; see {plane.directory}")
+                time.sleep(0.2)  # the watch thread records; nothing to wait on here
+            seconds = placed.placed["after-restart"] - started
+            time.sleep(5)  # an observation window: writes for settled workloads would come now
+    finally:
+        placed.stop()
+    requests = request_counts(plane) - before
+    writes = Counter({key: n for key, n in requests.items() if key[0] in WRITE_VERBS and key[1] != "leases"})
+    writes[("POST", "mlworkloads")] -= 1  # the benchmark's own create
+    writes += Counter()
+    # The new workload's own: its Job, its status, at most one Event.
+    own = min(writes[("POST", "jobs")], 1) + min(writes[("APPLY", "mlworkloads/status")], 1)
+    own += min(writes[("POST", "events")], 1)
+    about_workloads = sum(n for (_, resource), n in writes.items() if resource in WORKLOAD_WRITES)
+    return {"seconds": seconds, "writes": writes, "settled_writes": about_workloads - own, "settled": settled}
+
+
 def by_verb(requests: Counter[tuple[str, str]], placements: int, top: int = 8) -> str:
     rows = [
         f"      {verb.upper():6} {resource:34} {n / placements:8.2f}"
@@ -312,6 +358,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=10000, help="drained by mlplacement alone (0: skip)")
     parser.add_argument("--latency", type=int, default=1000, help="created open loop once the large drain settled")
     parser.add_argument("--rate", type=float, default=20.0, help="creations per second in the latency phase")
+    parser.add_argument("--restart", action="store_true", help="then restart the operator: writes and first placement")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds one drain may take")
     args = parser.parse_args()
     if ASSETS_DIR is None:
@@ -351,6 +398,8 @@ def main() -> None:
                     print(f"{name}: {count} placed in {results[name]['seconds']:.1f}s", flush=True)
                     if last and command is ours_command and args.latency:
                         results["latency"] = latency(plane, process, "bench-latency", args.latency, args.rate)
+                    if last and command is ours_command and args.restart:
+                        results["restart"] = restart(plane, process, command, env, count + args.latency)
             finally:
                 plane.stop()
     peer, ours = results["kopf one-handler peer"], results["mlplacement"]
@@ -359,7 +408,7 @@ def main() -> None:
         f"{'CPU ms/placement':>18}{'apiserver+etcd':>16}"
     )
     for name, result in results.items():
-        if name == "latency":
+        if name in ("latency", "restart"):
             continue
         total = sum(result["requests"].values()) / result["count"]
         print(
@@ -384,6 +433,13 @@ def main() -> None:
             f"decision latency over {lat['count']} created at {args.rate:g}/s with {args.large or args.workloads} "
             f"settled: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms (target p99 <= 100); "
             f"{lat['missing']} never seen placed; peak RSS {lat['rss_mb']:.1f} MB"
+        )
+    if "restart" in results:
+        again = results["restart"]
+        print(
+            f"restart with {again['settled']} settled: a new workload placed {again['seconds']:.1f}s after the new "
+            f"leader's process started (target: within 10 s of taking the Lease); writes for the settled ones: "
+            f"{again['settled_writes']} (target 0); every write: {dict(again['writes'])}"
         )
 
 
