@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 ENVTEST_INSTALL ?= ../shared/envtest/install
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-pipelines bench-operator clean \
+.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-pipelines bench-operator bench-targets clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -89,6 +89,9 @@ bench-pipelines: $(STAMP) ## The pipeline controller at the cluster port: calls 
 
 bench-operator: $(STAMP) ## Operator drain, memory and latency vs a one-handler kopf operator (needs a control plane: KUBEBUILDER_ASSETS or setup-envtest)
 	$(BIN)/python bench/drain.py
+
+bench-targets: $(STAMP) ## 200 edges and 20 Databricks workspaces: idle CPU and one round of 100 (needs a control plane)
+	$(BIN)/python bench/targets.py
 
 HELM ?= $(BIN)/helm
 CHART := helm/mlplacement

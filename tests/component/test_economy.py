@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from mlplacement.config import OperatorConfig
+from mlplacement.controller import workloads as workloads_module
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.sync import CacheSync
 from mlplacement.controller.workloads import WorkloadController
@@ -151,22 +154,99 @@ def test_the_policys_own_status_write_does_not_readmit_the_fleet() -> None:
     assert not controller.cache.on_policy({**policy, "status": {"workloads": 10}}, deleted=False)
 
 
+def restart(controller: WorkloadController, **policy: Any) -> tuple[WorkloadController, CacheSync]:
+    """A new process over the same cluster: nothing in memory, the caches not synced yet."""
+    cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
+    cache = FleetCache(config=controller.config)
+    cache.keyring, cache.nodes = controller.cache.keyring, controller.cache.nodes
+    written: dict[str, Any] = {}
+    for _, patch in cluster.policy_patches:  # the policy comes back from the watch with the status written
+        written.update(patch)
+    cache.on_policy({**signed(make_policy("default", **policy)), "status": written}, deleted=False)
+    sync = CacheSync(kinds=("mlworkloads", "jobs"), reads=())
+    restarted = WorkloadController(
+        controller.config,
+        cache,
+        cluster,
+        CountingEvents(cluster.calls),
+        clock=lambda: NOW,
+        monotonic=Clock(),
+        sync=sync,
+    )
+    return restarted, sync
+
+
+async def deliver_everything(restarted: WorkloadController, sync: CacheSync, extra: list[dict[str, Any]]) -> None:
+    """The watches list what exists (workloads with the status written, then children), and ``extra`` new ones."""
+    cluster: CountingCluster = restarted.cluster  # type: ignore[assignment]
+    names = [key.split("/", 1)[1] for key in cluster.statuses]
+    sync.listed(
+        "mlworkloads", {f"team-a/{name}" for name in names} | {f"team-a/{o['metadata']['name']}" for o in extra}
+    )
+    sync.listed("jobs", {f"{ns}/{name}" for kind, ns, name in cluster.children if kind == "Job"})
+    for name in names:
+        obj = signed(workload(name, gpus=1))
+        await restarted.on_workload_event(None, {**obj, "status": cluster.statuses[f"team-a/{name}"]})
+        sync.seen("mlworkloads", obj)
+    for obj in extra:
+        await restarted.on_workload_event(None, obj)
+        sync.seen("mlworkloads", obj)
+    for child in list(cluster.children.values()):
+        if child["kind"] == "Job":
+            restarted.on_home_child(child, deleted=False)
+            sync.seen("jobs", child)
+
+
+@pytest.mark.parametrize(
+    ("policy", "admitted_first"),
+    [
+        pytest.param({}, 1, id="new work first, the settled admitted again a chunk per round after"),
+        pytest.param(
+            {"preemption": {"enabled": True}}, 301, id="with preemption every workload is admitted before deciding"
+        ),
+    ],
+)
+def test_a_new_leader_places_new_work_before_admitting_every_settled_workload_again(
+    monkeypatch: pytest.MonkeyPatch, policy: dict[str, Any], admitted_first: int
+) -> None:
+    monkeypatch.setattr(workloads_module, "READMIT_CHUNK", 100)
+    _, controller = drain(workloads=300, rounds=2, idle_rounds=0)
+    cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
+    restarted, sync = restart(controller, **policy)
+    new = signed(workload("after-restart", gpus=1))
+    admitted_at_first_round: list[int] = []
+    place_round = restarted.place_round
+
+    async def counting_round() -> Any:
+        if not admitted_at_first_round:
+            admitted_at_first_round.append(sum(restarted.records.index.policies.values()))
+        return await place_round()
+
+    restarted.place_round = counting_round  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await deliver_everything(restarted, sync, [new])
+        loop = asyncio.create_task(restarted.run())
+        for _ in range(10_000):  # bounded: a few rounds
+            placed = cluster.statuses.get("team-a/after-restart", {}).get("phase") == "Placed"
+            if placed and sum(restarted.records.index.policies.values()) == 301:
+                break
+            await asyncio.sleep(0)
+        await restarted.stop(grace_seconds=5)
+        await loop
+
+    asyncio.run(scenario())
+    assert admitted_at_first_round == [admitted_first]
+    assert cluster.statuses["team-a/after-restart"]["phase"] == "Placed"
+    assert sum(restarted.records.index.policies.values()) == 301  # in the end every one admitted again
+
+
 def test_a_restart_costs_nothing_for_settled_workloads_and_restores_a_child_lost_meanwhile() -> None:
     first, controller = drain(workloads=100, rounds=2, idle_rounds=0)
     cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
     lost = ("Job", "team-a", "mlw-w-00007")
     del cluster.children[lost]  # deleted while the operator was down
-    clock = Clock()
-    cache = FleetCache(config=controller.config)  # a new process: nothing in memory
-    cache.keyring, cache.nodes = controller.cache.keyring, controller.cache.nodes
-    written: dict[str, Any] = {}
-    for _, patch in cluster.policy_patches:  # the policy comes back from the watch with the status written
-        written.update(patch)
-    cache.on_policy({**signed(make_policy("default")), "status": written}, deleted=False)
-    sync = CacheSync(kinds=("mlworkloads", "jobs"), reads=())
-    restarted = WorkloadController(
-        controller.config, cache, cluster, CountingEvents(cluster.calls), clock=lambda: NOW, monotonic=clock, sync=sync
-    )
+    restarted, sync = restart(controller)
     before = Counter(cluster.calls)
 
     async def scenario() -> None:

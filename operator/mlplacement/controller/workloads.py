@@ -100,6 +100,19 @@ CHILD_EVENTS: Mapping[str, tuple[str, Reason]] = {
 }
 # Failures that hold for every workload of the namespace: its others wait out the same backoff untried.
 NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
+# After a start, settled workloads are admitted again this many per round (run).
+READMIT_CHUNK = 1000
+
+
+def _settled(record: WorkloadRecord) -> bool:
+    """Verified and placed (or finished) at its current generation, as its status says."""
+    status = record.status
+    return (
+        record.obj is not None
+        and bool(status.get("verified"))
+        and status.get("observedGeneration") == record.generation
+        and status.get("phase") in (*ACTIVE_PHASES, *FINISHED_PHASES)
+    )
 
 
 def _admission_inputs(obj: Obj) -> tuple[Any, ...]:
@@ -458,10 +471,17 @@ class WorkloadController:
         """Once the caches have synced: admit what the watches delivered meanwhile, then place pending workloads
         every interval, or sooner when woken; until cancelled or stopped."""
         await self.sync.wait()
-        await self.readmit_all()
+        # What waits to be decided is admitted before the first round; workloads settled where they run (their
+        # children hold their capacity in the ledger already) are admitted again a chunk per round after it, so
+        # a new leader with thousands settled places new work at once. Not when quotas or preemption count what
+        # runs: then every workload is admitted before anything is decided.
+        settled = [] if self._counts_running() else [k for k, r in self.records.items() if _settled(r)]
+        skip = set(settled)
+        await self.readmit([key for key in self.records if key not in skip])
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
+            if not settled:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), timeout=self.config.placement_interval_seconds)
             self.wakeup.clear()
             if self._stopping:
                 break
@@ -476,8 +496,19 @@ class WorkloadController:
                     await step()
                 except Exception:
                     log.exception("%s failed; the next round tries again", step.__name__)
+            if settled:
+                chunk, settled = settled[:READMIT_CHUNK], settled[READMIT_CHUNK:]
+                await self.readmit(chunk)
             self.last_round_at = self.monotonic()
         self._round_done.set()
+
+    def _counts_running(self) -> bool:
+        """Some policy has team quotas or preemption: what runs must be known before anything is decided."""
+        for policy in self.cache.policies.values():
+            spec = policy.get("spec") or {}
+            if spec.get("quotas") or (spec.get("preemption") or {}).get("enabled"):
+                return True
+        return False
 
     async def stop(self, grace_seconds: float) -> bool:
         """No new round starts; the one in progress may finish its writes for up to ``grace_seconds``.
