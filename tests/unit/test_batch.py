@@ -151,6 +151,31 @@ def test_property_rebalance_keeps_everyone_within_capacity_and_never_loses(insta
     assert rebalance(placed, options, room, start) == result  # deterministic
 
 
+def best_total(placed: list[str], options: Any, room: dict[Any, int]) -> float:
+    """The highest total utility of any assignment that keeps every one of ``placed`` within capacity."""
+    best = float("-inf")
+    for choice in itertools.product(*(list(options[w]) for w in placed)):
+        used = dict.fromkeys(room, 0)
+        for workload, target in zip(placed, choice, strict=True):
+            used[target] += options[workload][target].need
+        if all(used[t] <= room[t] for t in room):
+            best = max(best, sum(options[w][t].utility for w, t in zip(placed, choice, strict=True)))
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(instance=instances())
+def test_property_when_everyone_has_its_best_target_that_is_the_optimum_and_kept(instance: Any) -> None:
+    order, options, room = instance
+    start = greedy_start(order, options, room)
+    placed = [w for w in order if w in start][:6]
+    start = {w: start[w] for w in placed}
+    if not placed or any(max(o.utility for o in options[w].values()) > options[w][start[w]].utility for w in placed):
+        return  # someone is not at its best: the search runs (the property above covers it)
+    assert rebalance(placed, options, room, start) == start
+    assert total_utility(start, options) == pytest.approx(best_total(placed, options, room))
+
+
 @settings(max_examples=100, deadline=None)
 @given(batch=st.lists(ANY_REQUEST, min_size=1, max_size=12), fleet_targets=FLEETS)
 def test_property_every_batch_choice_passes_every_filter(batch: list[Any], fleet_targets: list[Any]) -> None:

@@ -50,10 +50,11 @@ def test_a_workloads_cost_series_goes_when_it_stops_and_removing_twice_is_fine()
 def test_a_round_is_one_observation_whatever_its_size() -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
-    metrics.round_finished(0.2, 500)
-    metrics.round_finished(0.01, 1)
+    metrics.round_finished(0.2, 500, planning_seconds=0.05)
+    metrics.round_finished(0.01, 1, planning_seconds=0.002)
     assert value(registry, "mlplacement_round_seconds_count") == 2
     assert value(registry, "mlplacement_round_seconds_sum") == pytest.approx(0.21)
+    assert value(registry, "mlplacement_round_planning_seconds_sum") == pytest.approx(0.052)
     assert value(registry, "mlplacement_round_workloads_sum") == 501
 
 

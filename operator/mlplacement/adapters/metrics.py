@@ -29,6 +29,12 @@ class PrometheusMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )
+        self.round_planning = Histogram(
+            "mlplacement_round_planning_seconds",
+            "The part of a placement round that decides: snapshot and plan, before any write",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
         self.round_size = Histogram(
             "mlplacement_round_workloads",
             "Workloads decided in one placement round",
@@ -143,8 +149,9 @@ class PrometheusMetrics:
     def decision(self, target_kind: str, result: str) -> None:
         self.decisions.labels(target_kind, result).inc()
 
-    def round_finished(self, seconds: float, workloads: int) -> None:
+    def round_finished(self, seconds: float, workloads: int, planning_seconds: float = 0.0) -> None:
         self.rounds.observe(seconds)
+        self.round_planning.observe(planning_seconds)
         self.round_size.observe(workloads)
 
     def refusal(self, reason: str) -> None:

@@ -145,7 +145,7 @@ class EventSink(Protocol):
 class Metrics(Protocol):
     def decision(self, target_kind: str, result: str) -> None: ...
 
-    def round_finished(self, seconds: float, workloads: int) -> None: ...
+    def round_finished(self, seconds: float, workloads: int, planning_seconds: float = 0.0) -> None: ...
 
     def refusal(self, reason: str) -> None: ...
 
@@ -180,7 +180,7 @@ class NoMetrics:
     def decision(self, target_kind: str, result: str) -> None:
         pass
 
-    def round_finished(self, seconds: float, workloads: int) -> None:
+    def round_finished(self, seconds: float, workloads: int, planning_seconds: float = 0.0) -> None:
         pass
 
     def refusal(self, reason: str) -> None:

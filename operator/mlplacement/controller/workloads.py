@@ -574,6 +574,7 @@ class WorkloadController:
             rules_of=self._rules_of,
         )
         self.memory = plan.memory
+        planning = time.perf_counter() - started
         await self._apply_moves(plan)
         recurring = {r.key: r.status for r in self.records.keyed(sorted(self.records.index.recurring))}
         if recurring or self.prewarmer.held:
@@ -599,7 +600,7 @@ class WorkloadController:
             self._quota_metrics(plan.policies, snapshot)
         self._backed_off = any(q.attempts for q in self.records.queued().values())  # recount
         decisions = [decision for _, decision in plan.decisions]
-        self.metrics.round_finished(time.perf_counter() - started, len(decisions))
+        self.metrics.round_finished(time.perf_counter() - started, len(decisions), planning)
         return decisions
 
     async def _apply_moves(self, plan: RoundPlan) -> None:

@@ -168,6 +168,11 @@ def _local_search(
     return assignment
 
 
+def _at_best(choices: Mapping[TargetKey, Option], chosen: TargetKey) -> bool:
+    utility = choices[chosen].utility
+    return all(option.utility <= utility + MIN_GAIN for option in choices.values())
+
+
 def rebalance(
     order: Sequence[str],
     options: Options,
@@ -181,7 +186,9 @@ def rebalance(
     out of the filters), ``capacity`` what is free on each target before this batch, ``start`` a feasible
     assignment (the greedy one). Deterministic for the same input; never lowers the total utility.
     """
-    if len(order) < 2:
+    if len(order) < 2 or all(_at_best(options[w], start[w]) for w in order):
+        # Every workload already has a target none of its others beats: the total is the sum of the
+        # individual bests, which no assignment exceeds (the usual case while capacity is not contested).
         return dict(start)
     pairs = sum(len(options[w]) for w in order)
     share = budget // len(STEP_SCHEDULES)
