@@ -35,9 +35,10 @@ class OperatorConfig:
     # MLPLACEMENT_PLACED_EVENTS_PER_SECOND: routine placements (first placement, no move) get an Event each up to
     # this rate (burst: ten seconds' worth); beyond it one summary Event per policy and round. `inf`: always one each
     placed_events_per_second: float = 10.0
-    worker_limit: int = 50  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
-    # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout; a worker holds its slot this long after an event
-    idle_timeout_seconds: float = 0.05
+    worker_limit: int = 200  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
+    # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout; a worker holds its slot this long after an event,
+    # so worker_limit / idle_timeout bounds how many objects a second a watch hands over (a new leader's listing)
+    idle_timeout_seconds: float = 0.005
     reload_seconds: float = 15.0  # MLPLACEMENT_RELOAD_SECONDS: how often trusted keys and signals are re-read
     retry_backoff_seconds: float = 30.0  # MLPLACEMENT_RETRY_BACKOFF_SECONDS: re-decide waiting workloads
     pool_grace_seconds: float = 300.0  # MLPLACEMENT_POOL_GRACE_SECONDS: a pool with no ready node fails over after
