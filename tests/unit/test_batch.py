@@ -134,6 +134,16 @@ def greedy_start(order: list[str], options: Any, room: dict[Any, int]) -> dict[s
     return start
 
 
+def within_capacity(assignment: dict[str, Any], options: Any, room: dict[Any, int]) -> bool:
+    """Every workload on a target it may use, and no target given more than it has."""
+    used = dict.fromkeys(room, 0)
+    for workload, target in assignment.items():
+        if target not in options[workload]:
+            return False
+        used[target] += options[workload][target].need
+    return all(used[t] <= room[t] for t in room)
+
+
 @settings(max_examples=300, deadline=None)
 @given(instance=instances())
 def test_property_rebalance_keeps_everyone_within_capacity_and_never_loses(instance: Any) -> None:
@@ -142,25 +152,17 @@ def test_property_rebalance_keeps_everyone_within_capacity_and_never_loses(insta
     placed = [w for w in order if w in start]
     result = rebalance(placed, options, room, start)
     assert set(result) == set(start)
-    used = dict.fromkeys(room, 0)
-    for workload, target in result.items():
-        assert target in options[workload]
-        used[target] += options[workload][target].need
-    assert all(used[t] <= room[t] for t in room)
+    assert within_capacity(result, options, room)
     assert total_utility(result, options) >= total_utility(start, options) - 1e-6
     assert rebalance(placed, options, room, start) == result  # deterministic
 
 
 def best_total(placed: list[str], options: Any, room: dict[Any, int]) -> float:
     """The highest total utility of any assignment that keeps every one of ``placed`` within capacity."""
-    best = float("-inf")
-    for choice in itertools.product(*(list(options[w]) for w in placed)):
-        used = dict.fromkeys(room, 0)
-        for workload, target in zip(placed, choice, strict=True):
-            used[target] += options[workload][target].need
-        if all(used[t] <= room[t] for t in room):
-            best = max(best, sum(options[w][t].utility for w, t in zip(placed, choice, strict=True)))
-    return best
+    assignments = (
+        dict(zip(placed, choice, strict=True)) for choice in itertools.product(*(list(options[w]) for w in placed))
+    )
+    return max(total_utility(a, options) for a in assignments if within_capacity(a, options, room))
 
 
 @settings(max_examples=200, deadline=None)
