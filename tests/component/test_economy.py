@@ -297,3 +297,20 @@ def test_a_watch_resumed_after_expiry_lists_everything_again_and_costs_nothing()
     assert result.placed == 300
     assert controller.records.queued() == {}
     assert Counter(cluster.calls) - before == Counter()
+
+
+def test_a_child_finishing_before_its_settled_workload_is_admitted_again_is_still_recorded() -> None:
+    _, controller = drain(workloads=20, rounds=1, idle_rounds=0)
+    cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
+    restarted, sync = restart(controller)
+    job = cluster.children[("Job", "team-a", "mlw-w-00003")]
+    finished = {**job, "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+
+    async def scenario() -> bool:
+        await deliver_everything(restarted, sync, [])
+        assert sync.ready
+        assert restarted.records["team-a/w-00003"].policy is None  # settled: not admitted again yet (run)
+        return await restarted.on_child(finished)
+
+    assert asyncio.run(scenario())
+    assert cluster.statuses["team-a/w-00003"]["phase"] == "Succeeded"

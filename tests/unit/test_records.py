@@ -22,6 +22,7 @@ QUEUED = Queued(obj={}, admitted=None)  # type: ignore[arg-type]  # the index on
 EVICTION = Eviction(due=1.0, uid="u", status={})
 
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "obj": st.sampled_from([None, "with its uid", {"metadata": {}}]),
     "status": st.sampled_from(STATUSES),
     "queued": st.sampled_from([None, QUEUED]),
     "eviction": st.sampled_from([None, EVICTION]),
@@ -48,7 +49,12 @@ def walked(records: Records) -> dict[str, Any]:
     for r in every:
         if where(r) is not None:
             on_target.setdefault(where(r), []).append(r.key)  # type: ignore[arg-type]
+    by_uid: dict[str, str] = {}
+    for r in every:
+        if r.uid:
+            by_uid[r.uid] = r.key
     return {
+        "by_uid": by_uid,
         "queued": sorted(r.key for r in every if r.queued is not None),
         "evicting": sorted(r.key for r in every if r.eviction is not None),
         "recurring": sorted(r.key for r in every if r.recurring),
@@ -62,6 +68,7 @@ def walked(records: Records) -> dict[str, Any]:
 def indexed(records: Records) -> dict[str, Any]:
     index = records.index
     return {
+        "by_uid": index.by_uid,
         "queued": sorted(index.queued),
         "evicting": sorted(index.evicting),
         "recurring": sorted(index.recurring),
@@ -82,6 +89,8 @@ def test_the_index_matches_a_walk_over_every_record_after_any_changes(steps: lis
             if dropped is not None:
                 dropped.policy = "default"  # a record out of the store no longer touches its index
         else:
+            if value == "with its uid":  # uids are unique: each record's its own
+                value = {"metadata": {"uid": f"uid-of-{key}"}}
             setattr(records.add(key), name, value)
         assert indexed(records) == walked(records)
     assert records.queued() == dict.fromkeys(walked(records)["queued"], QUEUED)

@@ -1071,6 +1071,11 @@ class WorkloadController:
         """A Job or Deployment we own changed: reflect it in the workload's status (only if that changes)."""
         uid = ((child.get("metadata") or {}).get("labels") or {}).get(LABEL_WORKLOAD_UID)
         workload = self.workloads.get(uid or "")
+        known = self.records.index.by_uid.get(uid or "")
+        if workload is None and known is not None and self.sync.ready:
+            # Settled and not admitted again yet after a start (run): admitted now, so its child's news is kept.
+            await self.readmit([known])
+            workload = self.workloads.get(uid or "")
         if workload is None:
             return False
         meta = workload.metadata

@@ -58,7 +58,9 @@ class Eviction:
 
 # The fields the store indexes (RecordIndex): a round reads who is queued, stopping, recurring, on which target,
 # in which phase and under which policy from the index, not by walking every record (DESIGN.md "Scale").
-INDEXED = frozenset({"status", "queued", "eviction", "policy", "recurring", "unschedulable_since", "interrupted_node"})
+INDEXED = frozenset(
+    {"obj", "status", "queued", "eviction", "policy", "recurring", "unschedulable_since", "interrupted_node"}
+)
 
 
 @dataclass(eq=False)
@@ -123,6 +125,7 @@ class RecordIndex:
         self.policies: Counter[str] = Counter()
         self.phases: Counter[str] = Counter()
         self.on_target: dict[TargetKey, dict[str, None]] = {}
+        self.by_uid: dict[str, str] = {}  # uid -> key, for every record seen whole (admitted or not yet)
 
     def add(self, record: WorkloadRecord, name: str | None = None) -> None:
         self._apply(record, name, adding=True)
@@ -144,6 +147,11 @@ class RecordIndex:
                 _mark(self.clocked, key, adding)
             elif not adding:
                 self.clocked.pop(key, None)
+        if name in (None, "obj") and record.uid:
+            if adding:
+                self.by_uid[record.uid] = key
+            elif self.by_uid.get(record.uid) == key:
+                del self.by_uid[record.uid]
         if name in (None, "policy") and record.policy is not None:
             _count(self.policies, record.policy, 1 if adding else -1)
         if name in (None, "status"):
