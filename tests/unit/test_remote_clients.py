@@ -48,6 +48,15 @@ def test_one_client_per_cluster_rebuilt_when_the_secret_changes() -> None:
     assert not os.path.exists(rotated.directory)
 
 
+def test_closing_removes_every_clients_credential_files() -> None:
+    remote = RemoteClusters()
+    built = [remote._client(name, credentials(token=f"token-{name}")) for name in ("edge-a", "edge-b")]
+    remote.close()
+    assert not any(os.path.exists(client.directory) for client in built)
+    assert remote._client("edge-a", credentials()) is not built[0]  # usable again: a fresh client
+    remote.close()
+
+
 def test_probe_of_an_unreachable_edge_fails_without_leaking_the_token() -> None:
     remote = RemoteClusters()
     result = remote.probe("edge-a", credentials(f"https://127.0.0.1:{closed_port()}"), timeout_seconds=2)

@@ -120,6 +120,13 @@ class RemoteClusters:
         if cached is not None:
             cached.close()
 
+    def close(self) -> None:
+        """Every client closed and its credential files removed (on stop: nothing is left in the temp directory)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for cached in clients:
+            cached.close()
+
     def probe(self, name: str, credentials: RemoteCredentials, timeout_seconds: float) -> ProbeResult:
         try:
             remote = self._client(name, credentials)

@@ -17,6 +17,7 @@ from mlplacement.adapters.kube import KubeEvents
 from mlplacement.adapters.remote import RemoteClusters
 from mlplacement.api.constants import GROUP, LABEL_MANAGED_BY, VERSION
 from mlplacement.config import OperatorConfig
+from mlplacement.controller.heap import HeapCollector
 from mlplacement.controller.pipelines import PipelineController, is_stage
 from mlplacement.controller.sync import WATCHES, CacheSync, sync_caches
 from mlplacement.controller.workloads import WorkloadController
@@ -74,6 +75,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Decisions wait until every watch below has delivered what exists and the keys have been read since
     # this process started leading (controller.sync).
     memo.sync = shared.sync = CacheSync()
+    memo.remotes = RemoteClusters()  # closed on stop: its clients keep credential files in the temp directory
     memo.controller = WorkloadController(
         config,
         shared.cache,
@@ -81,7 +83,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         KubeEvents(shared.api_client),
         shared.metrics,
         jobs=DatabricksJobs(),
-        edges=RemoteClusters(),
+        edges=memo.remotes,
         audit=LogAudit(),
         sync=memo.sync,
     )
@@ -103,6 +105,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         await memo.controller.readmit_all()
 
     shared.keys.readmit = keys_changed
+    memo.heap = HeapCollector()
+    memo.heap.install()
     memo.tasks = [
         asyncio.create_task(
             sync_caches(
@@ -113,6 +117,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ),
         asyncio.create_task(memo.controller.run()),
         asyncio.create_task(memo.pipelines.run()),
+        asyncio.create_task(memo.heap.run()),
     ]
 
 
@@ -129,6 +134,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    heap = getattr(memo, "heap", None)
+    if heap is not None:
+        heap.uninstall()
+    remotes = getattr(memo, "remotes", None)
+    if remotes is not None:
+        remotes.close()
 
 
 # MLWorkloads are only watched: no kopf change handlers, so kopf keeps no progress or diff-base for them
