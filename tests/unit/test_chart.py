@@ -234,7 +234,12 @@ def test_crd_switches(flags: list[str], crds: int, kept: int) -> None:
         (["--set", "replicaCount=0"], "/replicaCount"),
         (["--set", "image.digest=latest"], "/image/digest"),
         (["--set", "webhook.failurePolicy=Maybe"], "/webhook/failurePolicy"),
-        (["--set", "trustedKeys.keys.k1=-----BEGIN PRIVATE KEY-----"], "/trustedKeys/keys/k1"),
+        (["--set", "trustedKeys.keys.k1=-----BEGIN PRIVATE KEY-----"], "trustedKeys.keys.k1: not a PEM public key"),
+        (["--set", "leaderElection.renewDeadlineSeconds=20"], "retryPeriodSeconds < renewDeadlineSeconds <"),
+        (["--set", "leaderElection.retryPeriodSeconds=10"], "retryPeriodSeconds < renewDeadlineSeconds <"),
+        (["--set", "operator.extraEnv[0].name=MLPLACEMENT_TYPO"], "/operator/extraEnv/0/name"),
+        (["--set", "operator.extraEnv[0].name=MLPLACEMENT_NAMESPACE"], "/operator/extraEnv/0/name"),
+        (["--set", "operator.extraEnv[0].name=HTTPS_PROXY,operator.extraEnv[0].value=1"], "/operator/extraEnv/0/value"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
         (["--set", "operator.placedEventsPerSecond=-1"], "/operator/placedEventsPerSecond"),
         (["--set", "operator.placedEventsPerSecond=always"], "/operator/placedEventsPerSecond"),
@@ -247,6 +252,11 @@ def test_crd_switches(flags: list[str], crds: int, kept: int) -> None:
         "digest that is not a sha256",
         "unknown webhook failure policy",
         "a private key where a public key belongs",
+        "a renew deadline past the lease: the operator would refuse to start",
+        "renewals no more often than the deadline",
+        "an MLPLACEMENT_ variable the operator does not know",
+        "an MLPLACEMENT_ variable the chart already sets from its values",
+        "an environment value that is not a string",
         "port out of range",
         "a negative Event rate",
         "an Event rate that is neither a number nor inf",
@@ -256,6 +266,55 @@ def test_values_schema_rejects_bad_values(flags: list[str], complaint: str) -> N
     result = helm("template", "mlplacement", CHART, *flags)
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+SECRET_PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKEYMATERIALNEVERINLOGS\n-----END PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [SECRET_PEM, {"pem": SECRET_PEM}, [SECRET_PEM]],
+    ids=["a private key PEM", "a PEM inside a map", "a PEM inside a list"],
+)
+def test_bad_trusted_keys_never_echo_key_material(tmp_path: Path, value: object) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(json.dumps({"trustedKeys": {"create": True, "keys": {"k1": value}}}), encoding="utf-8")
+    result = helm("template", "mlplacement", CHART, "-f", values)
+    assert result.returncode != 0
+    assert "k1" in result.stderr
+    assert "KEYMATERIAL" not in result.stderr
+
+
+def test_extra_env_allows_exactly_the_settings_the_chart_does_not_set() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    name = schema["properties"]["operator"]["properties"]["extraEnv"]["items"]["properties"]["name"]
+    (allowed,) = [rule["enum"] for rule in name["anyOf"] if "enum" in rule]
+    known = {ENV_PREFIX + f.upper() for f in OperatorConfig.__dataclass_fields__}
+    set_by_chart = set(re.findall(r"MLPLACEMENT_[A-Z_]+", (CHART / "templates" / "deployment.yaml").read_text()))
+    assert set(allowed) == known - set_by_chart
+
+
+def test_every_schema_property_has_a_description() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    missing = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, sub in (node.get("properties") or {}).items():
+            if not sub.get("description"):
+                missing.append(f"{path}{key}")
+            walk(sub, f"{path}{key}.")
+            walk(sub.get("items") or {}, f"{path}{key}[].")
+
+    walk(schema, "")
+    assert missing == []
+
+
+def test_notes_create_the_namespace_they_apply_into() -> None:
+    notes = helm("install", "mlplacement", CHART, "--dry-run=client", "--namespace", NAMESPACE)
+    assert notes.returncode == 0, notes.stderr
+    text = notes.stdout[notes.stdout.index("NOTES:") :]
+    applied = text.index("kubectl apply")
+    assert "kubectl create namespace team-search" in text[:applied]
 
 
 def test_values_yaml_satisfies_its_own_schema() -> None:

@@ -522,4 +522,4 @@ def test_explain_and_whatif_model_preemption_against_what_runs_now(tmp_path: Any
     )
     assert compared.exit_code == 0, compared.output
     assert "becomes placeable" in compared.output
-    assert "1 running workloads preempted" in compared.output
+    assert "1 running workload preempted" in compared.output

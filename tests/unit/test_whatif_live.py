@@ -65,7 +65,17 @@ def test_the_gate_exits_3_so_ci_can_refuse_the_policy_pull_request(tmp_path: Pat
     report = json.loads(result.stdout)
     assert report["becomeInfeasible"] > 0
     assert "gate failed" in result.stderr
-    fine = run_cli("whatif", "--policy", repo / "examples" / "policy-default.yaml", "--max-moves", "100", "-o", "json")
+    fine = run_cli(
+        "whatif",
+        "--policy",
+        repo / "examples" / "policy-default.yaml",
+        "-f",
+        repo / "examples",
+        "--max-moves",
+        "100",
+        "-o",
+        "json",
+    )
     assert fine.returncode == 0, fine.stderr
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -59,23 +60,44 @@ class ManifestFile:
         return out.getvalue()
 
 
-def read_manifests(path: Path) -> ManifestFile:
+STDIN = Path("-")
+_stdin_text: list[str] = []  # standard input, read once: several options may name it
+
+
+def is_stdin(path: Path) -> bool:
+    return str(path) == "-"
+
+
+def read_text(path: Path) -> str:
+    """A file's text, or standard input's for ``-`` (as kubectl -f -); errors name the file in one line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if is_stdin(path):
+            if not _stdin_text:
+                _stdin_text.append(sys.stdin.buffer.read().decode("utf-8"))
+            return _stdin_text[0]
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ManifestFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise ManifestFileError(f"{_name(path)}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise ManifestFileError(f"{path}: not a UTF-8 text file") from exc
+        raise ManifestFileError(f"{_name(path)}: not a UTF-8 text file") from exc
+
+
+def _name(path: Path) -> str:
+    return "<stdin>" if is_stdin(path) else str(path)
+
+
+def read_manifests(path: Path) -> ManifestFile:
+    text = read_text(path)
     try:
         documents = [doc for doc in _round_trip_yaml().load_all(text) if doc is not None]
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestFileError(f"{path}: not valid YAML{where}: {problem}") from exc
+        raise ManifestFileError(f"{_name(path)}: not valid YAML{where}: {problem}") from exc
     for index, doc in enumerate(documents):
         if not isinstance(doc, dict):
-            raise ManifestFileError(f"{path}: document {index + 1} is not a mapping (a Kubernetes object)")
+            raise ManifestFileError(f"{_name(path)}: document {index + 1} is not a mapping (a Kubernetes object)")
     return ManifestFile(
         path=path,
         documents=documents,
@@ -87,6 +109,8 @@ def read_manifests(path: Path) -> ManifestFile:
 def iter_objects(paths: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
     """Every object of every file (directories are walked for *.yaml/*.yml), as plain dicts."""
     for path in paths:
+        if not is_stdin(path) and not path.exists():
+            raise ManifestFileError(f"{path}: no such file or directory")
         files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
         for file in files:
             for index, doc in enumerate(read_manifests(file).documents):
@@ -212,7 +236,7 @@ def load_fleet(path: Path | None) -> Fleet:
         source = "embedded sample fleet"
     else:
         documents = [to_plain(doc) for doc in read_manifests(path).documents]
-        source = str(path)
+        source = _name(path)
     if len(documents) != 1:
         raise ManifestFileError(f"{source}: a fleet file holds exactly one document, found {len(documents)}")
     try:

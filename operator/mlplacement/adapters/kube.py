@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,10 @@ def _collection_path(api_version: str, kind: str, namespace: str) -> str:
 _OWNED_METADATA = ("labels", "annotations", "ownerReferences")
 
 
+class NoClusterCredentialsError(Exception):
+    """Neither a pod's service account nor a usable kubeconfig: there is no cluster to talk to."""
+
+
 def load_client(connections: int = 0) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the local kubeconfig. ``connections``: how many calls
     may be in flight at once (the client's default, 5 per core, is below the operator's write concurrency on a
@@ -93,7 +98,14 @@ def load_client(connections: int = 0) -> client.ApiClient:
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+        try:
+            config.load_kube_config(client_configuration=configuration)
+        except (config.ConfigException, OSError, ValueError) as exc:
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise NoClusterCredentialsError(
+                f"no cluster to talk to: not in a pod (no service account token) and no usable kubeconfig at "
+                f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
     if connections:
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, connections)
     return client.ApiClient(configuration)

@@ -41,7 +41,7 @@ def write_plots(reports: list[StrategyReport], out_dir: Path) -> list[Path]:
     for axes, report in zip(grid[:, 0], reports, strict=True):
         xs = [point[0] / 60 for point in report.kind_series]
         stacks = [[point[1].get(kind, 0) for point in report.kind_series] for kind in kinds]
-        if xs:
+        if xs and stacks:  # nothing ever placed (a trace whose targets the fleet lacks) leaves nothing to stack
             axes.stackplot(xs, *stacks, labels=kinds, step="post")
         axes.set(title=report.name, ylabel="running")
     grid[0, 0].legend(loc="upper right", fontsize="small")

@@ -59,6 +59,8 @@ class FleetPool(WireModel):
 
     @model_validator(mode="after")
     def _nodes_agree(self) -> "FleetPool":
+        if self.gpus_free is not None and self.gpus_free > self.gpus_total:
+            raise ValueError(f"gpusFree ({self.gpus_free}) is more than gpusTotal ({self.gpus_total})")
         if self.nodes is not None and self.gpus_per_node is not None:
             raise ValueError("give nodes or gpusPerNode, not both")
         if self.nodes is not None:
@@ -117,6 +119,21 @@ class Fleet(WireModel):
     edge_clusters: Annotated[list[FleetEdge], Field(max_length=10_000)] = []
     databricks_workspaces: Annotated[list[FleetWorkspace], Field(max_length=1_000)] = []
     signals: Signals | None = None
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> "Fleet":
+        # Targets are keyed by (kind, name): a second pool of the same name would silently replace the first.
+        for field, items in (
+            ("pools", self.pools),
+            ("edgeClusters", self.edge_clusters),
+            ("databricksWorkspaces", self.databricks_workspaces),
+        ):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"{field}: the name {item.name!r} is used twice")
+                seen.add(item.name)
+        return self
 
     def decision_time(self, fallback: datetime) -> datetime:
         if self.now is not None:

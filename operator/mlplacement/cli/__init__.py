@@ -3,6 +3,7 @@ placement (explain, demo), simulation (simulate, whatif), operate (run), audit."
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,12 +27,27 @@ def cli() -> None:
     """Place ML workloads on GPU pools, edge clusters or Databricks; refuse unsigned intent."""
 
 
+# Exit codes, for every command (README "Exit codes"): 0 done; 1 an error (a bad file, an unreachable cluster);
+# 2 bad usage (click's own); 3 a gate failed (whatif).
+EXIT_ERROR = 1
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
-    except ManifestFileError as exc:
+    except ManifestFileError as exc:  # a bad file is an error, not bad usage
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:
+        # A bug, not bad input: one line, and the traceback when asked for (a CI log is no place for 40 lines).
+        if os.environ.get("MLPLACEMENT_DEBUG"):
+            raise
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {exc} (set MLPLACEMENT_DEBUG=1 for the traceback, and "
+            "please report it)",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
 
 
 # The commands register themselves on `cli` when their modules are imported.

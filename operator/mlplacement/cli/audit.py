@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from pathlib import Path
 
 import click
 from pydantic import ValidationError
 
+from mlplacement.adapters.files import read_text
+from mlplacement.api.audit import AUDIT_API_VERSION, AuditAction, AuditRecord
+from mlplacement.api.errors import describe_validation_error
 from mlplacement.cli import cli
-from mlplacement.core.explain import table
+from mlplacement.cli.common import Moment, emit, fitted_table, output_option, plural
 
 MOVES = ("Moved", "Stopped", "Preempted", "Interrupted")
 
 
+ACTIONS = tuple(action.value for action in AuditAction)
+
+
 @cli.command()
-@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True), default="-")
 @click.option("--workload", "workload_key", help="NAMESPACE/NAME: why is it where it is (its records, newest last).")
-@click.option("--since", type=click.DateTime(), help="Only records at or after this time (UTC unless it says).")
-@click.option("--until", type=click.DateTime(), help="Only records before this time.")
+@click.option("--since", type=Moment(), help="Only records at or after this time (2026-11-22T08:00, RFC 3339; UTC).")
+@click.option("--until", type=Moment(), help="Only records before this time.")
 @click.option("--moves", is_flag=True, help="Only what moved: Moved, Stopped, Preempted, Interrupted.")
-@click.option("--action", "actions", multiple=True, help="Only these actions (repeatable): Placed, Refused, ...")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    type=click.Choice(ACTIONS),
+    help="Only these actions (repeatable).",
+)
+@output_option()
 @click.option("--schema", is_flag=True, help="Print the audit record's JSON Schema and exit.")
 def audit(
-    source: Any,
+    source: Path,
     workload_key: str | None,
     since: datetime | None,
     until: datetime | None,
@@ -34,39 +46,38 @@ def audit(
     output: str,
     schema: bool,
 ) -> None:
-    """Read audit records (JSON lines of the logger mlplacement.audit; other lines are skipped), e.g.
-    `kubectl -n mlplacement logs deploy/mlplacement | mlplacement audit --workload team-a/trainer`."""
-
-    from mlplacement.api.audit import AuditRecord
+    """Read audit records from SOURCE (a file, or standard input by default): JSON lines of the logger
+    mlplacement.audit; other log lines are skipped. For example
+    `kubectl -n mlplacement-system logs deploy/mlplacement | mlplacement audit --workload team-a/trainer`."""
 
     if schema:
         click.echo(json.dumps(AuditRecord.model_json_schema(by_alias=True), indent=2))
         return
     records: list[AuditRecord] = []
-    for line in source:
+    invalid: list[str] = []
+    for number, line in enumerate(read_text(source).splitlines(), start=1):
         if not line.lstrip().startswith("{"):
-            continue
+            continue  # another logger's line
         try:
             records.append(AuditRecord.model_validate_json(line))
-        except ValidationError:
-            continue
+        except ValidationError as exc:
+            if AUDIT_API_VERSION in line:  # ours, and not readable: say so rather than lose it quietly
+                invalid.append(f"line {number}: {describe_validation_error(exc)}")
+    if invalid:
+        click.echo(
+            f"warning: skipped {plural(len(invalid), 'unreadable audit record')} (first: {invalid[0]})", err=True
+        )
     wanted = set(actions) | (set(MOVES) if moves else set())
-
-    def at(moment: datetime | None) -> datetime | None:
-        return None if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-    start, end = at(since), at(until)
     chosen = [
         r
         for r in records
         if (workload_key is None or f"{r.object.namespace}/{r.object.name}" == workload_key)
         and (not wanted or r.action.value in wanted)
-        and (start is None or r.time >= start)
-        and (end is None or r.time < end)
+        and (since is None or r.time >= since)
+        and (until is None or r.time < until)
     ]
     chosen.sort(key=lambda r: r.time)
-    if output == "json":
-        click.echo(json.dumps([r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in chosen], indent=2))
+    if emit([r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in chosen], output):
         return
     if workload_key is not None:
         where = next((r for r in reversed(chosen) if r.action.value in ("Placed", "Moved", "Stopped", "Refused")), None)
@@ -87,8 +98,12 @@ def audit(
             r.reason,
             f"{r.previous_target.kind}/{r.previous_target.name}" if r.previous_target else "-",
             f"{r.target.kind}/{r.target.name}" if r.target else "-",
-            r.message[:100],
+            r.message,
         ]
         for r in chosen
     ]
-    click.echo(table(["TIME", "WORKLOAD", "ACTION", "REASON", "FROM", "TO", "MESSAGE"], rows))
+    if not rows:
+        click.echo(f"no audit record matches ({plural(len(records), 'record')} read)")
+        return
+    click.echo(fitted_table(["TIME", "WORKLOAD", "ACTION", "REASON", "FROM", "TO", "MESSAGE"], rows, output))
+    click.echo(f"\n{len(chosen)} of {plural(len(records), 'record')}")

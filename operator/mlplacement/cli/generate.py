@@ -1,4 +1,4 @@
-"""`mlplacement crds`: the CRD YAML and the chart's CRD templates, generated from the API models."""
+"""`mlplacement crds` (the CRD YAML and the chart's CRD templates, generated from the API models) and `completion`."""
 
 from __future__ import annotations
 
@@ -18,26 +18,33 @@ from mlplacement.cli import GENERATED_NOTE, REPO_CHART_CRDS_DIR, REPO_CRDS_DIR, 
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, allow_dash=True),
     default=REPO_CRDS_DIR,
     show_default=True,
-    help="Directory to write one YAML file per CRD into.",
+    help="Directory to write one YAML file per CRD into; '-' prints them all to standard output.",
 )
 @click.option(
     "--chart-out",
     "chart_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=REPO_CHART_CRDS_DIR,
-    show_default=True,
-    help="Directory of the Helm chart's CRD templates (gated by crds.enabled, crds.keep); '' skips them.",
+    help="Directory of the Helm chart's CRD templates (gated by crds.enabled, crds.keep); '' skips them. "
+    "Default: the checkout's chart when --out is the checkout's crds/, else none.",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file differs from the models.")
-def crds(out_dir: Path, chart_dir: Path, check: bool) -> None:
+def crds(out_dir: Path, chart_dir: Path | None, check: bool) -> None:
     """Render the CustomResourceDefinitions from the API models (plain YAML and Helm chart templates)."""
+    rendered = render_all()
+    if str(out_dir) == "-":
+        if check:
+            raise click.UsageError("--check compares files: give --out DIR, not '-'")
+        click.echo(f"# {GENERATED_NOTE}\n" + dump_plain(list(rendered.values())), nl=False)
+        return
     if out_dir == REPO_CRDS_DIR and not REPO_CRDS_DIR.parent.joinpath("pyproject.toml").is_file():
         raise click.UsageError("not running from a source checkout: pass --out DIR (and --chart-out DIR or '')")
+    if chart_dir is None:  # another --out must never rewrite the checkout's chart behind the user's back
+        chart_dir = REPO_CHART_CRDS_DIR if out_dir.resolve() == REPO_CRDS_DIR.resolve() else Path("")
     files: dict[Path, str] = {}
-    for name, crd in render_all().items():
+    for name, crd in rendered.items():
         files[out_dir / name] = f"# {GENERATED_NOTE}\n" + dump_plain([crd])
         if str(chart_dir) not in ("", "."):
             files[chart_dir / name] = chart_crd_template(crd)
@@ -76,3 +83,16 @@ def chart_crd_template(crd: dict[str, Any]) -> str:
         f"{body}"
         "{{- end }}\n"
     )
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: `source <(mlplacement completion bash)`, or save it where your shell
+    loads completions from (zsh: a file `_mlplacement` on $fpath; fish: ~/.config/fish/completions/)."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    if completer is None:  # click knows these three; a newer click could drop one
+        raise click.ClickException(f"no completion for {shell} in this click version")
+    click.echo(completer(cli, {}, "mlplacement", "_MLPLACEMENT_COMPLETE").source())

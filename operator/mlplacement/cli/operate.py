@@ -17,7 +17,7 @@ from mlplacement.cli import cli
     show_default=True,
 )
 def run(namespace: str | None, log_format: str) -> None:
-    """Run the operator. Settings: MLPLACEMENT_* environment variables (README, "Operator settings").
+    """Run the operator. Settings: MLPLACEMENT_* environment variables (README, "Settings").
 
     With leader election (the default) any number of replicas may run: one leads, the others stand by."""
     import os
@@ -36,6 +36,7 @@ def run(namespace: str | None, log_format: str) -> None:
     import logging
 
     import mlplacement.handlers.operator  # noqa: F401  (registers the kopf handlers)
+    from mlplacement.adapters.kube import NoClusterCredentialsError, load_client
     from mlplacement.handlers.runner import main as run_main
 
     kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN)
@@ -44,4 +45,8 @@ def run(namespace: str | None, log_format: str) -> None:
     # kopf says "Handler ... succeeded." at INFO for every event of every object: at thousands of objects that is
     # most of the log and none of its news. Its warnings and errors stay.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    try:
+        load_client()  # fail in one line before anything starts: no kopf, no threads, no port opened
+    except NoClusterCredentialsError as exc:
+        raise click.ClickException(str(exc)) from None
     run_main(config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from mlplacement.api.pipeline import MLPipeline
 from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload
 from mlplacement.cli import EXAMPLES_DIR, cli
-from mlplacement.core.explain import render_decision, render_many
+from mlplacement.cli.common import emit, filename_option, inputs, output_option, terminal_columns
+from mlplacement.core.explain import render_decision, render_many, summary_line
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.signing import verify
@@ -111,23 +111,24 @@ RUNNING_OPTION = click.option(
     "--running",
     "running_paths",
     multiple=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, allow_dash=True),
     help="What runs now (repeatable): `kubectl get mlw -A -o yaml` output. Quotas count it, preemption may stop it.",
 )
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
+@filename_option("MLWorkload or MLPipeline file")
 @click.option(
     "--fleet",
     "fleet_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="Fleet file (apiVersion mlplacement.io/fleet/v1); default: the embedded sample fleet.",
 )
 @click.option(
     "--policy",
     "policy_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="PlacementPolicy to decide under; default: the built-in defaults.",
 )
 @RUNNING_OPTION
@@ -138,25 +139,29 @@ RUNNING_OPTION = click.option(
     help="Trusted public keys (<keyId>.pem, as in the trusted-keys Secret): say which workloads the operator "
     "would refuse, and why, instead of placing them.",
 )
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--compact", is_flag=True, help="One line per workload instead of every candidate and rejection.")
+@output_option()
 def explain(
     files: tuple[Path, ...],
+    filenames: tuple[Path, ...],
     fleet_path: Path | None,
     policy_path: Path | None,
     running_paths: tuple[Path, ...],
     keys_dir: Path | None,
+    compact: bool,
     output: str,
 ) -> None:
-    """Show where each MLWorkload in FILES would run, every candidate's score and every rejection; for an
-    MLPipeline, where each stage would run and why, a run's cost, the data moved between stages (egress $)
-    and the critical path."""
+    """Show where each MLWorkload in FILES (or -f FILE, '-' for standard input) would run, every candidate's score
+    and every rejection; for an MLPipeline, where each stage would run and why, a run's cost, the data moved
+    between stages (egress $) and the critical path. The last line sums it up."""
     from mlplacement.core.keyring import parse_keyring
 
+    paths = inputs(files, filenames)
     fleet = load_fleet(fleet_path)
     now = datetime.now(UTC)
     snapshot = snapshot_from_fleet(fleet, now)
     policy = _load_policy(policy_path)
-    objects = [(f"{path}#{index + 1}", obj) for path, index, obj in iter_objects(list(files))]
+    objects = [(f"{path}#{index + 1}", obj) for path, index, obj in iter_objects(paths)]
     refused: list[dict[str, Any]] = []
     if keys_dir is not None:
         keyring = parse_keyring({p.name: p.read_bytes() for p in sorted(keys_dir.glob("*.pem"))})
@@ -189,24 +194,26 @@ def explain(
     running = _running(running_paths, snapshot)
     decisions = decide_many(requests, {None: policy}, snapshot, running=running) if requests else []
     estimates = [_estimate(where, obj, policy, snapshot, running) for where, obj in pipelines]
-    if output == "json":
-        from mlplacement.core.pipeline_estimate import estimate_json
+    from mlplacement.core.pipeline_estimate import estimate_json, render_pipeline_estimate
 
-        document = {
-            "refused": refused,
-            "decisions": [_decision_json(d) for d in decisions],
-            "pipelines": [estimate_json(e) for e in estimates],
-        }
-        click.echo(json.dumps(document, indent=2))
+    document = {
+        "refused": refused,
+        "decisions": [_decision_json(d) for d in decisions],
+        "pipelines": [estimate_json(e) for e in estimates],
+    }
+    if emit(document, output):
         return
     for item in refused:
         click.echo(f"{item['kind']} {item['workload']}\n  refused: {item['reason']}: {item['message']}\n")
-    for decision in decisions:
-        click.echo(render_decision(decision) + "\n")
-    from mlplacement.core.pipeline_estimate import render_pipeline_estimate
-
+    if compact and decisions:
+        click.echo(render_many(decisions, terminal_columns(output)) + "\n")
+    else:
+        for decision in decisions:
+            click.echo(render_decision(decision) + "\n")
     for estimate in estimates:
         click.echo(render_pipeline_estimate(estimate) + "\n")
+    if decisions or refused:
+        click.echo(summary_line(decisions, len(refused)))
 
 
 def _estimate(where: str, obj: dict[str, Any], policy: PlacementPolicySpec, snapshot: Any, running: list[Any]) -> Any:
@@ -289,7 +296,7 @@ def demo(generated: int, seed: int, examples_dir: Path) -> None:
         f"== {len(examples)} examples + {len(batch)} generated workloads, placed together in priority order ==\n"
     )
     everything = decide_many([*examples, *batch], {None: policy}, snapshot)
-    click.echo(render_many(everything))
+    click.echo(render_many(everything, terminal_columns("table")))
     placed = sum(d.placed for d in everything)
     cost = sum(d.chosen.hourly_cost_usd for d in everything if d.chosen is not None)
     click.echo(f"\n{placed}/{len(everything)} placed, ${cost:.2f}/h in total")

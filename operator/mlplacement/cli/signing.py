@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from ruamel.yaml.comments import CommentedMap
 
 from mlplacement.adapters.files import (
+    is_stdin,
     read_key_directory,
     read_manifests,
     referenced_elsewhere,
@@ -19,6 +22,7 @@ from mlplacement.adapters.files import (
 )
 from mlplacement.api.constants import ANNOTATION_SIGNATURE_EXPIRES, SIGNED_KINDS, Reason
 from mlplacement.cli import cli
+from mlplacement.cli.common import emit, filename_option, inputs, output_option, plural
 from mlplacement.core import keyring as keyring_core
 from mlplacement.core.reconcile import describe, invalid_spec
 from mlplacement.core.signing import SigningError, parse_expires, sign, verify
@@ -69,7 +73,8 @@ def _parse_expiry(text: str | None, now: datetime) -> datetime | None:
 
 
 @cli.command("sign")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+@filename_option("Manifest file to sign")
 @click.option(
     "--key",
     "key_path",
@@ -79,20 +84,33 @@ def _parse_expiry(text: str | None, now: datetime) -> datetime | None:
 )
 @click.option("--key-id", help="Key id to record; default: the key file's name without extension.")
 @click.option("--expires", help="Signature lifetime: a duration (30d, 12h) or an RFC 3339 UTC time.")
-@click.option("--in-place", is_flag=True, help="Rewrite the files; default: print the signed YAML.")
+@click.option("--in-place", is_flag=True, help="Rewrite the files (all or none); default: print the signed YAML.")
 def sign_command(
-    files: tuple[Path, ...], key_path: Path, key_id: str | None, expires: str | None, in_place: bool
+    files: tuple[Path, ...],
+    filenames: tuple[Path, ...],
+    key_path: Path,
+    key_id: str | None,
+    expires: str | None,
+    in_place: bool,
 ) -> None:
-    """Sign every MLWorkload and PlacementPolicy in FILES; other documents pass through untouched."""
+    """Sign every MLWorkload, MLPipeline and PlacementPolicy in FILES (or -f FILE, '-' for standard input); other
+    documents pass through untouched. Each is judged by the operator's own model first: what it would refuse is
+    never signed."""
+    paths = inputs(files, filenames)
+    if in_place and any(is_stdin(path) for path in paths):
+        raise click.UsageError("--in-place cannot rewrite standard input")
+    key_id = key_id or key_path.stem
+    if not keyring_core.KEY_ID_RE.match(key_id):
+        hint = "--key-id" if key_id != key_path.stem else "--key-id (the key file's name is not a valid key id)"
+        raise click.BadParameter(f"{key_id!r} must match {keyring_core.KEY_ID_RE.pattern}", param_hint=hint)
     try:
         private_key = keyring_core.load_private_key(key_path.read_bytes(), str(key_path))
     except OSError as exc:
         raise click.ClickException(f"{key_path}: cannot read: {exc.strerror}") from None
     except keyring_core.KeyringError as exc:
         raise click.ClickException(str(exc)) from None
-    key_id = key_id or key_path.stem
     expiry = _parse_expiry(expires, datetime.now(UTC))
-    manifests = [read_manifests(path) for path in files]  # read all first: fail before writing anything
+    manifests = [read_manifests(path) for path in paths]  # read all first: fail before writing anything
     signable = 0
     for manifest in manifests:  # and judge all first: a file is never rewritten before another fails
         for document in manifest.documents:
@@ -107,7 +125,7 @@ def sign_command(
             if problem is not None:  # the operator would refuse it: a signature would only hide that
                 raise click.ClickException(f"{manifest.path}: {Reason.INVALID_SPEC.value}: {problem}")
     if not signable:
-        raise click.ClickException(f"nothing to sign: {_no_signed_kind(files)}")
+        raise click.ClickException(f"nothing to sign: {_no_signed_kind(paths)}")
     for position, manifest in enumerate(manifests):
         for document in manifest.documents:
             plain = to_plain(document)
@@ -135,43 +153,85 @@ def sign_command(
             click.echo(text if text.endswith("\n") or not text else text + "\n", nl=False)
 
 
-def _no_signed_kind(files: tuple[Path, ...]) -> str:
-    return f"no {', '.join(sorted(SIGNED_KINDS))} in {', '.join(map(str, files))}"
+def _no_signed_kind(files: Sequence[Path]) -> str:
+    return f"no {', '.join(sorted(SIGNED_KINDS))} in {', '.join('<stdin>' if is_stdin(f) else str(f) for f in files)}"
 
 
 @cli.command("verify")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
+@filename_option("Manifest file to verify")
 @click.option(
     "--keys",
     "keys_dir",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of trusted <keyId>.pem files.",
+    help="Directory of trusted <keyId>.pem files (and optional .notBefore/.notAfter), as the trusted-keys Secret.",
 )
-def verify_command(files: tuple[Path, ...], keys_dir: Path) -> None:
-    """Verify the signatures of every MLWorkload and PlacementPolicy in FILES; exit 1 if any fails."""
-    keyring = keyring_core.parse_keyring(read_key_directory(keys_dir))
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="One trusted public key PEM (repeatable); its key id is the file's name without .pem.",
+)
+@output_option("table", "json", "yaml")
+def verify_command(
+    files: tuple[Path, ...],
+    filenames: tuple[Path, ...],
+    keys_dir: Path | None,
+    key_files: tuple[Path, ...],
+    output: str,
+) -> None:
+    """Verify the signatures of every MLWorkload, MLPipeline and PlacementPolicy in FILES (or -f FILE, '-' for
+    standard input) as the operator would; exit 1 if any fails."""
+    paths = inputs(files, filenames)
+    if keys_dir is None and not key_files:
+        raise click.UsageError("give the trusted keys: --keys DIR or --key PUBLIC.pem")
+    trusted: dict[str, bytes] = read_key_directory(keys_dir) if keys_dir is not None else {}
+    for key_file in key_files:
+        try:
+            trusted[key_file.stem + keyring_core.PEM_SUFFIX] = key_file.read_bytes()
+        except OSError as exc:
+            raise click.ClickException(f"{key_file}: cannot read: {exc.strerror}") from None
+    keyring = keyring_core.parse_keyring(trusted)
     for problem in keyring.problems.values():
         click.echo(f"warning: {problem}", err=True)
     now = datetime.now(UTC)
-    failures = checked = 0
-    for manifest in (read_manifests(path) for path in files):
+    results: list[dict[str, Any]] = []
+    for manifest in (read_manifests(path) for path in paths):
         for index, document in enumerate(manifest.documents):
             plain = to_plain(document)
-            where = f"{manifest.path}#{index + 1} {describe(plain)}"
+            meta = plain.get("metadata") or {}
+            result = {
+                "file": "<stdin>" if is_stdin(manifest.path) else str(manifest.path),
+                "document": index + 1,
+                "kind": plain.get("kind"),
+                "namespace": meta.get("namespace"),
+                "name": meta.get("name"),
+            }
             if plain.get("kind") not in SIGNED_KINDS:
-                click.echo(f"{where}: skipped (not a signed kind)")
+                results.append(result | {"verified": None, "reason": "Skipped", "message": "not a signed kind"})
                 continue
-            checked += 1
             refused = invalid_spec(plain)
             if refused is not None:  # a valid signature over what the operator refuses verifies nothing
-                failures += 1
-                click.echo(f"{where}: {Reason.INVALID_SPEC.value}: {refused}")
+                results.append(result | {"verified": False, "reason": Reason.INVALID_SPEC.value, "message": refused})
                 continue
             verdict = verify(plain, keyring, now)
-            failures += not verdict.ok
-            click.echo(f"{where}: {verdict.reason.value}: {verdict.message}")
-    if not checked:
-        raise click.ClickException(f"nothing to verify: {_no_signed_kind(files)}")
-    if failures:
-        raise click.ClickException(f"{failures} of {checked} signed documents failed verification")
+            results.append(
+                result | {"verified": verdict.ok, "reason": verdict.reason.value, "message": verdict.message}
+            )
+    judged = [r for r in results if r["verified"] is not None]
+    failed = [r for r in judged if not r["verified"]]
+    if not emit({"results": results, "checked": len(judged), "failed": len(failed)}, output):
+        for r in results:
+            where = f"{r['file']}#{r['document']} {describe({'kind': r['kind'], 'metadata': r})}"
+            click.echo(
+                f"{where}: skipped ({r['message']})"
+                if r["verified"] is None
+                else f"{where}: {r['reason']}: {r['message']}"
+            )
+    if not judged:
+        raise click.ClickException(f"nothing to verify: {_no_signed_kind(paths)}")
+    if failed:
+        unsigned = sum(r["reason"] == "SignatureMissing" for r in failed)
+        detail = f" ({unsigned} not signed at all)" if unsigned else ""
+        raise click.ClickException(f"{len(failed)} of {plural(len(judged), 'document')} did not verify{detail}")

@@ -16,12 +16,14 @@ from mlplacement.adapters.files import (
     iter_objects,
     load_fleet,
     read_manifests,
+    read_text,
     to_plain,
 )
 from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import TRACE_API_VERSION, Trace
-from mlplacement.cli import EXAMPLES_DIR, cli
+from mlplacement.cli import cli
+from mlplacement.cli.common import emit, fitted_table, output_option, plural
 from mlplacement.cli.placement import (
     RUNNING_OPTION,
     _load_policy,
@@ -33,11 +35,10 @@ from mlplacement.core.snapshot import snapshot_from_fleet
 
 
 def _load_trace(path: Path) -> Trace:
-    import json
 
     try:
         if path.suffix == ".jsonl":
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            lines = [line for line in read_text(path).splitlines() if line.strip()]
             data: dict[str, Any] = {
                 "apiVersion": TRACE_API_VERSION,
                 "kind": "Trace",
@@ -87,38 +88,52 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
     headers = [
         "STRATEGY",
         "PLACED",
-        "BY KIND (D/E/G)",
+        "BY KIND D/E/G",
         "COST $",
         "$/WL",
         "EGRESS $",
         "SLA",
         "LAT p50/95/99",
-        "PREEMPT",
+        "SPOT LOST",
         "FAILOVER",
         "WAIT MIN",
         "WAITING",
         "UNSCHED",
         "STRANDED GPU-H",
     ]
-    return table(headers, rows)
+    return (
+        table(headers, rows)
+        + "\nBY KIND: placements on Databricks/Edge/GPUPool. LAT: expected latency of latency-class workloads (ms)."
+        "\nSPOT LOST: workloads sent back to the queue by spot reclaims; FAILOVER: by an unhealthy target."
+        "\nWAITING: never started by the end; UNSCHED: placements no node could hold."
+    )
 
 
 @cli.command()
 @click.option(
     "--fleet",
     "fleet_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="Fleet file; default: the embedded sample fleet.",
 )
 @click.option(
     "--trace",
+    "-f",
     "trace_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trace file (.yaml or .jsonl, apiVersion mlplacement.io/trace/v1).",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Trace file (.yaml or .jsonl, apiVersion mlplacement.io/trace/v1; '-' reads standard input).",
 )
-@click.option("--generate", "generate", type=int, help="Generate a trace of this many arrivals instead.")
+@click.option(
+    "--generate", "generate", type=click.IntRange(min=1), help="Generate a trace of this many arrivals instead."
+)
 @click.option("--seed", default=7, show_default=True, help="Seed for --generate.")
-@click.option("--hours", default=24.0, show_default=True, help="Length of a generated trace.")
+@click.option(
+    "--hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True, max=24 * 366),
+    help="Length of a generated trace.",
+)
 @click.option(
     "--policy",
     "policy_paths",
@@ -133,7 +148,7 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
     help="Write report.json, the trace (if generated) and PNG plots here.",
 )
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option()
 def simulate(
     fleet_path: Path | None,
     trace_path: Path | None,
@@ -146,7 +161,6 @@ def simulate(
     output: str,
 ) -> None:
     """Replay a trace through the engine and baselines; compare cost, latency, preemptions, waits."""
-    import json
 
     from mlplacement.adapters.files import dump_plain as dump
     from mlplacement.core.simulation import generate_trace, iter_reports, knows_work, strategies_for
@@ -155,35 +169,93 @@ def simulate(
         raise click.UsageError("give exactly one of --trace FILE or --generate N")
     fleet = load_fleet(fleet_path)
     trace = _load_trace(trace_path) if trace_path is not None else generate_trace(fleet, generate or 0, seed, hours)
+    _check_targets(trace, fleet, trace_path, fleet_path)
     work = knows_work(trace)
     strategies = strategies_for(_policies(policy_paths), per_hour=work)
     start = fleet.decision_time(datetime.now(UTC))
-    with click.progressbar(length=len(trace.events) * len(strategies), label="simulating", file=sys.stderr) as bar:
-        reports = list(iter_reports(fleet, trace, strategies, start, progress=bar.update))
+    with _Progress(len(trace.events) * len(strategies), [name for name, _ in strategies]) as progress:
+        reports = list(iter_reports(fleet, trace, strategies, start, progress=progress.update))
     summaries = [r.summary() for r in reports]
-    if output == "json":  # the same shape as report.json
-        click.echo(json.dumps({"strategies": summaries}, indent=2))
-        return
-    click.echo(_summary_table(summaries))
-    scarcity = _scarcity_table(summaries)
-    if scarcity:
-        click.echo(scarcity)
-    if work:
-        click.echo(_work_table(summaries))
-    if out_dir is not None:
+    arrivals = summaries[0]["arrivals"] if summaries else 0
+    if arrivals and not any(s["placed"] for s in summaries):
+        click.echo(
+            f"warning: no strategy placed any of the {plural(arrivals, 'arrival')}: does the fleet have what the "
+            "trace asks for (--fleet)?",
+            err=True,
+        )
+    if not emit({"strategies": summaries}, output):  # the same shape as report.json
+        click.echo(_summary_table(summaries))
+        scarcity = _scarcity_table(summaries)
+        if scarcity:
+            click.echo(scarcity)
+        if work:
+            click.echo(_work_table(summaries))
+    if out_dir is not None:  # messages on stderr: standard output may be the JSON a script reads
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps({"strategies": summaries}, indent=2) + "\n")
         if trace_path is None:
             (out_dir / "trace.yaml").write_text(dump([trace.to_wire()]))
-        click.echo(f"wrote {out_dir / 'report.json'}")
+        click.echo(f"wrote {out_dir / 'report.json'}", err=True)
         if not no_plots:
             from mlplacement.adapters.plots import write_plots
 
             try:
                 for path in write_plots(reports, out_dir):
-                    click.echo(f"wrote {path}")
+                    click.echo(f"wrote {path}", err=True)
             except RuntimeError as exc:
                 click.echo(f"warning: {exc}", err=True)
+
+
+def _check_targets(trace: Trace, fleet: Any, trace_path: Path | None, fleet_path: Path | None) -> None:
+    """A trace naming targets the fleet lacks was made for another fleet: replaying it would compare nothing."""
+    known = {p.name for p in fleet.pools} | {e.name for e in fleet.edge_clusters}
+    known |= {w.name for w in fleet.databricks_workspaces}
+    missing = sorted({e.target for e in trace.events if e.target is not None and e.target not in known})
+    beside = trace_path.parent / "fleet.yaml" if trace_path is not None and str(trace_path) != "-" else None
+    hint = f" (its own fleet is beside it: --fleet {beside})" if beside is not None and beside.is_file() else ""
+    fleet_name = str(fleet_path) if fleet_path is not None else "the embedded sample fleet"
+    if not missing:
+        if fleet_path is None and hint:
+            click.echo(f"warning: replaying on {fleet_name}{hint}", err=True)
+        return
+    raise click.ClickException(
+        f"{trace_path or 'the trace'} names {plural(len(missing), 'target')} that {fleet_name} does not have: "
+        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}{hint}"
+    )
+
+
+class _Progress:
+    """A progress bar on a terminal; elsewhere (CI, a pipe) a line every 10% with the strategy being replayed."""
+
+    def __init__(self, total: int, names: list[str]) -> None:
+        self.total, self.names, self.done, self.said = max(1, total), names, 0, 0
+        self.bar = click.progressbar(length=total, label="simulating", file=sys.stderr) if _is_tty() else None
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.__enter__()
+        else:
+            click.echo(f"simulating {', '.join(self.names)} ({plural(self.total, 'event')} in all)", err=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def update(self, steps: int) -> None:
+        self.done += steps
+        if self.bar is not None:
+            self.bar.update(steps)
+            return
+        tenth = self.done * 10 // self.total
+        if tenth > self.said:
+            self.said = tenth
+            strategy = self.names[min(len(self.names) - 1, self.done * len(self.names) // (self.total + 1))]
+            click.echo(f"  {tenth * 10}% ({strategy})", err=True)
+
+
+def _is_tty() -> bool:
+    return sys.stderr.isatty()
 
 
 def _work_table(summaries: list[dict[str, Any]]) -> str:
@@ -228,13 +300,14 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
                 f"{highest['max']:.0f}" if highest else "-",
             ]
         )
-    headers = ["STRATEGY", "PREEMPTED", *(f"{ns} p50/p95" for ns in namespaces), f"PRIORITY {top} WAIT"]
+    headers = ["STRATEGY", "PREEMPTED BY PRIORITY", *(f"{ns} p50/p95" for ns in namespaces), f"PRIORITY {top} WAIT"]
     return (
         "\nWaits by team, in minutes from arrival to first start (never started: to the end of the replay):\n"
         + table(headers, rows)
-        + "\nPREEMPTED counts workloads stopped for higher-priority work (their remaining run goes back to the queue,"
-        "\nplus the work since their last checkpoint). A team's p95 far above the others' under one strategy means"
-        "\nthat strategy lets a busier team starve it; the last column is how long the most important workload waited."
+        + "\nPREEMPTED BY PRIORITY counts workloads stopped for higher-priority work (their remaining run goes back"
+        "\nto the queue, plus the work since their last checkpoint). A team's p95 far above the others' under one"
+        "\nstrategy means that strategy lets a busier team starve it; the last column is how long the most important"
+        "\nworkload waited."
     )
 
 
@@ -243,23 +316,29 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
     "--policy",
     "policy_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The proposed PlacementPolicy.",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="The proposed PlacementPolicy ('-' reads standard input).",
 )
 @click.option(
     "--current",
     "current_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="The policy in force; default: the built-in defaults.",
 )
-@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Fleet file; default: the embedded sample fleet.",
+)
 @click.option(
     "--workloads",
+    "-f",
     "workload_paths",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="MLWorkload and MLPipeline files or directories (repeatable; a pipeline counts stage by stage); "
-    "default: examples/.",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="MLWorkload and MLPipeline files or directories to judge (repeatable; a pipeline counts stage by stage; "
+    "'-' reads standard input). Required without --live.",
 )
 @RUNNING_OPTION
 @click.option("--live", is_flag=True, help="Against the live cluster (read-only): its fleet, workloads and placements.")
@@ -268,8 +347,10 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
 @click.option(
     "--namespace", default="mlplacement-system", show_default=True, help="For --live: the operator's namespace."
 )
-@click.option("--max-moves", type=int, help="Exit 3 when more running workloads would move than this.")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--max-moves", type=click.IntRange(min=0), help="Exit 3 when more running workloads would move than this."
+)
+@output_option()
 def whatif(
     policy_path: Path,
     current_path: Path | None,
@@ -293,40 +374,50 @@ def whatif(
         return
     from mlplacement.core.whatif import whatif as analyse
 
+    if not workload_paths:  # never a default set of workloads: a gate must judge what it was given
+        raise click.UsageError("give the workloads to judge: -f FILE|DIR (repeatable), or --live for the cluster's")
     fleet = load_fleet(fleet_path)
     snapshot = snapshot_from_fleet(fleet, datetime.now(UTC))
-    paths = list(workload_paths) or [EXAMPLES_DIR]
+    paths = list(workload_paths)
     requests = _parse_workloads([(f"{p}#{i + 1}", o) for p, i, o in iter_objects(paths)])
     if not requests:  # a gate that judged nothing must not pass
         raise click.ClickException(f"no MLWorkload or MLPipeline in {', '.join(map(str, paths))}: nothing to judge")
     running = _running(running_paths, snapshot)
     changes, totals = analyse(requests, snapshot, _load_policy(current_path), _load_policy(policy_path), running)
-    if output == "json":
-        click.echo(json.dumps({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}))
-        _gate(totals, max_moves)
-        return
-    if not changes:
-        click.echo(f"no change for any of {totals['workloads']} workloads")
-        return
-    rows = [
-        [
-            c.key,
-            c.kind,
-            c.before or "-",
-            c.after or "-",
-            f"{c.cost_delta_usd:+g}",
-            "-" if c.latency_delta_ms is None else f"{c.latency_delta_ms:+g}",
-            c.why[:120],
-        ]
-        for c in changes
-    ]
-    click.echo(table(["WORKLOAD", "CHANGE", "BEFORE", "AFTER", "$/H DELTA", "LATENCY DELTA MS", "WHY"], rows))
-    click.echo(
-        f"\n{totals['moves']} move, {totals['becomeInfeasible']} become infeasible, {totals['becomePlaceable']} "
-        f"become placeable; hourly cost ${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
-        + (f"; {totals['preempted']} running workloads preempted" if totals["preempted"] else "")
-    )
+    if not emit({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}, output):
+        if not changes:
+            click.echo(f"no change for any of the {plural(totals['workloads'], 'workload')}")
+        else:
+            rows = [
+                [
+                    c.key,
+                    c.kind,
+                    c.before or "-",
+                    c.after or "-",
+                    f"{c.cost_delta_usd:+g}",
+                    "-" if c.latency_delta_ms is None else f"{c.latency_delta_ms:+g}",
+                    c.why,
+                ]
+                for c in changes
+            ]
+            headers = ["WORKLOAD", "CHANGE", "BEFORE", "AFTER", "$/H DELTA", "LATENCY DELTA MS", "WHY"]
+            click.echo(fitted_table(headers, rows, output))
+            click.echo(
+                f"\n{_totals_line(totals)}"
+                + (f"; {plural(totals['preempted'], 'running workload')} preempted" if totals["preempted"] else "")
+            )
     _gate(totals, max_moves)
+
+
+def _totals_line(totals: dict[str, Any]) -> str:
+    """'1 move, 0 become infeasible, ...; hourly cost $8.4 -> $9.1' (what every what-if ends with)."""
+    line = (
+        f"{plural(totals['moves'], 'move')}, {totals['becomeInfeasible']} become infeasible, "
+        f"{totals['becomePlaceable']} become placeable"
+    )
+    if "slaLost" in totals:
+        line += f", {totals['slaLost']} lose their latency target"
+    return line + f"; hourly cost ${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
 
 
 GATE_FAILED = 3  # exit code: a what-if gate failed (see whatif --help)
@@ -335,9 +426,9 @@ GATE_FAILED = 3  # exit code: a what-if gate failed (see whatif --help)
 def _gate(totals: dict[str, Any], max_moves: int | None) -> None:
     problems = []
     if totals["becomeInfeasible"]:
-        problems.append(f"{totals['becomeInfeasible']} workloads would become infeasible")
+        problems.append(f"{plural(totals['becomeInfeasible'], 'workload')} would become infeasible")
     if max_moves is not None and totals["moves"] > max_moves:
-        problems.append(f"{totals['moves']} workloads would move (--max-moves {max_moves})")
+        problems.append(f"{plural(totals['moves'], 'workload')} would move (--max-moves {max_moves})")
     if problems:
         click.echo("gate failed: " + "; ".join(problems), err=True)
         sys.exit(GATE_FAILED)
@@ -366,19 +457,15 @@ def _whatif_live(
         signals_configmap=state.signals_configmap,
     )
     changes, totals = whatif_live(live_workloads(state.workloads, snapshot), snapshot, proposed)
-    if output == "json":
-        click.echo(json.dumps({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}))
-    else:
+    if not emit({"changes": [dataclasses.asdict(c) | {"change": c.kind} for c in changes], **totals}, output):
         rows = [
-            [c.key, c.kind, c.now or "-", c.after or "-", f"{c.cost_delta_usd:+g}", _sla(c.sla_met), c.why[:120]]
+            [c.key, c.kind, c.now or "-", c.after or "-", f"{c.cost_delta_usd:+g}", _sla(c.sla_met), c.why]
             for c in changes
         ]
-        click.echo(table(["WORKLOAD", "CHANGE", "NOW", "AFTER", "$/H DELTA", "SLA", "WHY"], rows))
-        click.echo(
-            f"\n{totals['moves']} move, {totals['becomeInfeasible']} become infeasible, {totals['becomePlaceable']} "
-            f"become placeable, {totals['slaLost']} lose their latency target; hourly cost "
-            f"${totals['hourlyCostBeforeUSD']} -> ${totals['hourlyCostAfterUSD']}"
-        )
+        if rows:
+            click.echo(fitted_table(["WORKLOAD", "CHANGE", "NOW", "AFTER", "$/H DELTA", "SLA", "WHY"], rows, output))
+            click.echo("")
+        click.echo(_totals_line(totals))
     _gate(totals, max_moves)
 
 

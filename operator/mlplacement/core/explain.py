@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 from mlplacement.core.placement.engine import Decision
 
+NARROWEST_LAST_COLUMN = 40  # a table wider than the terminal still wraps its last column at this width
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], columns: int | None = None) -> str:
+    """Columns padded to their widest cell. Given the terminal's ``columns``, the last column (a reason, a
+    message) wraps at word boundaries to fit, continued under itself, so it is never cut."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
-        for row in (headers, *rows)
-    ]
+    last_width = None
+    if columns is not None and widths:
+        last_width = max(NARROWEST_LAST_COLUMN, columns - sum(width + 2 for width in widths[:-1]))
+        widths[-1] = min(widths[-1], last_width)
+    indent = sum(width + 2 for width in widths[:-1])
+    lines = []
+    for row in (headers, *rows):
+        cells = [str(cell) for cell in row]
+        last = [cells[-1]] if last_width is None or not cells else _wrap(cells[-1], last_width)
+        lines.append("  ".join([*(c.ljust(w) for c, w in zip(cells[:-1], widths, strict=False)), last[0]]).rstrip())
+        lines += [" " * indent + more for more in last[1:]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
 
 
 def describe_nodes(decision: Decision) -> str:
@@ -86,7 +102,8 @@ def render_decision(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-def render_many(decisions: Sequence[Decision]) -> str:
+def render_many(decisions: Sequence[Decision], columns: int | None = None) -> str:
+    """One line per decision: where, at what price, and why (wrapped to a terminal of ``columns`` when given)."""
     rows = []
     for decision in decisions:
         chosen = decision.chosen
@@ -101,4 +118,20 @@ def render_many(decisions: Sequence[Decision]) -> str:
                 decision.message if chosen is None else decision.message.split(";", 1)[1].strip(),
             ]
         )
-    return table(["WORKLOAD", "TYPE", "PRIO", "TARGET", "REGION", "$/H", "WHY"], rows)
+    return table(["WORKLOAD", "TYPE", "PRIO", "TARGET", "REGION", "$/H", "WHY"], rows, columns)
+
+
+def summary_line(decisions: Sequence[Decision], refused: int = 0) -> str:
+    """'22/27 placed, $41.20/h in total; 3 refused' for the end of a listing."""
+    placed = [d for d in decisions if d.chosen is not None]
+    cost = sum(d.chosen.hourly_cost_usd for d in placed if d.chosen is not None)
+    waiting: dict[str, int] = {}
+    for decision in decisions:
+        if decision.chosen is None:
+            waiting[decision.reason.value] = waiting.get(decision.reason.value, 0) + 1
+    line = f"{len(placed)}/{len(decisions)} placed, ${cost:.2f}/h in total"
+    if waiting:
+        line += "; not placed: " + ", ".join(f"{count} {reason}" for reason, count in sorted(waiting.items()))
+    if refused:
+        line += f"; {refused} refused"
+    return line

@@ -305,7 +305,8 @@ def finishes_in_time(request: PlacementRequest, target: Target, free: int, conte
 def fits_at_all(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     """Work larger than the whole target never fits there: not worth waiting for (NoFeasibleTarget)."""
     if KINDS[target.kind].claims_gpus and 0 < target.gpus_total < request.gpus_needed:
-        return f"have {target.gpus_total} GPUs in all (need {request.gpus_needed})"
+        gpus = f"{target.gpus_total} GPU{'' if target.gpus_total == 1 else 's'}"
+        return f"have {gpus} in all (need {request.gpus_needed})"
     if 0 < target.node_gpus < request.gpus:  # a pod's GPUs sit on one node
         return f"have no node with {request.gpus} GPUs (the largest has {target.node_gpus})"
     if request.cpu_millis > target.node_cpu_millis > 0:
