@@ -184,6 +184,25 @@ def test_explain_reads_standard_input_and_sums_up(
     assert result.out.rstrip().splitlines()[-1].startswith("1/1 placed, $")
 
 
+def test_explain_reads_what_kubectl_get_prints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ruamel.yaml import YAML
+
+    live = YAML(typ="safe").load(WORKLOAD.read_text(encoding="utf-8"))
+    live["status"] = {"phase": "Running", "placement": {"kind": "GPUPool", "name": "a100"}}
+    listed = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [live, live | {"metadata": {**live["metadata"], "name": "second"}}],
+        }
+    )
+    result = run(monkeypatch, capsys, "explain", "-f", "-", "--compact", stdin=listed.encode())
+    assert result.code == 0, result.err
+    assert result.out.rstrip().splitlines()[-1].startswith("2/2 placed")
+
+
 @pytest.mark.parametrize("output", ["json", "yaml"])
 def test_verify_reports_each_document_for_scripts(
     output: str, keys: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

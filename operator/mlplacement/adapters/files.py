@@ -107,14 +107,21 @@ def read_manifests(path: Path) -> ManifestFile:
 
 
 def iter_objects(paths: list[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
-    """Every object of every file (directories are walked for *.yaml/*.yml), as plain dicts."""
+    """Every object of every file (directories are walked for *.yaml/*.yml), as plain dicts; the items of a
+    `kind: List` (what `kubectl get -o yaml` prints) one by one."""
     for path in paths:
         if not is_stdin(path) and not path.exists():
             raise ManifestFileError(f"{path}: no such file or directory")
         files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
         for file in files:
             for index, doc in enumerate(read_manifests(file).documents):
-                yield file, index, to_plain(doc)
+                plain = to_plain(doc)
+                if plain.get("kind") == "List":  # `kubectl get ... -o yaml`: its items are the objects
+                    for item in plain.get("items") or []:
+                        if isinstance(item, dict):
+                            yield file, index, item
+                    continue
+                yield file, index, plain
 
 
 # Plain scalars YAML 1.1 (what kubectl, Helm and Argo CD parse with) reads as booleans; YAML 1.2 as strings.

@@ -76,8 +76,8 @@ def _parse_workloads(objects: list[tuple[str, dict[str, Any]]]) -> list[Placemen
     for where, obj in expanded:
         if obj.get("kind") != "MLWorkload":
             continue
-        try:
-            workload = MLWorkload.model_validate(obj)
+        try:  # a live object's status (kubectl get -o yaml) says where it runs now, not what it asks for
+            workload = MLWorkload.model_validate({k: v for k, v in obj.items() if k != "status"})
         except ValidationError as exc:
             raise click.ClickException(f"{where}: {describe_validation_error(exc, 'MLWorkload ')}") from None
         requests.append(request_from_workload(workload))
