@@ -117,6 +117,37 @@ CASES = {
         ["sign", "-f", "-", "--key", "{tmp}/k.key", "--in-place"], 2, "standard input"
     ),
     "sign --help names every signed kind": Case(["sign", "--help"], 0, "MLPipeline", stream="out"),
+    "a trace with a workload the operator would refuse is not replayed without it": Case(
+        ["simulate", "--trace", "{tmp}/trace.yaml"],
+        1,
+        "1 arrival the operator would refuse (InvalidSpec): event 1 (bad): spec.resources.gpus",
+        files={
+            "trace.yaml": json.dumps(
+                {
+                    "apiVersion": "mlplacement.io/trace/v1",
+                    "kind": "Trace",
+                    "events": [
+                        {
+                            "at": 0,
+                            "type": "arrive",
+                            "durationMinutes": 10,
+                            "workload": {
+                                "apiVersion": "mlplacement.io/v1alpha1",
+                                "kind": "MLWorkload",
+                                "metadata": {"name": "bad", "namespace": "t"},
+                                "spec": {"type": "Batch", "image": "x", "resources": {"gpus": -1}},
+                            },
+                        }
+                    ],
+                }
+            )
+        },
+    ),
+    "a trace replayed without the fleet beside it is warned about": Case(
+        ["simulate", "--trace", str(EXAMPLES / "scarcity" / "trace.yaml"), "-o", "json"],
+        0,
+        "its own fleet is beside it: --fleet",
+    ),
     "run --help points to a README section that exists": Case(["run", "--help"], 0, '"Settings"', stream="out"),
     "shell completion": Case(["completion", "bash"], 0, "_MLPLACEMENT_COMPLETE", stream="out"),
 }

@@ -163,13 +163,27 @@ def simulate(
     """Replay a trace through the engine and baselines; compare cost, latency, preemptions, waits."""
 
     from mlplacement.adapters.files import dump_plain as dump
-    from mlplacement.core.simulation import generate_trace, iter_reports, knows_work, strategies_for
+    from mlplacement.core.simulation import (
+        generate_trace,
+        invalid_arrivals,
+        iter_reports,
+        knows_work,
+        strategies_for,
+    )
 
     if (trace_path is None) == (generate is None):
         raise click.UsageError("give exactly one of --trace FILE or --generate N")
     fleet = load_fleet(fleet_path)
     trace = _load_trace(trace_path) if trace_path is not None else generate_trace(fleet, generate or 0, seed, hours)
     _check_targets(trace, fleet, trace_path, fleet_path)
+    invalid = invalid_arrivals(trace)
+    if invalid:
+        more = f" (and {len(invalid) - 3} more)" if len(invalid) > 3 else ""
+        raise click.ClickException(
+            f"{trace_path}: {plural(len(invalid), 'arrival')} the operator would refuse (InvalidSpec): "
+            + "; ".join(invalid[:3])
+            + more
+        )
     work = knows_work(trace)
     strategies = strategies_for(_policies(policy_paths), per_hour=work)
     start = fleet.decision_time(datetime.now(UTC))

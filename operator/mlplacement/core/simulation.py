@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.fleet import Fleet
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import Trace, TraceEvent
@@ -337,6 +338,21 @@ def _parse(event: TraceEvent, index: int) -> PlacementRequest | None:
         return None
     request = request_from_workload(workload)
     return replace(request, key=f"{request.key}#{index}")
+
+
+def invalid_arrivals(trace: Trace) -> list[str]:
+    """Arrivals whose workload the operator would refuse (InvalidSpec), each as "event N (name): problem". A
+    replay would count them as arrivals never placed, which says nothing about any strategy."""
+    problems = []
+    for index, event in enumerate(trace.events):
+        if event.type != "arrive":
+            continue
+        try:
+            MLWorkload.model_validate(event.workload or {})
+        except ValidationError as exc:
+            name = ((event.workload or {}).get("metadata") or {}).get("name", "?")
+            problems.append(f"event {index + 1} ({name}): {describe_validation_error(exc)}")
+    return problems
 
 
 def knows_work(trace: Trace) -> bool:
