@@ -316,7 +316,9 @@ def test_an_edge_copy_holds_its_gpus_until_the_edges_probe_sees_its_pods_bound()
     run(scenario())
     assert target_of(world.status("team-a/first")) == "edge-a"
     assert world.status("team-a/second")["phase"] == "Waiting"
-    assert world.status("team-a/second")["placement"]["message"] == "0/1 targets fit: 1 lack free GPUs (need 3)"
+    assert world.status("team-a/second")["placement"]["message"].startswith(
+        "0/1 targets fit: 1 lack free GPUs (need 3)"
+    )
 
 
 def test_once_the_edges_probe_counts_the_copy_the_claim_is_not_counted_twice() -> None:

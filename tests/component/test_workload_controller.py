@@ -186,8 +186,37 @@ def test_no_capacity_waits_with_the_explanation(world: Any) -> None:
     patch = cluster.statuses["team-a/second"]
     assert patch["phase"] == "Waiting"
     assert conditions(patch)["Placed"] == ("False", "WaitingForCapacity")
-    assert patch["placement"]["message"] == "0/1 targets fit: 1 lack free GPUs (need 4)"
+    # What would make it fit now is worked out when the message is written anyway (core.counterfactual).
+    expected = "0/1 targets fit: 1 lack free GPUs (need 4); would fit on GPUPool a100-euw1 if 2 more GPUs free there"
+    assert patch["placement"]["message"] == expected
+    placed = next(c for c in patch["conditions"] if c["type"] == "Placed")
+    assert placed["message"] == expected
     assert events[-1][:2] == ("Normal", "WaitingForCapacity")
+
+
+def test_what_would_fit_changing_alone_writes_nothing(world: Any) -> None:
+    controller, cluster, _, _ = world
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=6)))
+        await controller.place_round()
+        await controller.on_workload(signed(workload("second", gpus=4)))
+        await controller.place_round()
+
+    run(scenario())
+    written = len(cluster.status_patches)
+    record = controller.records["team-a/second"]
+    # As if an earlier round had said another way to fit: the decision itself is the same.
+    record.status = {
+        **record.status,
+        "placement": {
+            **record.status["placement"],
+            "message": "0/1 targets fit: 1 lack free GPUs (need 4); would fit x",
+        },
+    }
+    record.queued.not_before = 0.0
+    run(controller.place_round())
+    assert len(cluster.status_patches) == written
 
 
 def test_work_bigger_than_the_whole_pool_says_so_instead_of_waiting(world: Any) -> None:

@@ -74,6 +74,7 @@ def test_default_install_has_exactly_the_expected_objects(default: list[dict[str
     kinds = sorted(o["kind"] for o in default)
     assert kinds == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"]
+        + ["ClusterRole", "Role"]  # the viewer role for kubectl mlplacement
         + ["PodDisruptionBudget", "PriorityClass"]
         + ["CustomResourceDefinition"] * 5
     )
@@ -137,7 +138,7 @@ def test_secrets_and_configmaps_are_only_readable_by_name_in_the_release_namespa
 ) -> None:
     cluster_resources = {r for rule in _rules(everything, "ClusterRole") for r in rule["resources"]}
     assert not cluster_resources & {"secrets", "configmaps"}
-    role = one(everything, "Role")
+    (role,) = [r for r in of_kind(everything, "Role") if r["metadata"]["name"] != "mlplacement-viewer"]
     assert role["metadata"]["namespace"] == NAMESPACE
     by_resource = {rule["resources"][0]: rule for rule in role["rules"] if rule.get("verbs") == ["get"]}
     assert by_resource["secrets"]["resourceNames"] == [
@@ -162,6 +163,16 @@ def test_secrets_and_configmaps_are_only_readable_by_name_in_the_release_namespa
         "resourceNames": ["mlplacement-signals"],
         "verbs": ["get"],
     }
+
+
+def test_the_viewer_role_only_reads_and_never_secrets(everything: list[dict[str, Any]]) -> None:
+    viewer = [o for o in everything if o["metadata"]["name"] == "mlplacement-viewer"]
+    assert sorted(o["kind"] for o in viewer) == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+    rules = [rule for o in viewer if o["kind"] in ("ClusterRole", "Role") for rule in o["rules"]]
+    assert {verb for rule in rules for verb in rule["verbs"]} <= {"get", "list", "watch"}
+    assert not any("secrets" in rule["resources"] for rule in rules)
+    (configmaps,) = [rule for rule in rules if "configmaps" in rule["resources"]]
+    assert configmaps["resourceNames"] == ["mlplacement-signals"]
 
 
 def test_nodes_are_read_only_pods_only_annotated_and_user_objects_only_get_status_and_finalizer_writes(

@@ -56,6 +56,8 @@ from mlplacement.controller.runtimes import Runtime
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.controller.sync import CacheSync
 from mlplacement.core.audit import audit_record
+from mlplacement.core.counterfactual import counterfactuals
+from mlplacement.core.counterfactual import summary as would_fit_summary
 from mlplacement.core.kinds import KINDS
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
@@ -85,6 +87,7 @@ from mlplacement.core.status import (
     status_patch,
     undecided,
     with_history,
+    with_would_fit,
 )
 
 log = logging.getLogger("mlplacement.controller")
@@ -102,6 +105,9 @@ CHILD_EVENTS: Mapping[str, tuple[str, Reason]] = {
 NAMESPACE_FAILURES = frozenset({"NamespaceTerminating", "NamespaceNotFound"})
 # After a start, settled workloads are admitted again this many per round (run).
 READMIT_CHUNK = 1000
+# Waiting workloads a round works out what would make them fit for (each a few engine calls; only those whose
+# status is written anyway). The rest say it the next time their message changes.
+WOULD_FIT_PER_ROUND = 20
 
 
 def _settled(record: WorkloadRecord) -> bool:
@@ -159,6 +165,7 @@ class WorkloadController:
         # Some queued workload has been tried (and waits): capacity news wakes the loop for it. Set by a backoff,
         # recounted after each round.
         self._backed_off = False
+        self._would_fit_budget = WOULD_FIT_PER_ROUND
         self.memory = RoundMemory()  # what one round leaves the next (core.round)
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
@@ -647,6 +654,7 @@ class WorkloadController:
     async def _apply_placement(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
         """The plan's routes and decisions: compliance news, stops, preemption victims first (so their status
         says who displaced them), then children and status, with bounded concurrency."""
+        self._would_fit_budget = WOULD_FIT_PER_ROUND
         for routed in plan.routed:
             if routed.violation:
                 self._violation(routed)
@@ -950,6 +958,13 @@ class WorkloadController:
         self._back_off(item)
         if status_patch(undecided(record.status), undecided(status)) is None:
             return  # still waiting for the same reason: nothing new to write or announce
+        # Written anyway: say what would make it fit now (a bounded number of engine calls, a bounded number of
+        # workloads a round).
+        if self._would_fit_budget > 0:
+            self._would_fit_budget -= 1
+            found = counterfactuals(decision.request, item.admitted.policy, snapshot, self.running(snapshot), decision)
+            if found:
+                status = with_would_fit(status, would_fit_summary(found), decision.reason.value)
         severity = "Normal" if decision.reason is Reason.WAITING_FOR_CAPACITY else "Warning"
         if await self._write_status(item.obj, status, event=(severity, decision.reason.value, decision.message)):
             self._record(

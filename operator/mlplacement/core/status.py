@@ -131,11 +131,41 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     return patch or None
 
 
+# What follows this in a waiting workload's message is what would make it fit (core.counterfactual): worked out
+# only when the message is written anyway, and never a reason to write it again.
+WOULD_FIT = "; would fit "
+
+
 def undecided(status: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``status`` without the time of its decision: two decisions that say the same compare equal."""
+    """``status`` without the time of its decision and without what would make it fit: two decisions that say
+    the same compare equal."""
     out = dict(status or {})
     if isinstance(out.get("placement"), Mapping):
-        out["placement"] = {k: v for k, v in out["placement"].items() if k != "decidedAt"}
+        placement = {k: v for k, v in out["placement"].items() if k != "decidedAt"}
+        if isinstance(placement.get("message"), str):
+            placement["message"] = placement["message"].split(WOULD_FIT, 1)[0]
+        out["placement"] = placement
+    if isinstance(out.get("conditions"), list):
+        out["conditions"] = [
+            {**c, "message": c["message"].split(WOULD_FIT, 1)[0]} if isinstance(c.get("message"), str) else c
+            for c in out["conditions"]
+        ]
+    return out
+
+
+def with_would_fit(status: Mapping[str, Any], hint: str, reason: str) -> dict[str, Any]:
+    """``status`` whose placement message and ``reason``'s condition end with ``hint`` (see WOULD_FIT)."""
+    out = dict(status)
+    suffix = WOULD_FIT + hint.removeprefix("would fit ")
+    placement = out.get("placement")
+    if isinstance(placement, Mapping) and isinstance(placement.get("message"), str):
+        out["placement"] = {**placement, "message": (placement["message"] + suffix)[:4096]}
+    out["conditions"] = [
+        {**c, "message": (c["message"] + suffix)[:32768]}
+        if c.get("reason") == reason and isinstance(c.get("message"), str)
+        else c
+        for c in out.get("conditions") or []
+    ]
     return out
 
 
