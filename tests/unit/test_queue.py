@@ -171,3 +171,78 @@ def test_placeable_work_starts_with_the_next_round() -> None:
     snapshot = make_fleet(pool("a100", free=8), edge("fra"))
     etas = estimate_starts([make_request(allowed=GPU_POOL)], POLICIES, snapshot, [])
     assert etas["team-a/job"].at == snapshot.now
+
+
+# --- runtimes learned from finished runs, and the estimates checked in the replay ---
+
+
+def test_a_running_workload_without_stated_work_ends_after_the_median_of_similar_finished_runs() -> None:
+    from mlplacement.core.queue import RuntimeBook
+
+    book = RuntimeBook()
+    for hours in (1, 2, 9):
+        book.observe(make_request(key="team-a/nightly", gpus=2), hours * 3600)
+    seconds, basis = book.estimate(make_request(key="team-a/other", gpus=2)) or (0, "")
+    assert seconds == 2 * 3600
+    assert basis == "2.0 h, the median of 3 earlier Batch runs of team-a with 2 GPUs"
+    assert book.estimate(make_request(key="team-b/x")) is None  # another team's runs say nothing of this one
+
+
+def test_the_replay_checks_each_start_estimate_against_when_the_workload_started() -> None:
+    from mlplacement.adapters.files import load_fleet
+    from mlplacement.cli.simulation import _load_trace
+    from mlplacement.core.simulation import engine_strategy, simulate
+    from tests.conftest import REPO
+
+    trace = _load_trace(REPO / "examples" / "scarcity" / "trace.yaml")
+    fleet = load_fleet(REPO / "examples" / "scarcity" / "fleet.yaml")
+    report = simulate(fleet, trace, engine_strategy(POLICY), "engine", fleet.decision_time(make_fleet().now))
+    summary = report.summary()
+    # Every burst job runs 30 minutes: once one has finished, the estimates of the rest are exact.
+    assert summary["etaEstimated"] > 0
+    assert summary["etaErrorMinutes"] == {"p50": 0.0, "p90": 0.0, "medianSigned": 0.0}
+    assert summary["etaMissing"] > 0  # before any run has finished there is no basis, and none is invented
+
+
+def test_live_objects_give_the_queue_its_pending_and_running_work() -> None:
+    from mlplacement.core.queue import live_queue_inputs
+    from mlplacement.core.whatif import LiveState
+    from tests.builders import make_policy, make_workload
+
+    def mlw(name: str, gpus: int, status: dict[str, object]) -> dict[str, object]:
+        obj = make_workload(name, "team-a", resources={"gpus": gpus}, targets={"allowed": ["GPUPool"]})
+        obj["metadata"]["uid"] = f"uid-{name}"
+        return obj | {"status": status}
+
+    node = {
+        "metadata": {
+            "name": "n1",
+            "labels": {"mlplacement.io/pool": "a100", "topology.kubernetes.io/region": "eu-west-1"},
+        },
+        "status": {
+            "allocatable": {"nvidia.com/gpu": "8"},
+            "capacity": {"nvidia.com/gpu": "8"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    policy = make_policy("default")
+    policy["metadata"]["labels"] = {"mlplacement.io/default-policy": "true"}
+    placed = {
+        "phase": "Placed",
+        "placement": {"target": {"kind": "GPUPool", "name": "a100"}, "decidedAt": "2026-11-22T11:00:00Z"},
+    }
+    state = LiveState(
+        nodes=[node],
+        policies=[policy],
+        workloads=[
+            mlw("running", 6, placed),
+            mlw("waiting", 4, {"phase": "Waiting"}),
+            mlw("done", 1, {"phase": "Succeeded"}),
+        ],
+    )
+    inputs = live_queue_inputs(state, make_fleet().now)
+    assert [r.key for r in inputs.pending] == ["team-a/waiting"]
+    assert [e.running.key for e in inputs.running] == ["team-a/running"]
+    # Placed, its pods not bound yet: its 6 GPUs are held all the same, so 2 are free.
+    (pool_target,) = inputs.snapshot.targets
+    assert pool_target.capacity == 2

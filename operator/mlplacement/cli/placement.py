@@ -22,11 +22,14 @@ from mlplacement.api.policy import PlacementPolicy, PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload
 from mlplacement.cli import EXAMPLES_DIR, cli
 from mlplacement.cli.common import emit, filename_option, inputs, output_option, terminal_columns
+from mlplacement.core.counterfactual import counterfactuals
 from mlplacement.core.explain import render_decision, render_many, summary_line
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.signing import verify
 from mlplacement.core.snapshot import snapshot_from_fleet
+
+MAX_EXPLAINED_WAITING = 50  # decisions whose counterfactuals explain works out (each a few engine calls)
 
 
 def _load_policy(path: Path | None) -> PlacementPolicySpec:
@@ -196,9 +199,22 @@ def explain(
     estimates = [_estimate(where, obj, policy, snapshot, running) for where, obj in pipelines]
     from mlplacement.core.pipeline_estimate import estimate_json, render_pipeline_estimate
 
+    fits = {
+        d.request.key: counterfactuals(d.request, policy, snapshot, running, d)
+        for d in decisions[:MAX_EXPLAINED_WAITING]
+        if d.chosen is None
+    }
     document = {
         "refused": refused,
-        "decisions": [_decision_json(d) for d in decisions],
+        "decisions": [
+            _decision_json(d)
+            | {
+                "fitsIf": [
+                    {"change": c.change.value, "target": c.target, "text": c.text} for c in fits.get(d.request.key, [])
+                ]
+            }
+            for d in decisions
+        ],
         "pipelines": [estimate_json(e) for e in estimates],
     }
     if emit(document, output):
@@ -209,7 +225,9 @@ def explain(
         click.echo(render_many(decisions, terminal_columns(output)) + "\n")
     else:
         for decision in decisions:
-            click.echo(render_decision(decision) + "\n")
+            found = fits.get(decision.request.key) or []
+            would = "".join(f"\n  would fit now: {c.text.removeprefix('fits ')}" for c in found)
+            click.echo(render_decision(decision) + would + "\n")
     for estimate in estimates:
         click.echo(render_pipeline_estimate(estimate) + "\n")
     if decisions or refused:

@@ -204,6 +204,9 @@ def simulate(
             click.echo(scarcity)
         if work:
             click.echo(_work_table(summaries))
+        estimates = _eta_lines(summaries)
+        if estimates:
+            click.echo(estimates)
     if out_dir is not None:  # messages on stderr: standard output may be the JSON a script reads
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps({"strategies": summaries}, indent=2) + "\n")
@@ -218,6 +221,30 @@ def simulate(
                     click.echo(f"wrote {path}", err=True)
             except RuntimeError as exc:
                 click.echo(f"warning: {exc}", err=True)
+
+
+def _eta_lines(summaries: list[dict[str, Any]]) -> str:
+    """How good the engine's start estimates were (made when a workload first waits, from the expected ends of
+    what runs: stated work, maxRuntimeMinutes, or the median of similar finished runs)."""
+    lines = []
+    for s in summaries:
+        made, missing = s.get("etaEstimated", 0), s.get("etaMissing", 0)
+        if not made and not missing:
+            continue
+        error = s.get("etaErrorMinutes")
+        said = (
+            f"|actual - estimated start| p50 {error['p50']:g} min, p90 {error['p90']:g} min "
+            f"(median signed {error['medianSigned']:+g})"
+            if error
+            else "no estimate could be checked"
+        )
+        lines.append(f"  {s['strategy']}: {made} estimated, {missing} without a basis; {said}")
+    if not lines:
+        return ""
+    return (
+        "\nStart estimates for waiting work (kubectl mlplacement queue's ETA), checked against the replay:\n"
+        + "\n".join(lines)
+    )
 
 
 def _check_targets(trace: Trace, fleet: Any, trace_path: Path | None, fleet_path: Path | None) -> None:

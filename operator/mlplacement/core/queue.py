@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from mlplacement.api.constants import ACTIVE_PHASES, Phase
 from mlplacement.api.policy import PlacementPolicySpec
-from mlplacement.api.workload import MLWorkload
+from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.core.counterfactual import Counterfactual, counterfactuals
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.scarcity import QuotaBook, Running, running_from
@@ -37,6 +37,34 @@ class Ending:
     running: Running
     ends: datetime | None
     basis: str = ""  # "expectedGPUHours 12 on 8 x A100", "maxRuntimeMinutes 90"
+
+
+class RuntimeBook:
+    """Observed runtimes of finished runs, to estimate a running workload's end when it states no work: by
+    (namespace, type, GPUs), else by (namespace, type); the median of the runs seen, with how many."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, ...], list[float]] = {}
+
+    @staticmethod
+    def _keys(request: PlacementRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        namespace = request.key.partition("/")[0]
+        return (namespace, request.type.value, str(request.gpus_needed)), (namespace, request.type.value)
+
+    def observe(self, request: PlacementRequest, seconds: float) -> None:
+        for key in self._keys(request):
+            self._runs.setdefault(key, []).append(seconds)
+
+    def estimate(self, request: PlacementRequest) -> tuple[float, str] | None:
+        """(seconds, basis) or None when no similar run has finished."""
+        for key in self._keys(request):
+            runs = self._runs.get(key)
+            if runs:
+                ordered = sorted(runs)
+                median = ordered[len(ordered) // 2]
+                what = f"{key[1]} runs of {key[0]}" + (f" with {key[2]} GPUs" if len(key) > 2 else "")
+                return median, f"{median / 3600:.1f} h, the median of {len(runs)} earlier {what}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -132,10 +160,12 @@ def estimate_starts(
     running: Sequence[Ending],
     namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
     decisions: Sequence[Decision] | None = None,
+    wanted: set[str] | None = None,
 ) -> dict[str, Eta]:
     """When each pending workload is expected to start: now if the next round places it; else at the first
     expected end of running work after which the engine places it, freed capacity and all. Work placed in the
-    replay holds its target until its own expected end (when known)."""
+    replay holds its target until its own expected end (when known). With ``wanted``, the replay stops once
+    those have an estimate (the others may then have none)."""
     holding = [e.running for e in running]
     if decisions is None:
         decisions = decide_many(pending, policies, snapshot, running=holding, namespace_labels=namespace_labels)
@@ -154,6 +184,8 @@ def estimate_starts(
     unknown = sum(1 for e in running if e.ends is None)
     steps = 0
     while waiting and steps < MAX_ETA_STEPS:
+        if wanted is not None and wanted <= etas.keys():
+            break
         upcoming = sorted((e for e in active if e.ends is not None), key=lambda e: (e.ends, e.running.key))
         if not upcoming:
             break
@@ -240,6 +272,7 @@ class LiveQueueInputs:
 def live_queue_inputs(state: LiveState, now: datetime) -> LiveQueueInputs:
     """The pending and running MLWorkloads of a live cluster, each under the policy the operator would use (a
     workload whose policy is missing or invalid is left out: the operator refuses it), and the snapshot."""
+    from mlplacement.core.ledger import bound_gpus_by_workload
     from mlplacement.core.placement.engine import make_context, target_product
     from mlplacement.core.placement.filters import work_hours
     from mlplacement.core.reconcile import Refusal, resolve_policy
@@ -263,9 +296,18 @@ def live_queue_inputs(state: LiveState, now: datetime) -> LiveQueueInputs:
     targets = {t.key: t for t in snapshot.targets}
     products = {key: target_product(t) for key, t in targets.items()}
     pending, running, since, objects = [], [], {}, {}
+    book = RuntimeBook()
     for obj in state.workloads:
         status = obj.get("status") or {}
         phase = status.get("phase")
+        if phase == Phase.SUCCEEDED.value:
+            took = _run_seconds(status)
+            if took is not None:
+                try:
+                    done = MLWorkload.model_validate({k: v for k, v in obj.items() if k != "status"})
+                    book.observe(request_from_workload(done), took)
+                except ValidationError:
+                    pass
         if phase in (Phase.SUCCEEDED.value, Phase.FAILED.value, Phase.REFUSED.value):
             continue
         try:
@@ -291,13 +333,56 @@ def live_queue_inputs(state: LiveState, now: datetime) -> LiveQueueInputs:
             basis = f"expectedGPUHours {request.expected_gpu_hours:g}" if hours is not None else ""
             if hours is None and request.max_runtime_minutes is not None:
                 hours, basis = request.max_runtime_minutes / 60, f"maxRuntimeMinutes {request.max_runtime_minutes}"
+            if hours is None and (learned := book.estimate(request)) is not None:
+                hours, basis = learned[0] / 3600, learned[1]
             started = datetime.fromtimestamp(holding.started, tz=now.tzinfo) if holding.started else now
-            ends = started + timedelta(hours=hours) if hours is not None else None
+            ends = max(now, started + timedelta(hours=hours)) if hours is not None else None
             running.append(Ending(holding, ends, basis))
             continue
         pending.append(request)
         since[request.key] = _waiting_since(status) or request.created or now
+    # What placed work holds before its pods are bound (a Job just created, pods not scheduled yet) is not in
+    # the pods' requests: held for it, as the operator's ledger holds it.
+    bound = bound_gpus_by_workload(state.pods)
+    uids = {
+        f"{(o.get('metadata') or {}).get('namespace')}/{(o.get('metadata') or {}).get('name')}": str(
+            (o.get("metadata") or {}).get("uid") or ""
+        )
+        for o in state.workloads
+    }
+    reserved: dict[tuple[str, str], int] = {}
+    for ending in running:
+        held = ending.running
+        if held.target[0] == TargetKind.GPU_POOL.value:
+            unbound = max(0, held.claim - bound.get(uids.get(held.key, ""), 0))
+            if unbound:
+                reserved[held.target] = reserved.get(held.target, 0) + unbound
+    if reserved:
+        snapshot = build_snapshot(
+            now=now,
+            nodes=state.nodes,
+            pods=state.pods,
+            edge_clusters=state.edge_clusters,
+            databricks_workspaces=state.workspaces,
+            signals_configmap=state.signals_configmap,
+            reserved=reserved,
+        )
     return LiveQueueInputs(pending, specs, snapshot, running, since, objects)
+
+
+def _run_seconds(status: Mapping[str, Any]) -> float | None:
+    """How long a finished run took, from its status history: its last start to its end."""
+    started = ended = None
+    for entry in status.get("history") or []:
+        try:
+            moment = datetime.fromisoformat(str(entry.get("time")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if entry.get("phase") == Phase.RUNNING.value:
+            started = moment
+        elif entry.get("phase") == Phase.SUCCEEDED.value and started is not None:
+            ended = moment
+    return (ended - started).total_seconds() if started is not None and ended is not None else None
 
 
 def _waiting_since(status: Mapping[str, Any]) -> datetime | None:

@@ -26,6 +26,7 @@ from mlplacement.api.workload import LatencyClass, MLWorkload, TargetKind, Workl
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.placement.engine import claim_amount, make_context, target_product
 from mlplacement.core.placement.filters import SERVING_OVERHEAD_MS, SPOT_RESTART_HOURS, hourly_cost_usd, work_hours
+from mlplacement.core.queue import Ending, RuntimeBook, estimate_starts
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.scarcity import Running
 from mlplacement.core.snapshot import Snapshot, Target, snapshot_from_fleet
@@ -48,15 +49,22 @@ Strategy = Callable[[list[PlacementRequest], Snapshot, Sequence[Running]], Assig
 # --- strategies ---
 
 
-def engine_strategy(policy: PlacementPolicySpec) -> Strategy:
-    def place(requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running]) -> Assignment:
-        decisions = decide_many(requests, {None: policy}, snapshot, running=running)
+@dataclass(frozen=True)
+class EngineStrategy:
+    """The engine under one policy; the replay also asks it when waiting work should start (core.queue)."""
+
+    policy: PlacementPolicySpec
+
+    def __call__(self, requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running]) -> Assignment:
+        decisions = decide_many(requests, {None: self.policy}, snapshot, running=running)
         return [
             Placement(d.request, d.chosen.target if d.chosen else None, tuple(v.key for v in d.preempts))
             for d in decisions
         ]
 
-    return place
+
+def engine_strategy(policy: PlacementPolicySpec) -> Strategy:
+    return EngineStrategy(policy)
 
 
 def per_hour_engine_strategy(policy: PlacementPolicySpec) -> Strategy:
@@ -197,6 +205,10 @@ class StrategyReport:
     unschedulable: int = 0
     stranded_gpu_hours: float = 0.0
     stranded_peak: int = 0
+    # The engine's start estimates (core.queue.estimate_starts) made when a workload first waits, against when it
+    # did start: minutes late (positive) or early; and how many waited without an estimate.
+    eta_errors_minutes: list[float] = field(default_factory=list)
+    eta_missing: int = 0
     cost_series: list[tuple[float, float]] = field(default_factory=list)  # (minutes, cumulative USD)
     kind_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (minutes, running by kind)
 
@@ -237,7 +249,22 @@ class StrategyReport:
             "unschedulablePlacements": self.unschedulable,
             "strandedGPUHours": round(self.stranded_gpu_hours, 1),
             "strandedGPUsPeak": self.stranded_peak,
+            "etaErrorMinutes": _error_quantiles(self.eta_errors_minutes),
+            "etaEstimated": len(self.eta_errors_minutes),
+            "etaMissing": self.eta_missing,
         }
+
+
+def _error_quantiles(errors: list[float]) -> dict[str, float] | None:
+    """|predicted - actual start| in minutes, p50 and p90, and the median signed error (positive: started late)."""
+    if not errors:
+        return None
+    ordered = sorted(abs(e) for e in errors)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": at(0.5), "p90": at(0.9), "medianSigned": round(statistics.median(errors), 1)}
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -388,6 +415,8 @@ def simulate(
     clock = 0.0
     unschedulable: set[str] = set()  # workloads a strategy sent where no node could hold their pods
     stranded, stranded_since = 0, 0.0
+    predicted: dict[str, float | None] = {}  # when a waiting workload was expected to start (seconds), or None
+    observed = RuntimeBook()  # what finished runs took, as the operator sees runs start and end
 
     def stop(key: str, at: float, finished: bool) -> None:
         nonlocal cost
@@ -397,6 +426,7 @@ def simulate(
         state.unbind(run.target.key, run.nodes)
         record = records[key]
         if finished:
+            observed.observe(run.request, at - run.started)
             record.finished = True
             report.finished += 1
             if record.deadline_s is not None:
@@ -480,6 +510,9 @@ def simulate(
             heapq.heappush(completions, (at + duration, key))
             record = records[key]
             if record.first_start is None:
+                expected = predicted.pop(key, None)
+                if expected is not None:
+                    report.eta_errors_minutes.append((at - expected) / 60)
                 record.first_start = at
                 record.first_kind = target.kind.value
                 report.placements_by_kind[target.kind.value] = report.placements_by_kind.get(target.kind.value, 0) + 1
@@ -494,6 +527,31 @@ def simulate(
                     report.latencies_ms.append(latency)
                     report.sla_total += 1
                     report.sla_met += latency <= request.latency_target_ms
+
+    def estimate(at: float, policy: PlacementPolicySpec) -> None:
+        """Workloads that wait for the first time get the estimate the operator would give (core.queue), from
+        what it would know of the running work: its runtime when the workload states its work or a limit."""
+        new = {key for key in queue if key not in predicted and records[key].first_start is None}
+        if not new:
+            return
+        endings = []
+        for held, run in zip(now_running(), running.values(), strict=True):
+            ends = None
+            if run.full_s is not None:
+                ends = run.ends
+            elif run.request.max_runtime_minutes is not None:
+                ends = run.started + run.request.max_runtime_minutes * 60
+            elif (learned := observed.estimate(run.request)) is not None:
+                ends = max(at, run.started + learned[0])  # overdue by the median: expected any moment
+            endings.append(Ending(held, state.start + timedelta(seconds=ends) if ends is not None else None))
+        etas = estimate_starts(list(queue.values()), {None: policy}, state.snapshot(at), endings, wanted=new)
+        for key in new:
+            eta = etas.get(key)
+            if eta is None or eta.at is None:
+                predicted[key] = None
+                report.eta_missing += 1
+            else:
+                predicted[key] = (eta.at - state.start).total_seconds()
 
     def record_point(at: float) -> None:
         nonlocal stranded, stranded_since
@@ -558,6 +616,8 @@ def simulate(
             if progress is not None:
                 progress(1)
         place(clock)
+        if isinstance(strategy, EngineStrategy):
+            estimate(clock, strategy.policy)
         record_point(clock)
         if index >= len(events) and not running:
             break
