@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,6 +177,8 @@ def test_cli_case(case: Case, keys: Path, monkeypatch: pytest.MonkeyPatch, capsy
 def test_run_without_any_cluster_says_so_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    for variable in [v for v in os.environ if v.startswith("MLPLACEMENT_")]:  # CI's own settings are not ours
+        monkeypatch.delenv(variable)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
