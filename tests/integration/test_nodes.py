@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mlplacement.core.status import WOULD_FIT
 from tests.builders import make_workload
 from tests.controlplane import ControlPlane, wait_until
 from tests.integration import test_scheduling as scheduling
@@ -79,9 +80,9 @@ def test_one_nodes_gpus_are_never_counted_twice_and_small_pods_take_the_fragment
     wait_until(lambda: target(plane, "fit-4b") == WHOLE, 60, "the other on whole")
     assert wait_until(lambda: bound_nodes(plane, "fit-4b"), 60, "fit-4b bound") == ["whole-0"]
     # whole-0's 8 GPUs are all claimed (4 bound, 4 for fit-4b); frag's nodes are too small.
-    assert message(plane, "fit-4c").endswith(
-        "1 have no node with 4 GPUs (the largest has 2), 1 lack free GPUs (need 4)"
-    )
+    said, _, would_fit = message(plane, "fit-4c").partition(WOULD_FIT)
+    assert said.endswith("1 have no node with 4 GPUs (the largest has 2), 1 lack free GPUs (need 4)")
+    assert would_fit.startswith("on GPUPool whole if 4 more GPUs free there")
     assert not jobs(plane, "fit-4c")
     wait_until(lambda: target(plane, "one-gpu") == FRAG, 60, "the 1-GPU training on the cheap fragments")
     assert wait_until(lambda: bound_nodes(plane, "one-gpu"), 60, "one-gpu bound")[0].startswith("frag-")

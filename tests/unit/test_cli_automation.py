@@ -39,7 +39,9 @@ def test_explain_json_is_a_stable_shape(tmp_path: Path) -> None:
         "block",
         "candidates",
         "rejections",
+        "fitsIf",  # what would make a waiting workload fit now (empty when placed)
     }
+    assert decision["fitsIf"] == []
     assert report["refused"] == []
 
 
