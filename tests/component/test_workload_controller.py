@@ -7,6 +7,7 @@ placement, manifests and status are the real thing.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -310,6 +311,32 @@ def test_job_completion_flows_back_as_finished(world: Any) -> None:
     assert phases == ["Placed", "Running", "Succeeded"]
     last = controller.records.statuses()["team-a/trainer"]
     assert {c["type"]: c["status"] for c in last["conditions"]}["Finished"] == "True"
+
+
+def test_a_finished_run_teaches_the_workload_its_length_and_the_next_decision_uses_it(world: Any) -> None:
+    """#32: no expectedGPUHours stated; the Job ran 3 h on 2 A100s, so the work of a run is 6 A100 GPU-hours,
+    kept in status.learned (never in the signed spec), and the next generation is priced per job with it."""
+    controller, cluster, _, _ = world
+    first = signed(workload(gpus=2, type="Training"))
+
+    async def scenario() -> None:
+        await controller.on_workload(first)
+        await controller.place_round()
+        job = cluster.children[("Job", "team-a", "mlw-trainer")]
+        times = {"startTime": "2026-11-22T09:00:00Z", "completionTime": "2026-11-22T12:00:00Z"}
+        done = {"conditions": [{"type": "Complete", "status": "True"}], **times}
+        await controller.on_child({**job, "status": done})
+        again = workload(gpus=2, type="Training", args=["--epochs", "9"])
+        again["metadata"]["generation"] = 2
+        await controller.on_workload(signed(again))
+        await controller.place_round()
+
+    run(scenario())
+    statuses = [patch for _, patch in cluster.status_patches]
+    succeeded = next(p for p in statuses if p.get("phase") == "Succeeded")
+    assert succeeded["learned"] == {"referenceGPUHours": [6.0]}
+    assert "(3.0h a run, learned from 1 earlier run)" in statuses[-1]["placement"]["message"]
+    assert all("expectedGPUHours" not in json.dumps(p) for p in statuses)  # learned, not written as intent
 
 
 def test_operator_never_writes_spec_labels_or_annotations(world: Any) -> None:

@@ -202,6 +202,9 @@ def test_the_replay_checks_each_start_estimate_against_when_the_workload_started
     assert summary["etaEstimated"] > 0
     assert summary["etaErrorMinutes"] == {"p50": 0.0, "p90": 0.0, "medianSigned": 0.0}
     assert summary["etaMissing"] > 0  # before any run has finished there is no basis, and none is invented
+    # The run lengths themselves, learned from similar finished runs, against what each run took.
+    assert summary["learnedRuntimes"] > 0
+    assert summary["learnedRuntimeErrorMinutes"]["p90"] == 0.0
 
 
 def test_live_objects_give_the_queue_its_pending_and_running_work() -> None:

@@ -210,3 +210,39 @@ def test_the_replay_binds_pods_node_by_node_and_reports_what_naive_placement_str
     assert naive["placed"] == 1  # the gang, on whole: frag never has a node that holds the 4-GPU pod
     assert naive["strandedGPUsPeak"] == 8
     assert naive["strandedGPUHours"] > 0
+
+
+# --- work conservation and the workloads that never started (#32) ---
+
+SAMPLE_TRACES = {
+    "steady-day": ("examples/traces/steady-day.yaml", None),
+    "busy-shift": ("examples/traces/busy-shift.yaml", None),
+    "work": ("examples/work/trace.yaml", "examples/work/fleet.yaml"),
+    "scarcity": ("examples/scarcity/trace.yaml", "examples/scarcity/fleet.yaml"),
+}
+
+
+@pytest.mark.parametrize(("trace_file", "fleet_file"), SAMPLE_TRACES.values(), ids=SAMPLE_TRACES.keys())
+def test_the_engine_leaves_no_work_idle_that_its_own_rules_would_place(trace_file: str, fleet_file: str | None) -> None:
+    from mlplacement.cli.simulation import _load_trace
+    from tests.conftest import REPO
+
+    fleet = load_fleet(REPO / fleet_file) if fleet_file else FLEET
+    trace = _load_trace(REPO / trace_file)
+    report = simulate(fleet, trace, simulation.engine_strategy(PlacementPolicySpec()), "engine", START)
+    summary = report.summary()
+    assert summary["workConservingViolations"] == []
+    assert len(summary["neverStarted"]) <= summary["waitingAtEnd"]  # some waiting at the end had run before
+    assert all(n["why"].startswith("0/") for n in summary["neverStarted"]), "each says why, target by target"
+
+
+class LeavesEverythingIdle(simulation.EngineStrategy):
+    def __call__(self, requests: Any, snapshot: Any, running: Any) -> Any:
+        return []
+
+
+def test_the_check_catches_a_strategy_that_leaves_work_idle() -> None:
+    trace = generate_trace(FLEET, 5, seed=3, hours=1)
+    report = simulate(FLEET, trace, LeavesEverythingIdle(PlacementPolicySpec()), "idle", START)
+    assert report.idle_violations
+    assert report.idle_violations[0].startswith("at ")

@@ -426,6 +426,20 @@ class HistoryEntry(StatusModel):
     target: Annotated[str, Field(max_length=320)] = Field(default="", description="Kind/name it runs on then.")
 
 
+LEARNED_RUNS = 5  # finished runs a workload's status keeps: enough for a median, small enough to never grow
+
+
+class LearnedStatus(StatusModel):
+    """What the operator learned from the workload's own finished runs (never written into its signed spec)."""
+
+    reference_gpu_hours: Annotated[list[Annotated[float, Field(ge=0)]], Field(max_length=LEARNED_RUNS)] = Field(
+        default=[],
+        description="The work of each of the last finished runs, in GPU-hours of intent.referenceGPUProduct (their "
+        "GPUs' speed taken into account), newest last: the run length the engine uses when expectedGPUHours is not "
+        "stated.",
+    )
+
+
 class MLWorkloadStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -438,6 +452,7 @@ class MLWorkloadStatus(StatusModel):
     history: Annotated[list[HistoryEntry], Field(max_length=10)] = Field(
         default=[], description="The last transitions (phase or target changes), the newest last."
     )
+    learned: LearnedStatus | None = None
 
 
 # A gang's pods are named <child>-<index> and used as hostnames (63 characters at most); the child is mlw-<name>.
@@ -460,6 +475,7 @@ class MLWorkload(Resource):
 
 
 __all__ = [
+    "LEARNED_RUNS",
     "CandidateSummary",
     "CostTolerance",
     "DatabricksRun",
@@ -467,6 +483,7 @@ __all__ = [
     "EnvVar",
     "Intent",
     "LatencyClass",
+    "LearnedStatus",
     "MLWorkload",
     "MLWorkloadSpec",
     "MLWorkloadStatus",

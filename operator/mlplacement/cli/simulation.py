@@ -204,9 +204,9 @@ def simulate(
             click.echo(scarcity)
         if work:
             click.echo(_work_table(summaries))
-        estimates = _eta_lines(summaries)
-        if estimates:
-            click.echo(estimates)
+        for section in (_eta_lines(summaries), _conserving_lines(summaries), _never_started_lines(summaries, output)):
+            if section:
+                click.echo(section)
     if out_dir is not None:  # messages on stderr: standard output may be the JSON a script reads
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps({"strategies": summaries}, indent=2) + "\n")
@@ -239,12 +239,53 @@ def _eta_lines(summaries: list[dict[str, Any]]) -> str:
             else "no estimate could be checked"
         )
         lines.append(f"  {s['strategy']}: {made} estimated, {missing} without a basis; {said}")
+        runtime = s.get("learnedRuntimeErrorMinutes")
+        if runtime:
+            lines.append(
+                f"    run lengths learned from similar finished runs: {s['learnedRuntimes']} predicted, |actual - "
+                f"predicted| p50 {runtime['p50']:g} min, p90 {runtime['p90']:g} min"
+            )
     if not lines:
         return ""
     return (
         "\nStart estimates for waiting work (kubectl mlplacement queue's ETA), checked against the replay:\n"
         + "\n".join(lines)
     )
+
+
+def _conserving_lines(summaries: list[dict[str, Any]]) -> str:
+    """Whether the engine left work idle that its own rules would have placed (checked after every round)."""
+    lines = [
+        f"  {s['strategy']}: {plural(s['workConservingChecks'], 'check')}, "
+        f"{plural(s['workConservingViolationCount'], 'violation')}"
+        + (f" (first: {s['workConservingViolations'][0]})" if s["workConservingViolations"] else "")
+        for s in summaries
+        if s.get("workConservingChecks")
+    ]
+    if not lines:
+        return ""
+    return (
+        "\nWork conservation: after each round, could a waiting workload be placed alone on what was left (its "
+        "hard\nconstraints, quota and preemption as the engine applies them)?\n" + "\n".join(lines)
+    )
+
+
+NEVER_STARTED_SHOWN = 5
+
+
+def _never_started_lines(summaries: list[dict[str, Any]], output: str) -> str:
+    """Per strategy, the workloads that never started and the engine's words for why, at the end of the replay."""
+    lines = []
+    for s in summaries:
+        never = s.get("neverStarted") or []
+        if not never:
+            continue
+        shown = never if output == "wide" else never[:NEVER_STARTED_SHOWN]
+        lines.append(f"  {s['strategy']}: {plural(len(never), 'workload')}")
+        lines += [f"    {n['workload']}: {n['why']}" for n in shown]
+        if len(shown) < len(never):
+            lines.append(f"    ... {len(never) - len(shown)} more (-o wide or -o json lists them all)")
+    return "\nNever started, and why at the end of the replay:\n" + "\n".join(lines) if lines else ""
 
 
 def _check_targets(trace: Trace, fleet: Any, trace_path: Path | None, fleet_path: Path | None) -> None:

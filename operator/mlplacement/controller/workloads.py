@@ -23,6 +23,7 @@ from mlplacement.api.audit import AuditAction
 from mlplacement.api.constants import (
     ACTIVE_PHASES,
     ANNOTATION_CHECKPOINT_REQUESTED,
+    ANNOTATION_TARGET,
     FINALIZER,
     GROUP,
     LABEL_WORKLOAD_UID,
@@ -59,9 +60,10 @@ from mlplacement.core.audit import audit_record
 from mlplacement.core.counterfactual import counterfactuals
 from mlplacement.core.counterfactual import summary as would_fit_summary
 from mlplacement.core.kinds import KINDS
+from mlplacement.core.learned import job_times, learned_status, run_reference_gpu_hours
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
-from mlplacement.core.placement.engine import target_product
+from mlplacement.core.placement.engine import make_context, target_product
 from mlplacement.core.reconcile import (
     Admitted,
     PolicyCheck,
@@ -166,6 +168,7 @@ class WorkloadController:
         # recounted after each round.
         self._backed_off = False
         self._would_fit_budget = WOULD_FIT_PER_ROUND
+        self._last_snapshot: Snapshot | None = None  # the last round's: what a finished run is judged against
         self.memory = RoundMemory()  # what one round leaves the next (core.round)
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
         # Namespace -> (until, why): it refuses every child (being deleted); see _apply_failed.
@@ -555,7 +558,7 @@ class WorkloadController:
         await self.readmit(sorted(self._readmit_later))
         self._readmit_later.clear()
         await self.evict_due()
-        snapshot = self._snapshot(now)
+        snapshot = self._last_snapshot = self._snapshot(now)
         monotonic = self.monotonic()
         for namespace in [ns for ns, (until, _) in self.blocked_namespaces.items() if monotonic >= until]:
             del self.blocked_namespaces[namespace]
@@ -1057,6 +1060,26 @@ class WorkloadController:
 
     # --- children report back ---
 
+    def _learned(self, workload: MLWorkload, job: Obj, status: Obj) -> dict[str, Any] | None:
+        """status.learned with this finished Job's run added (its work in reference GPU-hours), or None."""
+        times = job_times(job)
+        snapshot = self._last_snapshot
+        if times is None or snapshot is None:
+            return None
+        where = str(((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_TARGET) or "")
+        kind, _, name = where.partition("/")
+        target = next((t for t in snapshot.targets if t.key == (kind, name)), None)
+        product = workload.spec.resources.gpu_product or (target_product(target) if target is not None else None)
+        request = request_from_workload(workload)
+        work = run_reference_gpu_hours(
+            *times,
+            request.gpus_needed,
+            product,
+            request.reference_gpu_product,
+            make_context(request, PlacementPolicySpec(), snapshot),
+        )
+        return None if work is None else learned_status(status, work)
+
     def on_home_child(self, child: Obj, deleted: bool) -> None:
         """A child on this cluster, seen on the watch: the capacity ledger follows it (and is rebuilt from it)."""
         uid = workload_uid(child)
@@ -1099,10 +1122,15 @@ class WorkloadController:
             "kind": "MLWorkload",
             "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
         }
-        desired = child_status(workload, child, self.records.status_of(object_key(obj)), self.clock())
+        current = self.records.status_of(object_key(obj)) or {}
+        desired = child_status(workload, child, current, self.clock())
         if desired is None:
             return False
         phase = str(desired.get("phase", ""))
+        if phase == Phase.SUCCEEDED.value and child.get("kind") == "Job" and current.get("phase") != phase:
+            learned = self._learned(workload, child, current)
+            if learned is not None:
+                desired["learned"] = learned
         severity, reason = CHILD_EVENTS.get(phase, ("Normal", Reason.RUNNING))
         return await self._write_status(
             obj, desired, event=(severity, reason.value, f"{child.get('kind')} {phase.lower()}")

@@ -29,6 +29,7 @@ from mlplacement.api.errors import ApplyError
 from mlplacement.api.policy import Enforcement, PlacementPolicySpec
 from mlplacement.api.workload import TargetKind
 from mlplacement.core.kinds import KINDS
+from mlplacement.core.learned import with_learned_runtime
 from mlplacement.core.placement import Decision, PlacementRequest, decide_many
 from mlplacement.core.placement.engine import recheck
 from mlplacement.core.reconcile import Admitted, Refusal
@@ -202,7 +203,14 @@ def plan_round(
         deciding.sort(key=lambda q: _batch_order(q.admitted.request))
         deciding, plan.more = deciding[: inputs.max_batch], True
     plan.policies = {q.admitted.policy_name: q.admitted.policy for q in deciding}
-    requests = [dataclasses.replace(q.admitted.request, policy=q.admitted.policy_name, avoid=q.avoid) for q in deciding]
+    # A run length the workload does not state is the one its own finished runs took (core.learned), if any.
+    requests = [
+        with_learned_runtime(
+            dataclasses.replace(q.admitted.request, policy=q.admitted.policy_name, avoid=q.avoid),
+            records[q.admitted.request.key].status,
+        )
+        for q in deciding
+    ]
     by_key = {q.admitted.request.key: q for q in deciding}
     plan.scarce = any(p.preemption.enabled or p.quotas for p in plan.policies.values())
     teams = {r.key.partition("/")[0] for r in requests}

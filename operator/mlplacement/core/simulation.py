@@ -209,6 +209,14 @@ class StrategyReport:
     # did start: minutes late (positive) or early; and how many waited without an estimate.
     eta_errors_minutes: list[float] = field(default_factory=list)
     eta_missing: int = 0
+    # Run lengths not stated but learned from similar finished runs (core.queue.RuntimeBook): predicted - actual.
+    runtime_errors_minutes: list[float] = field(default_factory=list)
+    # Work conservation, checked after every round of an engine strategy: a workload left waiting while the
+    # engine, asked about it alone on what the round left, would place it ("at 312 min team-a/x: GPUPool a").
+    idle_violations: list[str] = field(default_factory=list)
+    idle_checks: int = 0
+    # Every workload that never started, with the engine's words for why at the end of the replay.
+    never_started: list[tuple[str, str]] = field(default_factory=list)
     cost_series: list[tuple[float, float]] = field(default_factory=list)  # (minutes, cumulative USD)
     kind_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (minutes, running by kind)
 
@@ -252,6 +260,12 @@ class StrategyReport:
             "etaErrorMinutes": _error_quantiles(self.eta_errors_minutes),
             "etaEstimated": len(self.eta_errors_minutes),
             "etaMissing": self.eta_missing,
+            "learnedRuntimeErrorMinutes": _error_quantiles(self.runtime_errors_minutes),
+            "learnedRuntimes": len(self.runtime_errors_minutes),
+            "workConservingChecks": self.idle_checks,
+            "workConservingViolations": self.idle_violations[:20],
+            "workConservingViolationCount": len(self.idle_violations),
+            "neverStarted": [{"workload": key, "why": why} for key, why in self.never_started],
         }
 
 
@@ -508,6 +522,9 @@ def simulate(
                     request, target, at, at + duration, hourly, share, full_hours * 3600, overhead, nodes
                 )
             heapq.heappush(completions, (at + duration, key))
+            learned = observed.estimate(request)
+            if learned is not None and full_hours is None:  # a run length not stated, predicted from earlier runs
+                report.runtime_errors_minutes.append((learned[0] - duration) / 60)
             record = records[key]
             if record.first_start is None:
                 expected = predicted.pop(key, None)
@@ -552,6 +569,26 @@ def simulate(
                 report.eta_missing += 1
             else:
                 predicted[key] = (eta.at - state.start).total_seconds()
+
+    def conserving(at: float, policy: PlacementPolicySpec) -> None:
+        """A workload still waiting after the round must not fit, alone, on what the round left (its hard
+        constraints, its team's quota and preemption as the engine applies them). Shapes alike are asked once."""
+        if not queue:
+            return
+        snapshot = state.snapshot(at)
+        if not any(t.capacity > 0 and t.healthy for t in snapshot.targets):
+            return
+        holding = now_running()
+        asked: dict[PlacementRequest, str | None] = {}
+        for request in queue.values():
+            shape = replace(request, key=request.key.partition("/")[0] + "/", created=None)
+            if shape not in asked:
+                report.idle_checks += 1
+                (alone,) = decide_many([request], {None: policy}, snapshot, running=holding)
+                target = alone.chosen.target if alone.chosen is not None else None
+                asked[shape] = None if target is None else f"{target.kind.value} {target.name}"
+            if asked[shape] is not None:
+                report.idle_violations.append(f"at {at / 60:.0f} min {request.key.partition('#')[0]}: {asked[shape]}")
 
     def record_point(at: float) -> None:
         nonlocal stranded, stranded_since
@@ -618,6 +655,7 @@ def simulate(
         place(clock)
         if isinstance(strategy, EngineStrategy):
             estimate(clock, strategy.policy)
+            conserving(clock, strategy.policy)
         record_point(clock)
         if index >= len(events) and not running:
             break
@@ -625,9 +663,13 @@ def simulate(
         stop(key, clock, finished=False)
         report.running_at_end += 1
         queue.pop(key, None)
-    for key in queue:  # never started: they waited the whole replay, and that counts
+    final = state.snapshot(clock)
+    judge_by = strategy.policy if isinstance(strategy, EngineStrategy) else judge
+    for key, request in queue.items():  # never started: they waited the whole replay, and that counts
         if records[key].first_start is None:
             waited(records[key], (clock - records[key].arrived) / 60)
+            (why,) = decide_many([request], {None: judge_by}, final, running=now_running())
+            report.never_started.append((key.partition("#")[0], why.message))
     # Nothing runs and nothing arrives any more: a run with a deadline that has not finished never will.
     unfinished = [r for r in records.values() if r.deadline_s is not None and not r.finished]
     report.deadlines_judged += len(unfinished)

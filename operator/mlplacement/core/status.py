@@ -23,6 +23,7 @@ _OWNED_FIELDS = frozenset(
         "attempts",
         "estimatedHourlyCostUSD",
         "history",
+        "learned",
     }
 )
 _OWNED_CONDITIONS = frozenset(

@@ -72,6 +72,7 @@ class ScoredCandidate:
     runtime_hours: float | None = None
     served_replica_usd: float | None = None  # an hour of one replica's worth of serving, for GPU inference
     served_cost_usd: float | None = None  # an hour of serving the declared load there (per replica x replicas)
+    runtime_basis: str = ""  # where the run's length comes from (PlacementRequest.runtime_basis)
 
 
 class Rejection(NamedTuple):
@@ -148,7 +149,8 @@ def _stale(snapshot: Snapshot, policy: PlacementPolicySpec) -> str:
 
 def _per_job(candidate: ScoredCandidate) -> str:
     if candidate.job_cost_usd is not None and candidate.runtime_hours is not None:
-        return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run)"
+        basis = f", {candidate.runtime_basis}" if candidate.runtime_basis else ""
+        return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run{basis})"
     if candidate.served_replica_usd is not None:
         return f", ${candidate.served_replica_usd:,.2f}/h per served replica"
     return ""
@@ -326,6 +328,7 @@ def score_target(
         runtime_hours(request, target, context),
         served_replica_usd(request, target, context),
         served_cost_usd(request, target, context),
+        request.runtime_basis,
     )
 
 

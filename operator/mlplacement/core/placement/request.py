@@ -49,6 +49,9 @@ class PlacementRequest:
     preemptible: bool = True
     # The work of one run: GPU-hours on the reference product (None: unknown, compare per hour).
     expected_gpu_hours: float | None = None
+    # Where expected_gpu_hours comes from, for the explanation: "stated" (the intent), "learned from 4 earlier
+    # runs" (the workload's status.learned), "" when it is not known.
+    runtime_basis: str = ""
     reference_gpu_product: str = "NVIDIA-A100"
     deadline: datetime | None = None
     max_runtime_minutes: int | None = None
@@ -96,6 +99,7 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         databricks_task=spec.databricks is not None and bool(spec.databricks.task),
         preemptible=spec.intent.preemptible,
         expected_gpu_hours=spec.intent.expected_gpu_hours,
+        runtime_basis="stated" if spec.intent.expected_gpu_hours is not None else "",
         reference_gpu_product=spec.intent.reference_gpu_product,
         deadline=spec.intent.deadline,
         max_runtime_minutes=spec.intent.max_runtime_minutes,
