@@ -35,6 +35,11 @@ class DatasetSignal(WireModel):
     schema_version: Annotated[str | None, Field(max_length=64)] = None
 
 
+# A cross-region copy rarely sustains more than a few Gbit/s per transfer (object storage to object storage); 1 is
+# the conservative default a deadline is judged with when the signals say nothing.
+DEFAULT_BANDWIDTH_GBPS = 1.0
+
+
 class Signals(WireModel):
     updated_at: AwareDatetime
     ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] = 900
@@ -44,6 +49,14 @@ class Signals(WireModel):
     intra_region_latency_ms: NonNegative = 2.0
     egress_usd_per_gb: NonNegative = 0.09
     egress_usd_per_gb_overrides: dict[Region, dict[Region, NonNegative]] = Field(default={})
+    bandwidth_gbps: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        default=DEFAULT_BANDWIDTH_GBPS,
+        description="Sustained transfer rate between two regions, in Gbit/s, where bandwidthGbpsOverrides names "
+        "none: how long moving a run's data takes, which counts against its deadline.",
+    )
+    bandwidth_gbps_overrides: dict[Region, dict[Region, Annotated[float, Field(gt=0, le=10_000)]]] = Field(
+        default={}, description="Per region pair (source -> destination; one direction given is taken for both)."
+    )
     carbon_g_per_kwh: dict[Region, NonNegative] = {}
     gpu_hour_usd_by_product: dict[str, NonNegative] = Field(
         default={}, description="On-demand price of one GPU hour, by GPU product."

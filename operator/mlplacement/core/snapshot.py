@@ -19,7 +19,7 @@ from mlplacement.api.constants import (
     REGION_LABEL,
 )
 from mlplacement.api.fleet import CapacityType, Fleet
-from mlplacement.api.signals import SIGNALS_DATA_KEY, Signals, parse_signals
+from mlplacement.api.signals import DEFAULT_BANDWIDTH_GBPS, SIGNALS_DATA_KEY, Signals, parse_signals
 from mlplacement.api.workload import TargetKind
 from mlplacement.core.nodes import Domain, Domains, reserve, reserve_domains
 from mlplacement.core.quantity import cpu_millis, memory_bytes
@@ -152,6 +152,17 @@ class Snapshot:
             return 0.09
         override = self.signals.egress_usd_per_gb_overrides.get(source, {}).get(destination)
         return override if override is not None else self.signals.egress_usd_per_gb
+
+    def transfer_hours(self, gigabytes: float, source: str | None, destination: str) -> float:
+        """How long moving ``gigabytes`` from ``source`` to ``destination`` takes (0 within a region)."""
+        if source is None or source == destination or gigabytes <= 0:
+            return 0.0
+        gbps = DEFAULT_BANDWIDTH_GBPS
+        if self.signals is not None:
+            overrides = self.signals.bandwidth_gbps_overrides
+            known = overrides.get(source, {}).get(destination) or overrides.get(destination, {}).get(source)
+            gbps = known if known is not None else self.signals.bandwidth_gbps
+        return gigabytes * 8 / gbps / 3600
 
     def carbon_g_per_kwh(self, region: str) -> float | None:
         return None if self.signals is None else self.signals.carbon_g_per_kwh.get(region)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from mlplacement.api.constants import PreemptReason, Reason
 from mlplacement.api.policy import PlacementPolicySpec
+from mlplacement.api.workload import WorkloadType
 from mlplacement.core.kinds import KINDS
 from mlplacement.core.nodes import NodeBook, packs
 from mlplacement.core.placement.batch import Option, RoomMaker, rebalance
@@ -30,6 +31,7 @@ from mlplacement.core.placement.filters import (
     budget_limit,
     capacity_need,
     comparable_cost_usd,
+    egress_usd,
     expected_latency_ms,
     hourly_cost_usd,
     job_cost_usd,
@@ -73,6 +75,10 @@ class ScoredCandidate:
     served_replica_usd: float | None = None  # an hour of one replica's worth of serving, for GPU inference
     served_cost_usd: float | None = None  # an hour of serving the declared load there (per replica x replicas)
     runtime_basis: str = ""  # where the run's length comes from (PlacementRequest.runtime_basis)
+    # Data the run reads from another region: (GB, from, to, $ a run); None when it stays in its region.
+    moves_data: tuple[float, str, str, float] | None = None
+    # Work whose length nobody knows is compared per hour: said in the message rather than done silently.
+    per_hour_assumed: bool = False
 
 
 class Rejection(NamedTuple):
@@ -148,12 +154,19 @@ def _stale(snapshot: Snapshot, policy: PlacementPolicySpec) -> str:
 
 
 def _per_job(candidate: ScoredCandidate) -> str:
+    moved = ""
+    if candidate.moves_data is not None:
+        gigabytes, source, destination, dollars = candidate.moves_data
+        moved = f", moves {gigabytes:g} GB {source} -> {destination}, ${dollars:,.2f} egress a run"
     if candidate.job_cost_usd is not None and candidate.runtime_hours is not None:
         basis = f", {candidate.runtime_basis}" if candidate.runtime_basis else ""
-        return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run{basis})"
+        return f", ${candidate.job_cost_usd:,.2f}/job ({candidate.runtime_hours:.1f}h a run{basis}){moved}"
     if candidate.served_replica_usd is not None:
-        return f", ${candidate.served_replica_usd:,.2f}/h per served replica"
-    return ""
+        return f", ${candidate.served_replica_usd:,.2f}/h per served replica{moved}"
+    if candidate.per_hour_assumed:
+        # Without a run length the cost of a run is unknown: hourly prices are compared, egress left out.
+        return f"{moved} (compared per hour: no run length stated or learned)"
+    return moved
 
 
 def _compared_cost(candidate: ScoredCandidate) -> float:
@@ -329,7 +342,15 @@ def score_target(
         served_replica_usd(request, target, context),
         served_cost_usd(request, target, context),
         request.runtime_basis,
+        _moves_data(request, target, context),
+        request.type is not WorkloadType.INFERENCE and request.expected_gpu_hours is None,
     )
+
+
+def _moves_data(request: PlacementRequest, target: Target, context: Context) -> tuple[float, str, str, float] | None:
+    if request.data_region is None or request.data_region == target.region or request.data_size_gb <= 0:
+        return None
+    return (request.data_size_gb, request.data_region, target.region, egress_usd(request, target, context))
 
 
 def decide(

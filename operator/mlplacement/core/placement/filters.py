@@ -104,13 +104,17 @@ def spot_rework_hours(request: PlacementRequest, target: Target, hours: float) -
     return preemptions * (min(lost, hours) + SPOT_RESTART_HOURS)
 
 
+def egress_usd(request: PlacementRequest, target: Target, context: Context) -> float:
+    """What moving one run's data to ``target`` costs (0 within its data's region)."""
+    return round(request.data_size_gb * context.snapshot.egress_usd_per_gb(request.data_region, target.region), 4)
+
+
 def job_cost_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:
     """What one run costs on ``target``: its hours at the hourly price, plus moving its data there once."""
     hours = runtime_hours(request, target, context)
     if hours is None:
         return None
-    egress = request.data_size_gb * context.snapshot.egress_usd_per_gb(request.data_region, target.region)
-    return round(hourly_cost_usd(request, target) * hours + egress, 4)
+    return round(hourly_cost_usd(request, target) * hours + egress_usd(request, target, context), 4)
 
 
 def served_replica_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:
@@ -296,9 +300,13 @@ def finishes_in_time(request: PlacementRequest, target: Target, free: int, conte
         return None
     if request.max_runtime_minutes is not None and hours * 60 > request.max_runtime_minutes:
         return f"too slow for maxRuntimeMinutes {request.max_runtime_minutes} (a run takes {hours * 60:.0f} min)"
-    if request.deadline is not None and context.snapshot.now + timedelta(hours=hours) > request.deadline:
-        by = request.deadline.astimezone(UTC)
-        return f"cannot finish by {by:%Y-%m-%dT%H:%MZ} (a run takes {hours:.1f}h)"
+    if request.deadline is not None:
+        # Its data must reach the target first: moving it counts against the deadline too.
+        moving = context.snapshot.transfer_hours(request.data_size_gb, request.data_region, target.region)
+        if context.snapshot.now + timedelta(hours=hours + moving) > request.deadline:
+            by = request.deadline.astimezone(UTC)
+            move = f" + {moving:.1f}h to move {request.data_size_gb:g} GB" if moving >= 0.05 else ""
+            return f"cannot finish by {by:%Y-%m-%dT%H:%MZ} (a run takes {hours:.1f}h{move})"
     return None
 
 
@@ -490,6 +498,8 @@ def static_traits(
             request.gpu_product,
             request.reference_gpu_product,
             request.checkpoint_interval_minutes,
+            request.deadline is not None and request.data_size_gb,  # moving the data counts against a deadline
+            request.deadline is not None and request.data_region,
         )
     if fits_at_all in checks:
         traits += (
