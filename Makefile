@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 ENVTEST_INSTALL ?= ../shared/envtest/install
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench bench-controller bench-pipelines bench-operator bench-targets clean \
+.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench headline bench-controller bench-pipelines bench-operator bench-targets clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -80,6 +80,9 @@ scarcity: $(STAMP) ## Replay the scarcity scenario: fair share vs arrival order,
 
 bench: $(STAMP) ## Run the placement engine benchmark
 	$(BIN)/python bench/engine.py
+
+headline: $(STAMP) ## The seeds' headline: request tail latency, egress and cost, engine against baselines on the sample traces
+	$(BIN)/python bench/headline.py
 
 bench-controller: $(STAMP) ## The controller at the cluster port: calls per placement, idle calls, rate, memory per workload
 	$(BIN)/python bench/controller.py

@@ -206,6 +206,24 @@ class Intent(WireModel):
     schedule: Schedule | None = Field(
         default=None, description="When the next run is expected (UTC), for pre-warming; needs trainingFrequency."
     )
+    requests_per_second: Annotated[float | None, Field(gt=0, le=10_000_000)] = Field(
+        default=None,
+        description="Requests the inference serves per second. With it, latency is predicted per request: the "
+        "round trip from where requests come from (requestsFrom) plus queueing and service at its replicas (an "
+        "M/M/c queue), and latencyTargetMs is held against its latencyPercentile, not the region's round trip.",
+    )
+    requests_from: dict[Region, Annotated[float, Field(gt=0)]] = Field(
+        default={},
+        description="Where the requests come from: region -> share (normalised); default: all from dataRegion.",
+    )
+    latency_percentile: Literal[50, 95, 99] = Field(
+        default=99, description="The percentile of requests latencyTargetMs is held against (with requestsPerSecond)."
+    )
+    service_time_ms: Annotated[float, Field(gt=0, le=600_000)] = Field(
+        default=20.0,
+        description="Mean time one replica takes to serve one request on referenceGPUProduct (slower GPUs take "
+        "longer, by their throughput), excluding the network.",
+    )
 
     @model_validator(mode="after")
     def _schedule_fits_the_frequency(self) -> Self:

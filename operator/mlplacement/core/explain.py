@@ -89,7 +89,8 @@ def render_decision(decision: Decision) -> str:
             "$/H",
             *(["$/JOB", "HOURS"] if per_job else []),
             *(["$/H PER SERVED REPLICA"] if served else []),
-            "LAT MS",
+            # Declared load: the predicted tail of requests (core.latency), not the region's round trip.
+            f"P{request.latency_percentile} MS" if request.requests_per_second is not None else "LAT MS",
         ]
         lines += [
             "",

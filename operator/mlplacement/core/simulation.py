@@ -23,9 +23,16 @@ from mlplacement.api.fleet import Fleet
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import Trace, TraceEvent
 from mlplacement.api.workload import LatencyClass, MLWorkload, TargetKind, WorkloadType
+from mlplacement.core.latency import UNSTABLE_MS, Served
 from mlplacement.core.placement import PlacementRequest, decide_many, request_from_workload
 from mlplacement.core.placement.engine import claim_amount, make_context, target_product
-from mlplacement.core.placement.filters import SERVING_OVERHEAD_MS, SPOT_RESTART_HOURS, hourly_cost_usd, work_hours
+from mlplacement.core.placement.filters import (
+    SPOT_RESTART_HOURS,
+    expected_latency_ms,
+    hourly_cost_usd,
+    served_model,
+    work_hours,
+)
 from mlplacement.core.queue import Ending, RuntimeBook, estimate_starts
 from mlplacement.core.samples import generate_workloads
 from mlplacement.core.scarcity import Running
@@ -33,6 +40,12 @@ from mlplacement.core.snapshot import Snapshot, Target, snapshot_from_fleet
 
 # Share of the remaining run that is redone after a preemption or failover (work since the last checkpoint).
 RESTART_OVERHEAD = 0.1
+# Latency-class inference in a replay: requests a second when the workload declares none (its latency is then the
+# round trip alone, so the figure only weights runs by their length), the time a replica takes to load its model
+# after a start or a move (requests meanwhile wait, half of it on average), and the size of one response.
+DEFAULT_REQUESTS_PER_SECOND = 1.0
+COLD_START_S = 30.0
+RESPONSE_KB = 4.0
 
 
 class Placement(NamedTuple):
@@ -207,6 +220,11 @@ class StrategyReport:
     stranded_peak: int = 0
     # The engine's start estimates (core.queue.estimate_starts) made when a workload first waits, against when it
     # did start: minutes late (positive) or early; and how many waited without an estimate.
+    # Request-weighted latency of latency-class inference (core.latency): (requests, model) per run, and requests
+    # served during a replica's cold start after a start or a move (requests, extra ms).
+    request_latency: list[tuple[float, Served | float]] = field(default_factory=list)
+    egress_model_usd: float = 0.0  # the model artifact moved to each start's region (from the data's region)
+    egress_responses_usd: float = 0.0  # responses sent back to callers in other regions
     eta_errors_minutes: list[float] = field(default_factory=list)
     eta_missing: int = 0
     # Run lengths not stated but learned from similar finished runs (core.queue.RuntimeBook): predicted - actual.
@@ -257,6 +275,10 @@ class StrategyReport:
             "unschedulablePlacements": self.unschedulable,
             "strandedGPUHours": round(self.stranded_gpu_hours, 1),
             "strandedGPUsPeak": self.stranded_peak,
+            "requestLatencyMs": _request_percentiles(self.request_latency),
+            "egressModelUSD": round(self.egress_model_usd, 2),
+            "egressResponsesUSD": round(self.egress_responses_usd, 2),
+            "egressTotalUSD": round(self.egress_usd + self.egress_model_usd + self.egress_responses_usd, 2),
             "etaErrorMinutes": _error_quantiles(self.eta_errors_minutes),
             "etaEstimated": len(self.eta_errors_minutes),
             "etaMissing": self.eta_missing,
@@ -267,6 +289,30 @@ class StrategyReport:
             "workConservingViolationCount": len(self.idle_violations),
             "neverStarted": [{"workload": key, "why": why} for key, why in self.never_started],
         }
+
+
+def _request_percentiles(parts: list[tuple[float, Served | float]]) -> dict[str, float] | None:
+    """p50/p95/p99 over every request of every run (a mixture weighted by requests), by bisection."""
+    total = sum(weight for weight, _ in parts)
+    if total <= 0:
+        return None
+
+    def exceeds(t: float) -> float:
+        return (
+            sum(weight * (part.exceeds(t) if isinstance(part, Served) else float(part > t)) for weight, part in parts)
+            / total
+        )
+
+    def percentile(q: float) -> float:
+        low, high = 0.0, 1.0
+        while exceeds(high) > 1 - q and high < UNSTABLE_MS:
+            high *= 2
+        while high - low > 0.05:
+            middle = (low + high) / 2
+            low, high = (middle, high) if exceeds(middle) > 1 - q else (low, middle)
+        return round(min(high, UNSTABLE_MS), 1)
+
+    return {"p50": percentile(0.5), "p95": percentile(0.95), "p99": percentile(0.99)}
 
 
 def _error_quantiles(errors: list[float]) -> dict[str, float] | None:
@@ -436,6 +482,7 @@ def simulate(
         nonlocal cost
         run = running.pop(key)
         cost += run.hourly_usd * (at - run.started) / 3600
+        served(run, at)
         state.used[run.target.key] -= claim_amount(run.request, run.target)
         state.unbind(run.target.key, run.nodes)
         record = records[key]
@@ -458,6 +505,30 @@ def simulate(
         saved = (worked // interval) * interval if interval else 0.0
         left[key] = max(0.0, run.left - saved / run.full_s)
         report.rework_hours += (worked - saved) / 3600
+
+    def served(run: Run, at: float) -> None:
+        """The requests a latency-class inference served from its start to ``at``: their latency (the model at its
+        target; the round trip alone without declared load), its cold start, and the responses' egress."""
+        request = run.request
+        if request.latency_class is LatencyClass.BATCH or request.latency_target_ms is None:
+            return
+        seconds = max(0.0, at - run.started)
+        snapshot = state.snapshot(run.started)
+        context = make_context(request, judge, snapshot)
+        rate = request.requests_per_second or DEFAULT_REQUESTS_PER_SECOND
+        model = served_model(request, run.target, context)
+        warm = max(0.0, seconds - COLD_START_S)
+        cold = seconds - warm
+        latency: Served | float = model if model is not None else expected_latency_ms(request, run.target, context)
+        report.request_latency.append((rate * warm, latency))
+        if cold > 0:  # requests that arrive while the replica loads wait, on average, half the load time
+            baseline = model.mean_ms() if model is not None else float(latency)  # type: ignore[arg-type]
+            report.request_latency.append((rate * cold, baseline + COLD_START_S * 500))
+        sources = dict(request.requests_from) or {request.data_region or run.target.region: 1.0}
+        share = sum(sources.values())
+        for region, weight in sources.items():
+            per_gb = snapshot.egress_usd_per_gb(run.target.region, region)
+            report.egress_responses_usd += rate * seconds * weight / share * RESPONSE_KB / 1e6 * per_gb
 
     def interrupt(target_key: tuple[str, str], at: float) -> int:
         victims = sorted(k for k, r in running.items() if r.target.key == target_key)
@@ -522,6 +593,10 @@ def simulate(
                     request, target, at, at + duration, hourly, share, full_hours * 3600, overhead, nodes
                 )
             heapq.heappush(completions, (at + duration, key))
+            if request.model_size_gb > 0:  # the model artifact goes where it is served, at every start
+                report.egress_model_usd += request.model_size_gb * snapshot.egress_usd_per_gb(
+                    request.data_region, target.region
+                )
             learned = observed.estimate(request)
             if learned is not None and full_hours is None:  # a run length not stated, predicted from earlier runs
                 report.runtime_errors_minutes.append((learned[0] - duration) / 60)
@@ -539,7 +614,8 @@ def simulate(
                     request.data_region, target.region
                 )
                 if request.latency_class is not LatencyClass.BATCH and request.latency_target_ms is not None:
-                    latency = snapshot.latency_ms(request.data_region, target.region) + SERVING_OVERHEAD_MS[target.kind]
+                    # With declared load, the predicted percentile of its requests (core.latency), as the engine judges.
+                    latency = expected_latency_ms(request, target, make_context(request, judge, snapshot))
                     record.latency_ms = latency
                     report.latencies_ms.append(latency)
                     report.sla_total += 1

@@ -17,6 +17,7 @@ from datetime import UTC, timedelta
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import SpotPreference, TargetKind, WorkloadType
 from mlplacement.core.kinds import KINDS
+from mlplacement.core.latency import Queue, Served
 from mlplacement.core.nodes import holding
 from mlplacement.core.placement.request import PlacementRequest
 from mlplacement.core.quantity import describe_cpu, describe_memory
@@ -40,13 +41,48 @@ class Context:
     budget_usd: float | None = None
 
 
-def expected_latency_ms(request: PlacementRequest, target: Target, context: Context) -> float:
-    """Network latency to the target plus its serving overhead. An edge's own measured round trip counts when
-    it is worse than its region's: a slow link to one site is not hidden by a fast region."""
-    network = context.snapshot.latency_ms(request.data_region, target.region)
+def round_trip_ms(source: str | None, target: Target, context: Context) -> float:
+    """Network latency from ``source`` to the target plus its serving overhead. An edge's own measured round
+    trip counts when it is worse than its region's: a slow link to one site is not hidden by a fast region."""
+    network = context.snapshot.latency_ms(source, target.region)
     if target.rtt_ms is not None:
         network = max(network, target.rtt_ms)
     return network + SERVING_OVERHEAD_MS[target.kind]
+
+
+def served_model(request: PlacementRequest, target: Target, context: Context) -> Served | None:
+    """The latency model of ``request`` served on ``target`` (core.latency), when it declares its load."""
+    if request.requests_per_second is None:
+        return None
+    sources = dict(request.requests_from) or {request.data_region or target.region: 1.0}
+    total = sum(sources.values())
+    speed = _relative_speed(request, target, context) if request.gpus > 0 else 1.0
+    queue = Queue(max(1, request.replicas), request.requests_per_second, request.service_time_ms / speed)
+    return Served(
+        queue,
+        {region: round_trip_ms(region, target, context) for region in sources},
+        {region: share / total for region, share in sources.items()},
+    )
+
+
+def expected_latency_ms(request: PlacementRequest, target: Target, context: Context) -> float:
+    """What a caller sees: with declared load, the latencyPercentile of requests predicted by the queueing model
+    (network from each source plus wait and service at the replicas); else the round trip from the data's region
+    plus the target's serving overhead."""
+    served = served_model(request, target, context)
+    if served is None:
+        return round_trip_ms(request.data_region, target, context)
+    return round(served.percentile_ms(request.latency_percentile / 100), 1)
+
+
+def predicted_tail(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
+    """Declared load: the predicted tail at this target must meet the latency target (queueing included)."""
+    if request.requests_per_second is None or request.latency_target_ms is None:
+        return None
+    tail = expected_latency_ms(request, target, context)
+    if tail > request.latency_target_ms:
+        return f"predicted p{request.latency_percentile} {tail:g}ms > {request.latency_target_ms:g}ms"
+    return None
 
 
 # Training throughput of one GPU relative to an A100, by family (first match in this order wins, so L40S is
@@ -232,8 +268,8 @@ def edge_needs_local_data(request: PlacementRequest, kind: TargetKind, region: s
 
 
 def latency_feasible(request: PlacementRequest, kind: TargetKind, region: str, context: Context) -> str | None:
-    if request.latency_target_ms is None:
-        return None
+    if request.latency_target_ms is None or request.requests_per_second is not None:
+        return None  # declared load: judged per target, on the predicted tail (predicted_tail)
     expected = context.snapshot.latency_ms(request.data_region, region) + SERVING_OVERHEAD_MS[kind]
     if expected > request.latency_target_ms:
         return f"too far for {request.latency_target_ms:g}ms latency"
@@ -269,7 +305,7 @@ def model_fits_edge(request: PlacementRequest, target: Target, free: int, contex
 
 def edge_round_trip(request: PlacementRequest, target: Target, free: int, context: Context) -> str | None:
     """The region may be near enough while this edge's measured link is not."""
-    if target.rtt_ms is None or request.latency_target_ms is None:
+    if target.rtt_ms is None or request.latency_target_ms is None or request.requests_per_second is not None:
         return None
     if expected_latency_ms(request, target, context) > request.latency_target_ms:
         return f"too far for {request.latency_target_ms:g}ms latency (measured RTT {target.rtt_ms:g}ms)"
@@ -411,7 +447,7 @@ REGION_FILTERS: tuple[RegionFilter, ...] = (residency, edge_needs_local_data, la
 def region_traits(request: PlacementRequest) -> tuple[object, ...]:
     """All REGION_FILTERS read of a request: under one policy and snapshot, requests alike here get the same
     region verdicts, so a batch computes them once per distinct traits (tests/unit/test_placement_shortcuts.py)."""
-    return (request.data_region, request.latency_target_ms)
+    return (request.data_region, request.latency_target_ms, request.requests_per_second is not None)
 
 
 # Capacity comes late: a target rejected for capacity alone is worth waiting for, others are not.
@@ -420,6 +456,7 @@ TARGET_FILTERS: tuple[TargetFilter, ...] = (
     gpu_product,
     model_fits_edge,
     edge_round_trip,
+    predicted_tail,
     spot_rules,
     budget,
     finishes_in_time,
@@ -436,6 +473,9 @@ _CAN_REJECT: dict[TargetFilter, Callable[[PlacementRequest, TargetKind, Context]
     model_fits_edge: lambda request, kind, context: kind is TargetKind.EDGE,
     edge_round_trip: lambda request, kind, context: (
         request.latency_target_ms is not None and kind in context.snapshot.rtt_kinds
+    ),
+    predicted_tail: lambda request, kind, context: (
+        request.requests_per_second is not None and request.latency_target_ms is not None
     ),
     spot_rules: lambda request, kind, context: kind in context.snapshot.spot_kinds,
     budget: lambda request, kind, context: context.budget_usd is not None,
@@ -456,6 +496,7 @@ def target_filters_for(request: PlacementRequest, kind: TargetKind, context: Con
         kind,
         bool(request.gpu_product),
         request.latency_target_ms is not None,
+        request.requests_per_second is not None,
         context.budget_usd is not None,
         request.deadline is not None or request.max_runtime_minutes is not None,
         kind in snapshot.spot_kinds,
@@ -485,7 +526,20 @@ def static_traits(
     if model_fits_edge in checks:
         traits.append(request.model_size_gb)
     if edge_round_trip in checks:
-        traits += (request.latency_target_ms, request.data_region)
+        traits += (request.latency_target_ms, request.data_region, request.requests_per_second is not None)
+    if predicted_tail in checks:
+        traits += (
+            request.latency_target_ms,
+            request.data_region,
+            request.requests_per_second,
+            request.requests_from,
+            request.latency_percentile,
+            request.service_time_ms,
+            request.replicas,
+            request.gpus,
+            request.gpu_product,
+            request.reference_gpu_product,
+        )
     if spot_rules in checks:
         floor = context.policy.spot.min_priority_for_on_demand_only
         traits += (request.spot, floor is not None and request.priority >= floor)

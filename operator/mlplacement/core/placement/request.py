@@ -61,6 +61,12 @@ class PlacementRequest:
     # What each pod requests besides GPUs (CPU millicores, memory bytes): a node must hold all of it.
     cpu_millis: int = 0
     memory_bytes: int = 0
+    # Declared load (inference): requests a second, their sources (region, share), the percentile held against
+    # latency_target_ms, a request's service time on reference_gpu_product. None: latency is region to region.
+    requests_per_second: float | None = None
+    requests_from: tuple[tuple[str, float], ...] = ()
+    latency_percentile: int = 99
+    service_time_ms: float = 20.0
     # gpus x replicas, precomputed: every filter and claim of every decision reads it.
     gpus_needed: int = field(init=False, repr=False, compare=False)
 
@@ -100,6 +106,10 @@ def request_from_workload(workload: MLWorkload, created: datetime | None = None)
         preemptible=spec.intent.preemptible,
         expected_gpu_hours=spec.intent.expected_gpu_hours,
         runtime_basis="stated" if spec.intent.expected_gpu_hours is not None else "",
+        requests_per_second=spec.intent.requests_per_second,
+        requests_from=tuple(sorted(spec.intent.requests_from.items())),
+        latency_percentile=spec.intent.latency_percentile,
+        service_time_ms=spec.intent.service_time_ms,
         reference_gpu_product=spec.intent.reference_gpu_product,
         deadline=spec.intent.deadline,
         max_runtime_minutes=spec.intent.max_runtime_minutes,
