@@ -278,14 +278,18 @@ def live_queue_inputs(state: LiveState, now: datetime) -> LiveQueueInputs:
     from mlplacement.core.reconcile import Refusal, resolve_policy
     from mlplacement.core.snapshot import build_snapshot
 
-    snapshot = build_snapshot(
-        now=now,
-        nodes=state.nodes,
-        pods=state.pods,
-        edge_clusters=state.edge_clusters,
-        databricks_workspaces=state.workspaces,
-        signals_configmap=state.signals_configmap,
-    )
+    def live_snapshot(reserved: Mapping[tuple[str, str], int] | None = None) -> Snapshot:
+        return build_snapshot(
+            now=now,
+            nodes=state.nodes,
+            pods=state.pods,
+            edge_clusters=state.edge_clusters,
+            databricks_workspaces=state.workspaces,
+            signals_configmap=state.signals_configmap,
+            reserved=reserved,
+        )
+
+    snapshot = live_snapshot()
     by_name = {str((p.get("metadata") or {}).get("name")): p for p in state.policies}
     specs: dict[str | None, PlacementPolicySpec] = {None: PlacementPolicySpec()}
     for name, obj in by_name.items():
@@ -358,15 +362,7 @@ def live_queue_inputs(state: LiveState, now: datetime) -> LiveQueueInputs:
             if unbound:
                 reserved[held.target] = reserved.get(held.target, 0) + unbound
     if reserved:
-        snapshot = build_snapshot(
-            now=now,
-            nodes=state.nodes,
-            pods=state.pods,
-            edge_clusters=state.edge_clusters,
-            databricks_workspaces=state.workspaces,
-            signals_configmap=state.signals_configmap,
-            reserved=reserved,
-        )
+        snapshot = live_snapshot(reserved)
     return LiveQueueInputs(pending, specs, snapshot, running, since, objects)
 
 
