@@ -212,7 +212,9 @@ class Intent(WireModel):
         "round trip from where requests come from (requestsFrom) plus queueing and service at its replicas (an "
         "M/M/c queue), and latencyTargetMs is held against its latencyPercentile, not the region's round trip.",
     )
-    requests_from: dict[Region, Annotated[float, Field(gt=0)]] = Field(
+    # Bounded: the apiserver prices the key rules of an unbounded map (in a pipeline's stage templates, too) past
+    # its CEL budget and refuses the CRD.
+    requests_from: Annotated[dict[Region, Annotated[float, Field(gt=0)]], Field(max_length=16)] = Field(
         default={},
         description="Where the requests come from: region -> share (normalised); default: all from dataRegion.",
     )
