@@ -163,6 +163,10 @@ def test_daily_training_is_submitted_once_and_polled_to_success(servers: dict[st
     assert status["databricks"]["state"] == "TERMINATED/SUCCESS"
     assert status["databricks"]["runPageUrl"].endswith(f"/runs/{submitted.run_id}")
     assert status["placement"]["target"]["kind"] == "Databricks"
+    # What the run took (the Jobs API's start_time and end_time) is learned for its next run (#32).
+    took_hours = (submitted.end_time - submitted.start_time) / 3_600_000
+    (learned,) = status["learned"]["referenceGPUHours"]
+    assert learned == pytest.approx(took_hours * 8, abs=1e-3)  # 8 GPUs asked for, priced on the reference
 
 
 def test_read_timeout_after_the_server_accepted_the_submit_gives_the_same_run(

@@ -52,6 +52,8 @@ class Run:
     life_cycle: str = "PENDING"
     result: str | None = None
     message: str = ""
+    start_time: int = 0  # epoch ms, as the Jobs API reports it: when it started running (0: not yet)
+    end_time: int = 0  # epoch ms: when it terminated (0: not yet)
 
 
 @dataclass
@@ -176,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         return {
             "run_id": run.run_id,
             "run_name": run.run_name,
+            "start_time": run.start_time,
+            "end_time": run.end_time,
             "state": state,
             "run_page_url": f"http://{self.headers.get('Host')}/#job/runs/{run.run_id}",
             "tasks": run.body.get("tasks", []),
@@ -191,8 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
             run.gets += 1
             if run.life_cycle == "PENDING" and run.gets > state.steps_per_state:
                 run.life_cycle = "RUNNING"
+                run.start_time = int(time.time() * 1000)
             elif run.life_cycle == "RUNNING" and run.gets > 2 * state.steps_per_state:
                 run.life_cycle, run.result = "TERMINATED", run.outcome
+                run.end_time = max(int(time.time() * 1000), run.start_time + 1)  # it ran, however briefly
                 run.message = "" if run.outcome == "SUCCESS" else f"Task main failed: {run.outcome.lower()}"
             elif run.life_cycle == "TERMINATING":
                 run.life_cycle, run.result, run.message = "TERMINATED", "CANCELED", "Run cancelled."

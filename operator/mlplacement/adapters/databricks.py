@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from mlplacement.api.databricks import Workspace
@@ -93,6 +94,8 @@ class DatabricksJobs:
             result_state=state.result_state.value if state and state.result_state else None,
             state_message=(state.state_message or "") if state else "",
             run_page_url=run.run_page_url,
+            started_at=_from_ms(run.start_time),
+            ended_at=_from_ms(run.end_time),
         )
 
     def cancel(self, workspace: Workspace, run_id: int) -> None:
@@ -101,3 +104,8 @@ class DatabricksJobs:
 
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
+
+
+def _from_ms(epoch_ms: int | None) -> datetime | None:
+    """The Jobs API's epoch milliseconds (0 or absent: not yet) as a UTC time."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC) if epoch_ms else None

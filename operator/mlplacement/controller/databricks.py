@@ -20,11 +20,15 @@ from typing import Any
 from mlplacement.api.constants import ACTIVE_PHASES, ConditionType, Phase, Reason
 from mlplacement.api.databricks import DatabricksWorkspace, Workspace
 from mlplacement.api.errors import DatabricksUnavailableError, RunNotFoundError
+from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import Cluster, DatabricksJobs, EventSink
 from mlplacement.controller.state import FleetCache
-from mlplacement.core.databricks import lost_run_status, poll_delay, run_status, submit_payload
+from mlplacement.core.databricks import RunState, lost_run_status, poll_delay, run_status, submit_payload
+from mlplacement.core.learned import learned_status, run_reference_gpu_hours
+from mlplacement.core.placement import request_from_workload
+from mlplacement.core.placement.engine import make_context
 from mlplacement.core.snapshot import Target
 from mlplacement.core.status import set_condition, status_patch, timestamp
 
@@ -236,8 +240,28 @@ class DatabricksRuns:
             )
             return
         self.runs.pop(key, None)
+        if state.succeeded:
+            learned = self._learned(tracked, state, dict(self.statuses(key) or {}))
+            if learned is not None:
+                status["learned"] = learned
         severity, reason = ("Normal", Reason.SUCCEEDED.value) if state.succeeded else ("Warning", Reason.FAILED.value)
         await self.write_status(tracked.obj, status, (severity, reason, f"Databricks run {state.run_id}: {reason}"))
+
+    def _learned(self, tracked: TrackedRun, state: RunState, status: Obj) -> dict[str, Any] | None:
+        """status.learned with this finished run's work (core.learned), when the run says when it ran."""
+        if state.started_at is None or state.ended_at is None:
+            return None
+        request = request_from_workload(tracked.workload)
+        context = make_context(request, PlacementPolicySpec(), self.cache.snapshot(self.clock()))
+        work = run_reference_gpu_hours(
+            state.started_at,
+            state.ended_at,
+            request.gpus_needed,
+            request.gpu_product,  # Databricks picks its node types: the product the workload names, if any
+            request.reference_gpu_product,
+            context,
+        )
+        return None if work is None else learned_status(status, work)
 
     # --- delete ---
 

@@ -31,6 +31,9 @@ class RunState:
     result_state: str | None = None
     state_message: str = ""
     run_page_url: str | None = None
+    # When the run started and ended (the Jobs API's start_time and end_time); None until then.
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
 
     @property
     def active(self) -> bool:
