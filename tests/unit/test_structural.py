@@ -116,6 +116,17 @@ BAD = [
         id="a regex over map keys",
     ),
     pytest.param(
+        root(
+            a={
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "x-kubernetes-validations": [{"rule": "self.all(k, size(k) <= 63)"}],
+            }
+        ),
+        "needs maxProperties",
+        id="a rule over the entries of an unbounded map (intent.requestsFrom as first written)",
+    ),
+    pytest.param(
         root(a={"type": "string", "propertyNames": {"maxLength": 3}}), "propertyNames", id="JSON Schema propertyNames"
     ),
 ]
@@ -151,10 +162,11 @@ GOOD = [
             tags={
                 "type": "object",
                 "additionalProperties": {"type": "string"},
+                "maxProperties": 32,
                 "x-kubernetes-validations": [{"rule": "self.all(k, size(k) <= 63)"}],
             }
         ),
-        id="a map with a key-length rule",
+        id="a bounded map with a key-length rule",
     ),
 ]
 
