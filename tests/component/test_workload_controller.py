@@ -174,16 +174,18 @@ def test_refusal_is_written_once_not_on_every_resume(world: Any) -> None:
     assert len(cluster.status_patches) == 1
 
 
+async def second_waits_behind_first(controller: WorkloadController) -> None:
+    """6 of the pool's 8 GPUs to "first"; "second" asks for 4 and waits."""
+    await controller.on_workload(signed(workload("first", gpus=6)))
+    await controller.place_round()
+    await controller.on_workload(signed(workload("second", gpus=4)))
+    await controller.place_round()
+
+
 def test_no_capacity_waits_with_the_explanation(world: Any) -> None:
     controller, cluster, events, _ = world
 
-    async def scenario() -> None:
-        await controller.on_workload(signed(workload("first", gpus=6)))
-        await controller.place_round()
-        await controller.on_workload(signed(workload("second", gpus=4)))
-        await controller.place_round()
-
-    run(scenario())
+    run(second_waits_behind_first(controller))
     patch = cluster.statuses["team-a/second"]
     assert patch["phase"] == "Waiting"
     assert conditions(patch)["Placed"] == ("False", "WaitingForCapacity")
@@ -198,13 +200,7 @@ def test_no_capacity_waits_with_the_explanation(world: Any) -> None:
 def test_what_would_fit_changing_alone_writes_nothing(world: Any) -> None:
     controller, cluster, _, _ = world
 
-    async def scenario() -> None:
-        await controller.on_workload(signed(workload("first", gpus=6)))
-        await controller.place_round()
-        await controller.on_workload(signed(workload("second", gpus=4)))
-        await controller.place_round()
-
-    run(scenario())
+    run(second_waits_behind_first(controller))
     written = len(cluster.status_patches)
     record = controller.records["team-a/second"]
     # As if an earlier round had said another way to fit: the decision itself is the same.

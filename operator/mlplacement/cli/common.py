@@ -20,6 +20,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 OUTPUTS = ("table", "wide", "json", "yaml")
 
 
+PROPOSED_POLICY_OPTION = click.option(
+    "--policy",
+    "policy_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="The proposed PlacementPolicy ('-' reads standard input).",
+)
+MAX_MOVES_OPTION = click.option(
+    "--max-moves", type=click.IntRange(min=0), help="Exit 3 when more running workloads would move than this."
+)
+
+
 def output_option(*choices: str) -> Callable[[F], F]:
     """`-o/--output`: table (fits the terminal), wide (nothing cut), json or yaml (the same document)."""
     return click.option(

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mlplacement.cli.common import emit, fitted_table, output_option, plural
+from mlplacement.cli.common import MAX_MOVES_OPTION, PROPOSED_POLICY_OPTION, emit, fitted_table, output_option, plural
 
 F = TypeVar("F", bound=Callable[..., Any])
 OPERATOR_NAMESPACE = "mlplacement-system"
@@ -95,7 +95,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _queue(live: Live) -> tuple[Any, list[Any]]:
+def _queue(live: Live, with_counterfactuals: bool = True) -> tuple[Any, list[Any]]:
     from mlplacement.core.queue import build_queue, live_queue_inputs
 
     inputs = live_queue_inputs(live.state(), _now())
@@ -105,6 +105,7 @@ def _queue(live: Live) -> tuple[Any, list[Any]]:
         inputs.snapshot,
         inputs.running,
         waiting_since=inputs.waiting_since,
+        with_counterfactuals=with_counterfactuals,
     )
     return inputs, entries
 
@@ -276,7 +277,7 @@ def top(
     from mlplacement.core.kinds import KINDS
 
     live = Live(kubeconfig, context, operator_namespace)
-    inputs, entries = _queue(live)
+    inputs, entries = _queue(live, with_counterfactuals=False)  # totals only: no engine calls per workload
     pools = [
         {
             "target": f"{t.kind.value}/{t.name}",
@@ -329,16 +330,8 @@ def top(
 
 
 @plugin.command()
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="The proposed PlacementPolicy ('-' reads standard input).",
-)
-@click.option(
-    "--max-moves", type=click.IntRange(min=0), help="Exit 3 when more running workloads would move than this."
-)
+@PROPOSED_POLICY_OPTION
+@MAX_MOVES_OPTION
 @cluster_options
 @output_option()
 def whatif(

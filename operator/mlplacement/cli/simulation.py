@@ -23,7 +23,7 @@ from mlplacement.api.errors import describe_validation_error
 from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import TRACE_API_VERSION, Trace
 from mlplacement.cli import cli
-from mlplacement.cli.common import emit, fitted_table, output_option, plural
+from mlplacement.cli.common import MAX_MOVES_OPTION, PROPOSED_POLICY_OPTION, emit, fitted_table, output_option, plural
 from mlplacement.cli.placement import (
     RUNNING_OPTION,
     _load_policy,
@@ -394,13 +394,7 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
 
 
 @cli.command()
-@click.option(
-    "--policy",
-    "policy_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
-    help="The proposed PlacementPolicy ('-' reads standard input).",
-)
+@PROPOSED_POLICY_OPTION
 @click.option(
     "--current",
     "current_path",
@@ -429,9 +423,7 @@ def _scarcity_table(summaries: list[dict[str, Any]]) -> str:
 @click.option(
     "--namespace", default="mlplacement-system", show_default=True, help="For --live: the operator's namespace."
 )
-@click.option(
-    "--max-moves", type=click.IntRange(min=0), help="Exit 3 when more running workloads would move than this."
-)
+@MAX_MOVES_OPTION
 @output_option()
 def whatif(
     policy_path: Path,

@@ -168,6 +168,7 @@ class WorkloadController:
         # recounted after each round.
         self._backed_off = False
         self._would_fit_budget = WOULD_FIT_PER_ROUND
+        self._round_running: list[Running] | None = None  # what holds capacity, as the round's hints read it
         self._last_snapshot: Snapshot | None = None  # the last round's: what a finished run is judged against
         self.memory = RoundMemory()  # what one round leaves the next (core.round)
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
@@ -657,7 +658,7 @@ class WorkloadController:
     async def _apply_placement(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
         """The plan's routes and decisions: compliance news, stops, preemption victims first (so their status
         says who displaced them), then children and status, with bounded concurrency."""
-        self._would_fit_budget = WOULD_FIT_PER_ROUND
+        self._would_fit_budget, self._round_running = WOULD_FIT_PER_ROUND, None
         for routed in plan.routed:
             if routed.violation:
                 self._violation(routed)
@@ -965,7 +966,9 @@ class WorkloadController:
         # workloads a round).
         if self._would_fit_budget > 0:
             self._would_fit_budget -= 1
-            found = counterfactuals(decision.request, item.admitted.policy, snapshot, self.running(snapshot), decision)
+            if self._round_running is None:  # walked once a round, however many workloads are explained
+                self._round_running = self.running(snapshot)
+            found = counterfactuals(decision.request, item.admitted.policy, snapshot, self._round_running, decision)
             if found:
                 status = with_would_fit(status, would_fit_summary(found), decision.reason.value)
         severity = "Normal" if decision.reason is Reason.WAITING_FOR_CAPACITY else "Warning"

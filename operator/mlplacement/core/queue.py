@@ -108,9 +108,15 @@ def build_queue(
     since = waiting_since or {}
     entries = []
     explained = 0
+    total = sum(t.gpus_total or t.capacity for t in snapshot.targets)
+    books: dict[int, QuotaBook] = {}  # one per policy: a book counts every running workload once
     for position, decision in enumerate(decisions, start=1):
         request = decision.request
         policy = policies.get(request.policy, policies.get(None, PlacementPolicySpec()))
+        book = books.get(id(policy))
+        if book is None:
+            book = books[id(policy)] = QuotaBook(policy.quotas, namespace_labels, holding, total)
+        namespace = request.key.partition("/")[0]
         fits: tuple[Counterfactual, ...] = ()
         if with_counterfactuals and decision.chosen is None and explained < MAX_COUNTERFACTUAL_ENTRIES:
             explained += 1
@@ -121,25 +127,15 @@ def build_queue(
                 position=position,
                 key=request.key,
                 priority=request.priority,
-                team=_book(policy, namespace_labels, holding, snapshot).team(request.key.partition("/")[0]),
+                team=book.team(namespace),
                 waiting_seconds=(snapshot.now - began).total_seconds() if began is not None else None,
                 decision=decision,
-                quota=usage_line(_book(policy, namespace_labels, holding, snapshot), request.key.partition("/")[0]),
+                quota=usage_line(book, namespace),
                 fits_if=fits,
                 eta=etas.get(request.key),
             )
         )
     return entries
-
-
-def _book(
-    policy: PlacementPolicySpec,
-    namespace_labels: Mapping[str, Mapping[str, str]] | None,
-    running: Sequence[Running],
-    snapshot: Snapshot,
-) -> QuotaBook:
-    total = sum(t.gpus_total or t.capacity for t in snapshot.targets)
-    return QuotaBook(policy.quotas, namespace_labels, running, total)
 
 
 def usage_line(book: QuotaBook, namespace: str) -> str:
