@@ -385,3 +385,37 @@ def test_a_copy_deleted_by_hand_on_the_edge_is_applied_again() -> None:
     run(scenario())
     assert ("Deployment", "mlw-scorer") in world.edges.kinds("edge-a")
     assert target_of(world.status("team-a/scorer")) == "edge-a"
+
+
+def test_a_job_that_finished_on_the_edge_teaches_the_workload_its_run_length() -> None:
+    """#32 for edge copies: the edge's listing brings the finished Job home with its start and completion
+    times; 2 h on one L4 (0.3 of an A100) is 0.6 A100 GPU-hours of work, kept in status.learned."""
+    world = World(edges_named=("edge-a",))
+    obj = workload(
+        "scorer-batch",
+        gpus=1,
+        type="Batch",
+        intent={"dataRegion": "eu-west-1", "latencyTargetMs": 20, "priority": 50},
+        targets={"allowed": ["Edge"]},
+    )
+
+    async def scenario() -> None:
+        await world.tick()
+        await world.controller.on_workload(signed(obj))
+        await world.tick()
+        job = world.edges.objects["edge-a"][("Job", "ml-edge", "mlw-scorer-batch")]
+        job["status"] = {"active": 1, "startTime": "2026-11-22T12:00:00Z"}
+        await world.tick(10)
+        job["status"] = {
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}],
+            "startTime": "2026-11-22T12:00:00Z",
+            "completionTime": "2026-11-22T14:00:00Z",
+        }
+        await world.tick(10)
+
+    run(scenario())
+    status = world.status("team-a/scorer-batch")
+    assert target_of(status) == "edge-a"
+    assert status["phase"] == "Succeeded"
+    assert status["learned"] == {"referenceGPUHours": [0.6]}

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -298,3 +299,29 @@ def test_a_childs_status_flowing_back_keeps_every_condition(cluster: ControlPlan
     wait_until(lambda: condition(cluster, "flowback", "Ready") == ("True", "Running"), 60, "Ready=True Running")
     for type_, expected in (("Verified", "True"), ("Placed", "True"), ("QuotaReserved", "True")):
         assert (condition(cluster, "flowback", type_) or ("missing",))[0] == expected, type_
+
+
+def test_a_finished_job_teaches_the_workload_its_run_length(cluster: ControlPlane) -> None:
+    """#32 on a real apiserver: no expectedGPUHours stated; its Job ran 3 h on 2 A100s, so status.learned keeps
+    6 A100 GPU-hours (the spec stays as signed), and the next generation is priced per job with it."""
+    cluster.apply(signed(workload("learner", type="Training")))
+    wait_until(lambda: job(cluster, "learner"), 60, "the Job")
+    ended = datetime.now(UTC)
+    cluster.complete_job(NAMESPACE, "mlw-learner", ended - timedelta(hours=3), ended)
+    learned = wait_until(
+        lambda: ((cluster.get("mlworkload", "learner", "-n", NAMESPACE) or {}).get("status") or {}).get("learned"),
+        60,
+        "status.learned from the finished Job",
+    )
+    assert learned == {"referenceGPUHours": [6.0]}
+    again = signed(workload("learner", type="Training", args=["--epochs", "9"]))
+    cluster.apply(again)
+
+    def message() -> str:
+        status = (cluster.get("mlworkload", "learner", "-n", NAMESPACE) or {}).get("status") or {}
+        if status.get("observedGeneration") != 2:
+            return ""
+        return str((status.get("placement") or {}).get("message", ""))
+
+    assert "(3.0h a run, learned from 1 earlier run)" in wait_until(message, 60, "generation 2 placed")
+    assert cluster.get("mlworkload", "learner", "-n", NAMESPACE)["spec"] == again["spec"]

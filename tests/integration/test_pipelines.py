@@ -89,41 +89,8 @@ def record_outputs_and_complete(plane: ControlPlane, workload: str, outputs: dic
         plane.kubectl(
             "annotate", "mlworkload", workload, "-n", NAMESPACE, f"mlplacement.io/outputs={json.dumps(outputs)}"
         )
-    started = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ended = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def condition(type_: str) -> dict[str, str]:
-        return {
-            "type": type_,
-            "status": "True",
-            "reason": "CompletionsReached",
-            "message": "Reached expected number of succeeded pods",
-            "lastProbeTime": ended,
-            "lastTransitionTime": ended,
-        }
-
-    base = {"startTime": started, "completionTime": ended, "succeeded": 1, "active": 0, "ready": 0}
-    # Newer API servers want SuccessCriteriaMet before Complete (as the Job controller writes it), older ones
-    # only Complete: try the newer form first and keep the server's words if both are refused.
-    refusals = []
-    for conditions in (["SuccessCriteriaMet", "Complete"], ["Complete"]):
-        status = {"status": {**base, "conditions": [condition(t) for t in conditions]}}
-        result = plane.kubectl(
-            "patch",
-            "job",
-            f"mlw-{workload}",
-            "-n",
-            NAMESPACE,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(status),
-            check=False,
-        )
-        if result.returncode == 0:
-            return
-        refusals.append(result.stderr.strip())
-    raise AssertionError(f"the API server refused the Job's completion: {refusals}")
+    ended = datetime.now(UTC)
+    plane.complete_job(NAMESPACE, f"mlw-{workload}", ended - timedelta(minutes=5), ended)
 
 
 def test_a_signed_pipeline_runs_stage_by_stage_behind_its_dataset_gate(plane: ControlPlane) -> None:
