@@ -137,6 +137,7 @@ def test_shipped_traces_load_and_simulate(repo: Path, tmp_path: Path) -> None:
         assert [s["strategy"] for s in report["strategies"]] == [
             "engine:defaults",
             "centralize",
+            "central-region",
             "cheapest-first",
             "round-robin",
         ]
@@ -156,7 +157,13 @@ def test_bad_trace_file_names_the_field(tmp_path: Path, repo: Path) -> None:
 
 
 def test_module_exposes_baselines() -> None:
-    assert {name for name, _ in STRATEGIES} == {"engine:defaults", "centralize", "cheapest-first", "round-robin"}
+    assert {name for name, _ in STRATEGIES} == {
+        "engine:defaults",
+        "centralize",
+        "central-region",
+        "cheapest-first",
+        "round-robin",
+    }
     assert simulation.RESTART_OVERHEAD > 0
 
 

@@ -104,6 +104,7 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
     return (
         table(headers, rows)
         + "\nBY KIND: placements on Databricks/Edge/GPUPool. LAT: expected latency of latency-class workloads (ms)."
+        "\nSLA: latency-class workloads whose expected latency met their target; one never started met none."
         "\nSPOT LOST: workloads sent back to the queue by spot reclaims; FAILOVER: by an unhealthy target."
         "\nWAITING: never started by the end; UNSCHED: placements no node could hold."
     )

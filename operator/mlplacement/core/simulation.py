@@ -29,6 +29,7 @@ from mlplacement.core.placement.engine import claim_amount, make_context, target
 from mlplacement.core.placement.filters import (
     SPOT_RESTART_HOURS,
     expected_latency_ms,
+    gpu_throughput,
     hourly_cost_usd,
     served_model,
     work_hours,
@@ -41,11 +42,19 @@ from mlplacement.core.snapshot import Snapshot, Target, snapshot_from_fleet
 # Share of the remaining run that is redone after a preemption or failover (work since the last checkpoint).
 RESTART_OVERHEAD = 0.1
 # Latency-class inference in a replay: requests a second when the workload declares none (its latency is then the
-# round trip alone, so the figure only weights runs by their length), the time a replica takes to load its model
-# after a start or a move (requests meanwhile wait, half of it on average), and the size of one response.
+# round trip alone, so the figure only weights runs by their length), and the size of one response.
 DEFAULT_REQUESTS_PER_SECOND = 1.0
-COLD_START_S = 30.0
 RESPONSE_KB = 4.0
+# A replica's cold start after a start or a move: the container starts, then pulls and loads its model (about
+# 2 Gbit/s from object storage to GPU memory). Requests meanwhile wait, half of it on average. Replicas do not scale
+# with load: an MLWorkload's Deployment has the replicas its spec names.
+COLD_START_BASE_S = 10.0
+COLD_START_S_PER_GB = 4.0
+
+
+def cold_start_s(request: PlacementRequest) -> float:
+    """Seconds before a started or moved inference workload answers: a base plus loading its model."""
+    return COLD_START_BASE_S + COLD_START_S_PER_GB * request.model_size_gb
 
 
 class Placement(NamedTuple):
@@ -140,6 +149,33 @@ def centralize_strategy() -> Strategy:
     return place
 
 
+def central_region_strategy() -> Strategy:
+    """Everything in one region, the fleet's with the most GPU-pool GPUs, as one central platform team would run
+    it: latency-class inference on the pool there whose GPUs serve it fastest, the rest on the cheapest. Nothing
+    goes to another region: a central cluster that is full queues."""
+
+    def place(requests: list[PlacementRequest], snapshot: Snapshot, running: Sequence[Running] = ()) -> Assignment:
+        pools = [t for t in snapshot.targets if t.kind is TargetKind.GPU_POOL]
+        by_region: dict[str, int] = {}
+        for pool in pools:
+            by_region[pool.region] = by_region.get(pool.region, 0) + pool.gpus_total
+        central = min(by_region, key=lambda region: (-by_region[region], region), default=None)
+        context = make_context(requests[0], PlacementPolicySpec(), snapshot) if requests else None
+
+        def choose(request: PlacementRequest, fitting: list[Target]) -> Target:
+            if request.latency_class is LatencyClass.BATCH or request.latency_target_ms is None or context is None:
+                return min(fitting, key=lambda t: (hourly_cost_usd(request, t), t.name))
+            return min(
+                fitting,
+                key=lambda t: (-gpu_throughput(target_product(t), context), hourly_cost_usd(request, t), t.name),
+            )
+
+        there = replace(snapshot, targets=tuple(t for t in pools if t.region == central))
+        return _greedy_baseline(choose)(requests, there, running)
+
+    return place
+
+
 def cheapest_first_strategy() -> Strategy:
     return _greedy_baseline(lambda request, fitting: min(fitting, key=lambda t: (hourly_cost_usd(request, t), t.name)))
 
@@ -183,6 +219,7 @@ class WorkloadRecord:
     finished: bool = False
     restarts: int = 0
     deadline_s: float | None = None  # seconds from the start of the replay
+    request_curve: tuple[float, ...] | None = None  # share of the peak rate by hour of the day (the trace's)
 
 
 @dataclass
@@ -289,6 +326,24 @@ class StrategyReport:
             "workConservingViolationCount": len(self.idle_violations),
             "neverStarted": [{"workload": key, "why": why} for key, why in self.never_started],
         }
+
+
+def _hours(
+    origin: datetime, begin: float, end: float, curve: Sequence[float] | None
+) -> Iterator[tuple[float, float, float]]:
+    """(from, to, share of the peak rate) over [begin, end] seconds of a replay starting at ``origin``: one span
+    without a curve, else one per hour of the day the span crosses."""
+    if curve is None:
+        if end > begin:
+            yield begin, end, 1.0
+        return
+    at = begin
+    while at < end:
+        moment = origin + timedelta(seconds=at)
+        into_hour = moment.minute * 60 + moment.second + moment.microsecond / 1e6
+        until = min(end, at + 3600 - into_hour)
+        yield at, until, curve[moment.hour]
+        at = until
 
 
 def _request_percentiles(parts: list[tuple[float, Served | float]]) -> dict[str, float] | None:
@@ -508,27 +563,37 @@ def simulate(
 
     def served(run: Run, at: float) -> None:
         """The requests a latency-class inference served from its start to ``at``: their latency (the model at its
-        target; the round trip alone without declared load), its cold start, and the responses' egress."""
+        target; the round trip alone without declared load), its cold start, and the responses' egress. With a
+        request curve, hour by hour at that hour's rate."""
         request = run.request
         if request.latency_class is LatencyClass.BATCH or request.latency_target_ms is None:
             return
-        seconds = max(0.0, at - run.started)
         snapshot = state.snapshot(run.started)
         context = make_context(request, judge, snapshot)
-        rate = request.requests_per_second or DEFAULT_REQUESTS_PER_SECOND
-        model = served_model(request, run.target, context)
-        warm = max(0.0, seconds - COLD_START_S)
-        cold = seconds - warm
-        latency: Served | float = model if model is not None else expected_latency_ms(request, run.target, context)
-        report.request_latency.append((rate * warm, latency))
-        if cold > 0:  # requests that arrive while the replica loads wait, on average, half the load time
-            baseline = model.mean_ms() if model is not None else float(latency)  # type: ignore[arg-type]
-            report.request_latency.append((rate * cold, baseline + COLD_START_S * 500))
+        peak = request.requests_per_second or DEFAULT_REQUESTS_PER_SECOND
+        curve = records[request.key].request_curve
+        warm_from = run.started + cold_start_s(request)
         sources = dict(request.requests_from) or {request.data_region or run.target.region: 1.0}
         share = sum(sources.values())
-        for region, weight in sources.items():
-            per_gb = snapshot.egress_usd_per_gb(run.target.region, region)
-            report.egress_responses_usd += rate * seconds * weight / share * RESPONSE_KB / 1e6 * per_gb
+        per_gb = {region: snapshot.egress_usd_per_gb(run.target.region, region) for region in sources}
+        models: dict[float, Served | float] = {}
+        for begin, end, factor in _hours(state.start, run.started, at, curve):
+            rate = peak * factor
+            if rate <= 0:
+                continue
+            if rate not in models:
+                declared = replace(request, requests_per_second=rate) if request.requests_per_second else request
+                model = served_model(declared, run.target, context)
+                models[rate] = model if model is not None else expected_latency_ms(declared, run.target, context)
+            latency = models[rate]
+            cold = max(0.0, min(end, warm_from) - begin)
+            report.request_latency.append((rate * (end - begin - cold), latency))
+            if cold > 0:
+                baseline = latency.mean_ms() if isinstance(latency, Served) else latency
+                report.request_latency.append((rate * cold, baseline + cold_start_s(request) * 500))
+            for region, weight in sources.items():
+                responses_gb = rate * (end - begin) * weight / share * RESPONSE_KB / 1e6
+                report.egress_responses_usd += responses_gb * per_gb[region]
 
     def interrupt(target_key: tuple[str, str], at: float) -> int:
         victims = sorted(k for k, r in running.items() if r.target.key == target_key)
@@ -692,6 +757,7 @@ def simulate(
                 namespace=request.key.partition("/")[0],
                 priority=request.priority,
                 deadline_s=(request.deadline - state.start).total_seconds() if request.deadline else None,
+                request_curve=tuple(event.request_curve) if event.request_curve else None,
             )
             queue[request.key] = request
         elif target_key is None:
@@ -746,6 +812,8 @@ def simulate(
             waited(records[key], (clock - records[key].arrived) / 60)
             (why,) = decide_many([request], {None: judge_by}, final, running=now_running())
             report.never_started.append((key.partition("#")[0], why.message))
+            if request.latency_class is not LatencyClass.BATCH and request.latency_target_ms is not None:
+                report.sla_total += 1  # a service that never ran met no one's target
     # Nothing runs and nothing arrives any more: a run with a deadline that has not finished never will.
     unfinished = [r for r in records.values() if r.deadline_s is not None and not r.finished]
     report.deadlines_judged += len(unfinished)
@@ -774,6 +842,7 @@ def strategies_for(
         *((f"engine:{name}", engine(policy)) for name, policy in policies),
         *((f"engine:{name}:per-hour", blind(policy)) for name, policy in policies if per_hour),
         ("centralize", centralize_strategy),
+        ("central-region", central_region_strategy),
         ("cheapest-first", cheapest_first_strategy),
         ("round-robin", round_robin_strategy),
     ]
