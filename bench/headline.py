@@ -83,6 +83,12 @@ def main() -> None:
         e99 = (engine["requestLatencyMs"] or {}).get("p99")
         c99 = (central["requestLatencyMs"] or {}).get("p99")
         print(f"  request p99 against {CENTRAL}: {p99_against(e99, c99)}")
+        at_target = [(s["strategy"], (s["requestLatencyAtTargetMs"] or {}).get("p99")) for s in (engine, central)]
+        if all(p99 is not None for _, p99 in at_target):
+            print(
+                "  the same requests' p99 without the network (their replicas' own tails, which placement changes "
+                "only by the GPUs it picks): " + ", ".join(f"{name} {ms(p99)} ms" for name, p99 in at_target)
+            )
         egress, central_egress = engine["egressTotalUSD"], central["egressTotalUSD"]
         verdict = "met" if egress < central_egress else "NOT met"
         print(f"  egress against {CENTRAL}: ${egress:.0f} vs ${central_egress:.0f} ({verdict})")

@@ -122,3 +122,13 @@ def test_central_region_keeps_everything_in_the_region_with_most_gpus_on_its_fas
     # ... and the service runs on the H100s there (2.5 times an A100: 20 ms of service become 8).
     models = [model for _, model in report.request_latency if isinstance(model, Served)]
     assert {model.queue.service_ms for model in models} == {8.0}
+
+
+def test_the_report_separates_the_replicas_own_tail_from_the_network() -> None:
+    """A service in eu-west-1 with a fifth of its callers in eu-central-1 (24 ms away): without the network its
+    requests' percentiles are lower, and the difference is at most the farthest round trip."""
+    callers = {"eu-west-1": 0.8, "eu-central-1": 0.2}
+    summary = replay(arrive(service(requestsFrom=callers))).summary()
+    served, alone = summary["requestLatencyMs"], summary["requestLatencyAtTargetMs"]
+    for q in ("p50", "p95", "p99"):
+        assert alone[q] < served[q] <= alone[q] + 24 + 8 + 0.1  # round trip plus the pool's serving overhead

@@ -189,7 +189,8 @@ class Intent(WireModel):
     reference_gpu_product: Annotated[str, Field(max_length=128)] = Field(
         default="NVIDIA-A100",
         description="The GPU product expectedGPUHours was measured on; for GPU inference, the product its replicas "
-        "were sized on (candidates are then compared per served replica: a slower GPU's replica serves less).",
+        "were sized on (without requestsPerSecond, candidates are then compared per served replica: a slower "
+        "GPU's replica serves less; with it, the queueing model judges the replicas and the bill is compared).",
     )
     deadline: AwareDatetime | None = Field(
         default=None, description="The run must finish by then (RFC 3339); needs expectedGPUHours."

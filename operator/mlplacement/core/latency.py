@@ -105,5 +105,9 @@ class Served:
     def mean_ms(self) -> float:
         return self.queue.mean_ms() + sum(w * self.round_trip_ms[r] for r, w in self.share.items())
 
+    def without_network(self) -> Served:
+        """The same queue with every caller next to it: the latency its replicas alone give."""
+        return Served(self.queue, dict.fromkeys(self.round_trip_ms, 0.0), self.share)
+
 
 __all__ = ["UNSTABLE_MS", "Queue", "Served"]

@@ -313,6 +313,13 @@ class StrategyReport:
             "strandedGPUHours": round(self.stranded_gpu_hours, 1),
             "strandedGPUsPeak": self.stranded_peak,
             "requestLatencyMs": _request_percentiles(self.request_latency),
+            # The same requests without the network in front: what their replicas alone give (placement changes
+            # this only by the GPUs it picks), so the rest of requestLatencyMs is the round trips.
+            "requestLatencyAtTargetMs": _request_percentiles(
+                [(weight, part.without_network() if isinstance(part, Served) else part) for weight, part in parts]
+            )
+            if (parts := self.request_latency) and any(isinstance(part, Served) for _, part in parts)
+            else None,
             "egressModelUSD": round(self.egress_model_usd, 2),
             "egressResponsesUSD": round(self.egress_responses_usd, 2),
             "egressTotalUSD": round(self.egress_usd + self.egress_model_usd + self.egress_responses_usd, 2),

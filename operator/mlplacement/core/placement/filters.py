@@ -156,8 +156,10 @@ def job_cost_usd(request: PlacementRequest, target: Target, context: Context) ->
 def served_replica_usd(request: PlacementRequest, target: Target, context: Context) -> float | None:
     """What one served replica costs an hour on ``target``: GPU inference sized on referenceGPUProduct
     serves ``speed`` replicas' worth of its load per replica on slower or faster GPUs, so the hourly price
-    is divided by the replicas served, not deployed. None for other work, and without GPUs."""
-    if request.type is not WorkloadType.INFERENCE or request.gpus <= 0:
+    is divided by the replicas served, not deployed. None for other work, without GPUs, and when the load is
+    declared: then the queueing model says what the deployed replicas serve (a faster GPU's shorter tail is
+    its latency score), and the bill is for the replicas deployed, whatever their speed."""
+    if request.type is not WorkloadType.INFERENCE or request.gpus <= 0 or request.requests_per_second is not None:
         return None
     speed = _relative_speed(request, target, context)
     return round(hourly_cost_usd(request, target) / (max(1, request.replicas) * speed), 4)
