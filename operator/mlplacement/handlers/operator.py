@@ -55,6 +55,9 @@ class EventsOnly(kopf.StatusDiffBaseStorage):
         return None
 
 
+LIST_CHUNK_SIZE = 500
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     shared = memo.shared  # handlers.runner: what outlives this (leader-only) part of the process
@@ -69,6 +72,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.queueing.worker_limit = config.worker_limit
     settings.queueing.idle_timeout = config.idle_timeout_seconds
     settings.batching.idle_timeout = config.idle_timeout_seconds
+    # A new leader lists what exists in pages: one LIST of 10,000 Jobs is a single response decoded at once, and
+    # that, not the objects kept afterwards, set its peak memory (bench/drain.py --restart).
+    settings.watching.chunk_size = LIST_CHUNK_SIZE
     # The runner lets the current round finish on SIGTERM; kopf must not kill the process meanwhile.
     settings.process.ultimate_exiting_timeout = config.shutdown_grace_seconds + 10
     memo.config, memo.cache, memo.cluster = config, shared.cache, shared.cluster
