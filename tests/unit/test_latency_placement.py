@@ -101,3 +101,18 @@ def test_the_replay_reports_request_weighted_latency_and_egress_by_kind() -> Non
         parts = summary["egressUSD"] + summary["egressModelUSD"] + summary["egressResponsesUSD"]
         assert abs(summary["egressTotalUSD"] - parts) < 0.05
     assert engine["egressTotalUSD"] < central["egressTotalUSD"]
+
+
+def test_tails_missed_on_several_targets_read_as_one_reason_with_the_best() -> None:
+    """Each target's predicted tail is its own number; in the one-line message they fold into one reason that
+    names the best of them (here the A100's: alone, its reason keeps its own number)."""
+    l4 = pool("l4", gpu_products=frozenset({"NVIDIA-L4"}), free=8)
+    a10g = pool("a10g", gpu_products=frozenset({"NVIDIA-A10G"}), free=8)
+    a100 = pool("a100", free=8)
+    strict = serve(requests_per_second=20.0, latency_target_ms=40.0)
+    (alone,) = decide_many([strict], {None: POLICY}, make_fleet(a100))
+    prefix, _, rest = alone.message.partition("1 predicted p99 ")
+    assert prefix == "0/1 targets fit: " and rest.endswith("ms > 40ms")
+    best = rest.removesuffix("ms > 40ms")
+    (decision,) = decide_many([strict], {None: POLICY}, make_fleet(l4, a10g, a100))
+    assert decision.message == f"0/3 targets fit: 3 predicted p99 > 40ms (best {best}ms)"

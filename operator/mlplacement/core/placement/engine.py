@@ -33,6 +33,7 @@ from mlplacement.core.placement.filters import (
     comparable_cost_usd,
     egress_usd,
     expected_latency_ms,
+    fold_tails,
     hourly_cost_usd,
     job_cost_usd,
     region_traits,
@@ -131,6 +132,7 @@ def _explain(fitting: int, total: int, rejections: Iterable[Rejection], chosen: 
     counts: Counter[str] = Counter()
     for rejection in rejections:
         counts[rejection.reason] += len(rejection.targets)
+    counts = fold_tails(counts)
     parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     head = f"{fitting}/{total} targets fit"
     if chosen is not None:

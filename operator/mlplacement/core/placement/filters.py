@@ -10,7 +10,9 @@ count: "3 lack free GPUs (need 4)". Identical reasons are grouped in the decisio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
@@ -83,6 +85,30 @@ def predicted_tail(request: PlacementRequest, target: Target, free: int, context
     if tail > request.latency_target_ms:
         return f"predicted p{request.latency_percentile} {tail:g}ms > {request.latency_target_ms:g}ms"
     return None
+
+
+_TAIL_REASON = re.compile(r"^predicted (p\d+) ([\d.e+]+)ms > ([\d.e+]+)ms$")
+
+
+def fold_tails(counts: Mapping[str, int]) -> Counter[str]:
+    """Rejection counts with predicted tails folded: each tail is its own reason per target ("predicted p99 102ms
+    > 95ms"), which read in a row as one line per target; several with one percentile and target read as one
+    ("4 predicted p99 > 95ms (best 98ms)"). Other reasons are kept as they are."""
+    folded: Counter[str] = Counter()
+    tails: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for reason, count in counts.items():
+        match = _TAIL_REASON.match(reason)
+        if match is None:
+            folded[reason] += count
+        else:
+            tails.setdefault((match[1], match[3]), []).append((float(match[2]), count))
+    for (percentile, target), seen in tails.items():
+        if len(seen) == 1:
+            folded[f"predicted {percentile} {seen[0][0]:g}ms > {target}ms"] += seen[0][1]
+        else:
+            best = min(tail for tail, _ in seen)
+            folded[f"predicted {percentile} > {target}ms (best {best:g}ms)"] += sum(count for _, count in seen)
+    return folded
 
 
 # Training throughput of one GPU relative to an A100, by family (first match in this order wins, so L40S is
