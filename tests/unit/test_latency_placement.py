@@ -112,7 +112,8 @@ def test_tails_missed_on_several_targets_read_as_one_reason_with_the_best() -> N
     strict = serve(requests_per_second=20.0, latency_target_ms=40.0)
     (alone,) = decide_many([strict], {None: POLICY}, make_fleet(a100))
     prefix, _, rest = alone.message.partition("1 predicted p99 ")
-    assert prefix == "0/1 targets fit: " and rest.endswith("ms > 40ms")
+    assert prefix == "0/1 targets fit: "
+    assert rest.endswith("ms > 40ms")
     best = rest.removesuffix("ms > 40ms")
     (decision,) = decide_many([strict], {None: POLICY}, make_fleet(l4, a10g, a100))
     assert decision.message == f"0/3 targets fit: 3 predicted p99 > 40ms (best {best}ms)"
