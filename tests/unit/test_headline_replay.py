@@ -14,10 +14,10 @@ from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.trace import Trace
 from mlplacement.core.latency import Served
 from mlplacement.core.simulation import (
-    _hours,
     central_region_strategy,
     cold_start_s,
     engine_strategy,
+    hour_spans,
     simulate,
 )
 from tests.builders import make_request, make_workload
@@ -76,11 +76,11 @@ CURVE = [hour / 100 for hour in range(24)]  # hour h's share is h/100: the share
     ],
 )
 def test_a_span_is_cut_at_each_hour_of_the_day(begin: float, end: float, spans: list[Any]) -> None:
-    assert list(_hours(START, begin, end, CURVE)) == [(b, e, CURVE[h]) for b, e, h in spans]
+    assert list(hour_spans(START, begin, end, CURVE)) == [(b, e, CURVE[h]) for b, e, h in spans]
 
 
 def test_without_a_curve_a_span_is_one_piece_at_the_peak() -> None:
-    assert list(_hours(START, 0, 7200, None)) == [(0, 7200, 1.0)]
+    assert list(hour_spans(START, 0, 7200, None)) == [(0, 7200, 1.0)]
 
 
 def test_a_day_curve_weights_requests_and_queueing_by_the_hour() -> None:

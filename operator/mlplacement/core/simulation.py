@@ -313,13 +313,7 @@ class StrategyReport:
             "strandedGPUHours": round(self.stranded_gpu_hours, 1),
             "strandedGPUsPeak": self.stranded_peak,
             "requestLatencyMs": _request_percentiles(self.request_latency),
-            # The same requests without the network in front: what their replicas alone give (placement changes
-            # this only by the GPUs it picks), so the rest of requestLatencyMs is the round trips.
-            "requestLatencyAtTargetMs": _request_percentiles(
-                [(weight, part.without_network() if isinstance(part, Served) else part) for weight, part in parts]
-            )
-            if (parts := self.request_latency) and any(isinstance(part, Served) for _, part in parts)
-            else None,
+            "requestLatencyAtTargetMs": _at_target_percentiles(self.request_latency),
             "egressModelUSD": round(self.egress_model_usd, 2),
             "egressResponsesUSD": round(self.egress_responses_usd, 2),
             "egressTotalUSD": round(self.egress_usd + self.egress_model_usd + self.egress_responses_usd, 2),
@@ -335,7 +329,7 @@ class StrategyReport:
         }
 
 
-def _hours(
+def hour_spans(
     origin: datetime, begin: float, end: float, curve: Sequence[float] | None
 ) -> Iterator[tuple[float, float, float]]:
     """(from, to, share of the peak rate) over [begin, end] seconds of a replay starting at ``origin``: one span
@@ -351,6 +345,15 @@ def _hours(
         until = min(end, at + 3600 - into_hour)
         yield at, until, curve[moment.hour]
         at = until
+
+
+def _at_target_percentiles(parts: list[tuple[float, Served | float]]) -> dict[str, float] | None:
+    """The same requests without the network in front: what their replicas alone give (placement changes this
+    only by the GPUs it picks), so the rest of the request percentiles is the round trips. None without load."""
+    if not any(isinstance(part, Served) for _, part in parts):
+        return None
+    alone = [(weight, part.without_network() if isinstance(part, Served) else part) for weight, part in parts]
+    return _request_percentiles(alone)
 
 
 def _request_percentiles(parts: list[tuple[float, Served | float]]) -> dict[str, float] | None:
@@ -584,7 +587,7 @@ def simulate(
         share = sum(sources.values())
         per_gb = {region: snapshot.egress_usd_per_gb(run.target.region, region) for region in sources}
         models: dict[float, Served | float] = {}
-        for begin, end, factor in _hours(state.start, run.started, at, curve):
+        for begin, end, factor in hour_spans(state.start, run.started, at, curve):
             rate = peak * factor
             if rate <= 0:
                 continue
