@@ -132,3 +132,12 @@ def test_the_report_separates_the_replicas_own_tail_from_the_network() -> None:
     served, alone = summary["requestLatencyMs"], summary["requestLatencyAtTargetMs"]
     for q in ("p50", "p95", "p99"):
         assert alone[q] < served[q] <= alone[q] + 24 + 8 + 0.1  # round trip plus the pool's serving overhead
+
+
+def test_a_baseline_that_leaves_work_waiting_where_a_target_fits_says_so() -> None:
+    """Central-region has no L4s: an L4 job waits there to the end, though eu-central-1's L4 pool is free; its
+    reason says a target fits and which (the engine's words), not that nothing does."""
+    job = make_workload("l4-job", resources={"gpus": 1, "gpuProduct": "NVIDIA-L4"}, targets={"allowed": ["GPUPool"]})
+    (never,) = replay(arrive(job), strategy=central_region_strategy()).summary()["neverStarted"]
+    assert never["workload"] == "team-a/l4-job"
+    assert never["why"].startswith("a target fits, this strategy did not use it: placed on GPUPool l4-ondemand-euc1")

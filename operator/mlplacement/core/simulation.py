@@ -821,7 +821,9 @@ def simulate(
         if records[key].first_start is None:
             waited(records[key], (clock - records[key].arrived) / 60)
             (why,) = decide_many([request], {None: judge_by}, final, running=now_running())
-            report.never_started.append((key.partition("#")[0], why.message))
+            # A target the engine would choose on what is left means the strategy, not the fleet, kept it waiting.
+            words = why.message if why.chosen is None else f"a target fits, this strategy did not use it: {why.message}"
+            report.never_started.append((key.partition("#")[0], words))
             if request.latency_class is not LatencyClass.BATCH and request.latency_target_ms is not None:
                 report.sla_total += 1  # a service that never ran met no one's target
     # Nothing runs and nothing arrives any more: a run with a deadline that has not finished never will.
