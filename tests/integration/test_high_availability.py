@@ -105,12 +105,15 @@ def test_killing_the_leader_at_random_points_loses_and_doubles_nothing(plane: Co
 
 def test_a_graceful_stop_hands_over_within_seconds(plane: ControlPlane) -> None:
     chief, identity = leader(plane), holder(plane)
+    said = chief.log_path.stat().st_size
     assert chief.terminate() == 0
-    started = time.monotonic()
+    # Released on the way out (holder emptied, in its own words), not left to expire: the standby needs no wait
+    # for it. Timing it told nothing here, where the test's leases last 4 s and a busy machine took 4.6 s.
+    with chief.log_path.open("rb") as log:
+        log.seek(said)
+        assert b"released the lease" in log.read()
     wait_until(lambda: holder(plane) not in ("", identity), 30, "the standby to take the released lease")
-    took = time.monotonic() - started
     chief.start()
-    assert took < 4  # under the lease duration: the Lease was released, not left to expire
     names = apply_workloads(plane, "handover", 10)
     wait_until(lambda: placed(plane, names), 60, "workloads placed by the new leader")
     assert_one_job_each(plane, names)
