@@ -50,24 +50,33 @@ def total_utility(assignment: Mapping[str, TargetKey], options: Options) -> floa
     return sum(options[workload][target].utility for workload, target in assignment.items())
 
 
+# One workload's options as plain tuples (target, utility, need): the pricing loop reads them hundreds of thousands
+# of times a batch, and attribute and dict lookups there were most of a contested round's time.
+Flat = Sequence[Sequence[tuple[TargetKey, float, int]]]
+
+
+def _flatten(order: Sequence[str], options: Options) -> list[list[tuple[TargetKey, float, int]]]:
+    return [[(target, option.utility, option.need) for target, option in options[w].items()] for w in order]
+
+
 def _priced_greedy(
-    order: Sequence[str], options: Options, capacity: Mapping[TargetKey, int], price: Mapping[TargetKey, float]
+    order: Sequence[str], flat: Flat, capacity: Mapping[TargetKey, int], price: Mapping[TargetKey, float]
 ) -> dict[str, TargetKey] | None:
     """Each workload in order takes its best target with room, by utility minus price; None if one is left out."""
-    used = dict.fromkeys(capacity, 0)
+    left = dict(capacity)
     assignment: dict[str, TargetKey] = {}
-    for workload in order:
+    for workload, choices in zip(order, flat, strict=True):
         best: TargetKey | None = None
-        best_value = 0.0
-        for target, option in options[workload].items():
-            if option.need <= capacity[target] - used[target]:
-                value = option.utility - price[target] * option.need
+        best_value, best_need = 0.0, 0
+        for target, utility, need in choices:
+            if need <= left[target]:
+                value = utility - price[target] * need
                 if best is None or value > best_value:
-                    best, best_value = target, value
+                    best, best_value, best_need = target, value, need
         if best is None:
             return None
         assignment[workload] = best
-        used[best] += options[workload][best].need
+        left[best] -= best_need
     return assignment
 
 
@@ -80,21 +89,28 @@ def _price(
     schedule: float,
 ) -> dict[str, TargetKey]:
     """The best feasible assignment the priced greedy finds while prices follow the dual subgradient."""
-    pairs = sum(len(options[w]) for w in order)
-    per_unit = sum(abs(o.utility) / max(o.need, 1) for w in order for o in options[w].values()) / max(pairs, 1)
+    flat = _flatten(order, options)
+    pairs = sum(len(choices) for choices in flat)
+    per_unit = sum(abs(utility) / max(need, 1) for choices in flat for _, utility, need in choices) / max(pairs, 1)
     best, best_total = start, total_utility(start, options)
     price = dict.fromkeys(capacity, 0.0)
     for round_number in range(rounds):
-        # Demand at current prices with capacity ignored: the subgradient of the Lagrangian dual.
+        # Demand at current prices with capacity ignored: the subgradient of the Lagrangian dual. The first of
+        # equal values wins, as max() would pick it.
         demand = dict.fromkeys(capacity, 0)
-        for workload in order:
-            choices = options[workload]
-            target = max(choices, key=lambda t: choices[t].utility - price[t] * choices[t].need)
-            demand[target] += choices[target].need
+        for choices in flat:
+            wanted: TargetKey | None = None
+            wanted_value, wanted_need = 0.0, 0
+            for target, utility, need in choices:
+                value = utility - price[target] * need
+                if wanted is None or value > wanted_value:
+                    wanted, wanted_value, wanted_need = target, value, need
+            if wanted is not None:
+                demand[wanted] += wanted_need
         step = schedule * per_unit / (1 + round_number) ** 0.5
         for target, room in capacity.items():
             price[target] = max(0.0, price[target] + step * (demand[target] - room) / max(room, 1))
-        candidate = _priced_greedy(order, options, capacity, price)
+        candidate = _priced_greedy(order, flat, capacity, price)
         if candidate is not None:
             candidate_total = total_utility(candidate, options)
             if candidate_total > best_total + MIN_GAIN:
