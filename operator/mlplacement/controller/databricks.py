@@ -20,15 +20,13 @@ from typing import Any
 from mlplacement.api.constants import ACTIVE_PHASES, ConditionType, Phase, Reason
 from mlplacement.api.databricks import DatabricksWorkspace, Workspace
 from mlplacement.api.errors import DatabricksUnavailableError, RunNotFoundError
-from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import Cluster, DatabricksJobs, EventSink
 from mlplacement.controller.state import FleetCache
 from mlplacement.core.databricks import RunState, lost_run_status, poll_delay, run_status, submit_payload
-from mlplacement.core.learned import learned_status, run_reference_gpu_hours
+from mlplacement.core.learned import after_run
 from mlplacement.core.placement import request_from_workload
-from mlplacement.core.placement.engine import make_context
 from mlplacement.core.snapshot import Target
 from mlplacement.core.status import set_condition, status_patch, timestamp
 
@@ -252,16 +250,10 @@ class DatabricksRuns:
         if state.started_at is None or state.ended_at is None:
             return None
         request = request_from_workload(tracked.workload)
-        context = make_context(request, PlacementPolicySpec(), self.cache.snapshot(self.clock()))
-        work = run_reference_gpu_hours(
-            state.started_at,
-            state.ended_at,
-            request.gpus_needed,
-            request.gpu_product,  # Databricks picks its node types: the product the workload names, if any
-            request.reference_gpu_product,
-            context,
+        # Databricks picks its node types: the product the workload names, if any.
+        return after_run(
+            status, request, state.started_at, state.ended_at, request.gpu_product, self.cache.snapshot(self.clock())
         )
-        return None if work is None else learned_status(status, work)
 
     # --- delete ---
 

@@ -60,10 +60,10 @@ from mlplacement.core.audit import audit_record
 from mlplacement.core.counterfactual import counterfactuals
 from mlplacement.core.counterfactual import summary as would_fit_summary
 from mlplacement.core.kinds import KINDS
-from mlplacement.core.learned import job_times, learned_status, run_reference_gpu_hours
+from mlplacement.core.learned import after_run, job_times
 from mlplacement.core.ledger import workload_uid
 from mlplacement.core.placement import Decision, PlacementRequest, request_from_workload
-from mlplacement.core.placement.engine import make_context, target_product
+from mlplacement.core.placement.engine import target_product
 from mlplacement.core.reconcile import (
     Admitted,
     PolicyCheck,
@@ -1073,15 +1073,7 @@ class WorkloadController:
         kind, _, name = where.partition("/")
         target = next((t for t in snapshot.targets if t.key == (kind, name)), None)
         product = workload.spec.resources.gpu_product or (target_product(target) if target is not None else None)
-        request = request_from_workload(workload)
-        work = run_reference_gpu_hours(
-            *times,
-            request.gpus_needed,
-            product,
-            request.reference_gpu_product,
-            make_context(request, PlacementPolicySpec(), snapshot),
-        )
-        return None if work is None else learned_status(status, work)
+        return after_run(status, request_from_workload(workload), *times, product, snapshot)
 
     def on_home_child(self, child: Obj, deleted: bool) -> None:
         """A child on this cluster, seen on the watch: the capacity ledger follows it (and is rebuilt from it)."""

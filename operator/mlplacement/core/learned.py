@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from mlplacement.api.policy import PlacementPolicySpec
 from mlplacement.api.workload import LEARNED_RUNS
 from mlplacement.core.placement import PlacementRequest
+from mlplacement.core.placement.engine import make_context
 from mlplacement.core.placement.filters import Context, gpu_throughput
+from mlplacement.core.snapshot import Snapshot
 
 
 def learned_runs(status: Mapping[str, Any] | None) -> list[float]:
@@ -49,6 +52,23 @@ def learned_status(status: Mapping[str, Any] | None, reference_gpu_hours: float)
     return {"referenceGPUHours": [*learned_runs(status), reference_gpu_hours][-LEARNED_RUNS:]}
 
 
+def after_run(
+    status: Mapping[str, Any] | None,
+    request: PlacementRequest,
+    started: datetime,
+    finished: datetime,
+    product: str | None,
+    snapshot: Snapshot,
+) -> dict[str, Any] | None:
+    """status.learned with one more finished run of ``request`` on GPUs of ``product`` (the snapshot's signals
+    may override their speed); None when its times make no sense. What Jobs, edge copies and Databricks runs share."""
+    context = make_context(request, PlacementPolicySpec(), snapshot)
+    work = run_reference_gpu_hours(
+        started, finished, request.gpus_needed, product, request.reference_gpu_product, context
+    )
+    return None if work is None else learned_status(status, work)
+
+
 def job_times(job: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
     """(startTime, completionTime) of a finished Job, as the Job controller recorded them."""
     state = job.get("status") or {}
@@ -60,4 +80,11 @@ def job_times(job: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
     return started, finished
 
 
-__all__ = ["job_times", "learned_runs", "learned_status", "run_reference_gpu_hours", "with_learned_runtime"]
+__all__ = [
+    "after_run",
+    "job_times",
+    "learned_runs",
+    "learned_status",
+    "run_reference_gpu_hours",
+    "with_learned_runtime",
+]
