@@ -158,7 +158,9 @@ def restart(controller: WorkloadController, **policy: Any) -> tuple[WorkloadCont
     """A new process over the same cluster: nothing in memory, the caches not synced yet."""
     cluster: CountingCluster = controller.cluster  # type: ignore[assignment]
     cache = FleetCache(config=controller.config)
-    cache.keyring, cache.nodes = controller.cache.keyring, controller.cache.nodes
+    cache.keyring = controller.cache.keyring
+    for node in controller.cache.nodes.values():
+        cache.on_node(node, deleted=False)
     written: dict[str, Any] = {}
     for _, patch in cluster.policy_patches:  # the policy comes back from the watch with the status written
         written.update(patch)
@@ -215,14 +217,14 @@ def test_a_new_leader_places_new_work_before_admitting_every_settled_workload_ag
     restarted, sync = restart(controller, **policy)
     new = signed(workload("after-restart", gpus=1))
     admitted_at_first_round: list[int] = []
-    place_round = restarted.place_round
+    start_round = restarted.start_round
 
     async def counting_round() -> Any:
         if not admitted_at_first_round:
             admitted_at_first_round.append(sum(restarted.records.index.policies.values()))
-        return await place_round()
+        return await start_round()
 
-    restarted.place_round = counting_round  # type: ignore[method-assign]
+    restarted.start_round = counting_round  # type: ignore[method-assign]
 
     async def scenario() -> None:
         await deliver_everything(restarted, sync, [new])

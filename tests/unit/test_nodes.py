@@ -334,3 +334,96 @@ def test_the_operator_cache_sums_every_pods_cpu_and_memory_per_node() -> None:
     cache.on_pod({**first, "status": {"phase": "Succeeded"}}, deleted=False)  # finished: holds nothing now
     cache.on_pod(second, deleted=True)
     assert cache.cpu_memory_used == {}
+
+
+# --- the operator's pools, kept as nodes and pods change, against the same pools built from scratch ---
+
+NODE_NAMES = ("n0", "n1")
+MOSTLY_NOT = st.sampled_from((False, False, False, True))  # a rare case, so the common one is common
+node_events = st.builds(
+    lambda name, pool, gpus, ready, cordoned, spot, rack, deleted: (
+        "node",
+        {
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "mlplacement.io/pool": pool,
+                    "topology.kubernetes.io/region": "eu-west-1",
+                    "nvidia.com/gpu.product": "NVIDIA-A100",
+                    "rack": rack,
+                    **({"karpenter.sh/capacity-type": "spot"} if spot else {}),
+                },
+            },
+            "spec": {"unschedulable": cordoned},
+            "status": {
+                "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi"},
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            },
+        },
+        deleted,
+    ),
+    st.sampled_from(NODE_NAMES),
+    st.sampled_from(("a100", "h100")),
+    st.integers(0, 8),
+    MOSTLY_NOT.map(lambda down: not down),
+    MOSTLY_NOT,
+    st.booleans(),
+    st.sampled_from(("r1", "r2")),
+    MOSTLY_NOT,
+)
+pod_events = st.builds(
+    lambda name, node, gpus, cpu, phase, placeholder, deleted: (
+        "pod",
+        {
+            "metadata": {
+                "name": name,
+                "namespace": "team",
+                "labels": {"mlplacement.io/placeholder-for": "x"} if placeholder else {},
+            },
+            "spec": {
+                "nodeName": node,
+                "containers": [{"resources": {"requests": {"nvidia.com/gpu": gpus, **cpu}}}],
+            },
+            "status": {"phase": phase},
+        },
+        deleted,
+    ),
+    st.sampled_from(("p0", "p1", "p2", "p3", "p4")),
+    st.sampled_from((*NODE_NAMES, None)),
+    st.integers(0, 4),
+    st.sampled_from(({}, {"cpu": "1", "memory": "1Gi"})),
+    st.sampled_from(("Pending", "Running", "Running", "Succeeded", "Failed")),
+    MOSTLY_NOT,
+    MOSTLY_NOT,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.one_of(node_events, pod_events), max_size=30),
+    topology=st.sampled_from(((), ("rack",))),
+)
+def test_pools_kept_as_nodes_and_pods_change_equal_pools_built_from_scratch(
+    events: list[tuple[str, dict[str, Any], bool]], topology: tuple[str, ...]
+) -> None:
+    from mlplacement.config import OperatorConfig
+    from mlplacement.controller.state import FleetCache
+    from mlplacement.core.snapshot import gpu_pools_from_nodes
+
+    cache = FleetCache(config=OperatorConfig())
+    for kind, obj, deleted in events:
+        if kind == "node":
+            cache.on_node(obj, deleted=deleted)
+        else:
+            cache.on_pod(obj, deleted=deleted)
+        kept = cache.gpu_pools(None, topology)
+        assert cache.gpu_pools(None, topology) is kept  # nothing changed since: not built again
+        scratch = gpu_pools_from_nodes(
+            cache.nodes.values(),
+            cache.gpu_pods.values(),
+            None,
+            cache.config.pool_label_keys,
+            topology,
+            cache.cpu_memory_used,
+        )
+        assert kept == scratch

@@ -364,3 +364,71 @@ def test_an_idle_round_admits_nothing_and_decides_nothing() -> None:
     world.admissions = 0
     plan = world.plan(at=1000.0)
     assert (plan.moves, plan.routed, plan.decisions, world.admissions) == ([], [], [], 0)
+
+
+# --- overlapping plans: what may still be written while the next round is planned ---
+
+
+def _new_work_on_a_pool(world: World) -> None:
+    world.queue(world.workload("one"))
+    world.queue(world.workload("two"))
+
+
+def _a_run_on_a_workspace(world: World) -> None:
+    task = {"notebook_task": {"notebook_path": "/Repos/x/train"}}
+    world.queue(world.workload("one", type="Training", targets={"allowed": ["Databricks"]}, databricks={"task": task}))
+
+
+def _a_placed_workload_moved_by_its_rules(world: World) -> None:
+    world.queue(world.workload("job", on=("GPUPool", "a100")))
+
+
+def _a_failover(world: World) -> None:
+    world.workload("job", on=("GPUPool", "dead"))
+
+
+@pytest.mark.parametrize(
+    ("setup", "policy", "overlaps"),
+    [
+        pytest.param(_new_work_on_a_pool, {}, True, id="new work on a pool, one of it waiting: overlaps"),
+        pytest.param(
+            _a_run_on_a_workspace, {}, False, id="a Databricks run lands first (its slot is not in the ledger)"
+        ),
+        pytest.param(
+            _a_placed_workload_moved_by_its_rules,
+            {"residency": {"allowedRegions": ["us-east-1"]}},
+            False,
+            id="a placed workload its rules move lands first",
+        ),
+        pytest.param(_a_failover, {}, False, id="a failover lands first"),
+    ],
+)
+def test_which_plans_may_still_be_written_while_the_next_round_is_planned(
+    setup: Any, policy: dict[str, Any], overlaps: bool
+) -> None:
+    world = World(
+        pool("a100", free=1),
+        pool("dead", healthy=False),
+        pool("use1", region="us-east-1"),
+        workspace("dbx"),
+        **policy,
+    )
+    setup(world)
+    world.plan(at=0.0)  # a failover's grace runs from the round that first saw its target dead
+    plan = world.plan(at=GRACE)
+    assert plan.decisions
+    assert plan.overlaps(world.records) is overlaps
+
+
+def test_workloads_whose_decision_is_being_written_are_left_alone() -> None:
+    world = World(pool("a100"), pool("spare"))
+    world.queue(world.workload("new"))
+    stuck = world.workload("stuck", on=("GPUPool", "a100"))
+    stuck.unschedulable_since = 0.0
+    world.queue(stuck)
+    flying = frozenset({"team-a/new", "team-a/stuck"})
+    unschedulable = {"uid-stuck": ("a100", "0/3 nodes are available")}
+    plan = world.plan(at=GRACE, in_flight=flying, unschedulable=unschedulable)
+    assert (plan.decisions, plan.routed, plan.moves) == ([], [], [])
+    assert plan.stuck_since == {}  # its clock is neither started again nor stopped
+    assert decided(world.plan(at=GRACE)) == {"team-a/new": "a100"}  # landed: decided like any other

@@ -39,6 +39,8 @@ class PoolRuntime:
         self.writes = writes
         # Asked once a write slot is ours: a namespace that refused a child a moment ago refuses this one too.
         self.held_back = held_back
+        # Workload uid -> (target, children) built by reserve, written by the run that follows it.
+        self._built: dict[str, tuple[tuple[str, str], list[dict[str, Any]]]] = {}
 
     def adopt(self, key: str, obj: Obj, workload: MLWorkload, status: Obj) -> bool:
         return False  # the child watch says what exists: a missing child is applied again
@@ -49,15 +51,26 @@ class PoolRuntime:
     def unhealthy(self, name: str, seconds: float) -> str:
         return f"{self.kind.value} {name} has had no ready node for {seconds:.0f}s"
 
-    async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
+    def reserve(self, obj: Obj, workload: MLWorkload, target: Target) -> None:
+        """Commit ``target``'s capacity to the workload now, before its children are written: a round planned
+        while they are (an overlapping plan) must not count it free. Released if the write fails."""
+        children = self._children(obj, workload, target)
+        self._built[workload.metadata.uid or ""] = (target.key, children)
+        self.cache.ledger.commit(workload.metadata.uid or "", child_commitment(children[0]))
+
+    def _children(self, obj: Obj, workload: MLWorkload, target: Target) -> list[dict[str, Any]]:
         generation = (obj.get("metadata") or {}).get("generation")
-        children = build_children(
+        return build_children(
             obj,
             workload.spec,
             target,
             pool_label_key=self.pool_label_key(target.name),
             extra_annotations=revision_annotations(generation, target),
         )
+
+    async def run(self, key: str, obj: Obj, workload: MLWorkload, target: Target, status: Obj) -> None:
+        built = self._built.pop(workload.metadata.uid or "", None)
+        children = built[1] if built is not None and built[0] == target.key else self._children(obj, workload, target)
         async with self.writes:
             refusal = self.held_back(str((obj.get("metadata") or {}).get("namespace") or ""))
             if refusal is not None:

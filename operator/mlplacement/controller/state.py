@@ -20,11 +20,17 @@ from mlplacement.core.reconcile import admission_view
 from mlplacement.core.snapshot import (
     INTERRUPTION_TAINTS,
     TERMINAL_POD_PHASES,
+    NodeFacts,
     Snapshot,
+    Target,
     build_snapshot,
+    gpu_pools_from_facts,
+    node_facts,
     node_interruption,
     pod_cpu_memory_requests,
     pod_gpu_requests,
+    pod_gpu_share,
+    signals_from_configmap,
 )
 
 Obj = Mapping[str, Any]
@@ -142,6 +148,12 @@ class FleetCache:
     # pod's CPU and memory as well as its GPUs.
     pod_cpu_memory: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     cpu_memory_used: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Node name -> what placement reads of it, parsed once per Node change; GPUs its pods take, summed as pods
+    # change. A round builds pools from these, and not at all while no node, pod or signal changed (_pools).
+    node_facts: dict[str, NodeFacts] = field(default_factory=dict)
+    gpus_used: dict[str, int] = field(default_factory=dict)
+    _pools_version: int = 0
+    _pools: tuple[tuple[Any, ...], list[Target]] | None = None
     # Namespace -> its labels: team quotas may select namespaces by label.
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -159,6 +171,14 @@ class FleetCache:
 
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)
+        name = object_key(node)
+        facts = None if deleted else node_facts(self.nodes[name], self.config.pool_label_keys)
+        if facts != self.node_facts.get(name):
+            if facts is None:
+                del self.node_facts[name]
+            else:
+                self.node_facts[name] = facts
+            self._pools_version += 1
 
     def on_pod(self, pod: Obj, deleted: bool) -> bool:
         """Any pod: those placement tracks (GPU requests or ours) are kept, every bound one counts on its node's
@@ -170,6 +190,7 @@ class FleetCache:
             before = self.gpu_pods.get(key)
             self._store(self.gpu_pods, pod, deleted or terminal or not tracked, _slim_pod)
             after = self.gpu_pods.get(key)
+            self._use_gpus(pod_gpu_share(before) if before else None, pod_gpu_share(after) if after else None)
             self._bind(pod_bound_gpus(before) if before else None, pod_bound_gpus(after) if after else None)
         return self._count_cpu_memory(key, pod, deleted or terminal) or tracked or deleted
 
@@ -197,6 +218,33 @@ class FleetCache:
                 self.bound_by_workload.pop(uid, None)
             self.ledger.set_bound(uid, total)
 
+    def _use_gpus(self, before: tuple[str, int] | None, after: tuple[str, int] | None) -> None:
+        """A pod's share of its node's GPUs changed from ``before`` to ``after`` ((node, GPUs) or None)."""
+        if before == after:
+            return
+        for share, sign in ((before, -1), (after, 1)):
+            if share is not None:
+                total = self.gpus_used.get(share[0], 0) + sign * share[1]
+                if total:
+                    self.gpus_used[share[0]] = total
+                else:
+                    self.gpus_used.pop(share[0], None)
+        self._pools_version += 1
+
+    def gpu_pools(self, signals_configmap: Obj | None, topology_labels: tuple[str, ...]) -> list[Target]:
+        """The GPU pools as the nodes, their pods and the signals say now; built again only after a change."""
+        key = (self._pools_version, topology_labels)
+        memo = self._pools
+        if memo is not None and memo[0][:2] == key and memo[0][2] is signals_configmap:
+            return memo[1]
+        signals, _problem = signals_from_configmap(signals_configmap)
+        pools = gpu_pools_from_facts(
+            self.node_facts.values(), self.gpus_used, signals, topology_labels, self.cpu_memory_used
+        )
+        # The ConfigMap is held by the memo: its identity says the signals did not change.
+        self._pools = ((*key, signals_configmap), pools)
+        return pools
+
     def _count_cpu_memory(self, key: str, pod: Obj, gone: bool) -> bool:
         """Keep what every bound pod requests of its node's CPU and memory, summed per node (the pods themselves
         are not kept: most hold no GPU). True when a node's sums changed."""
@@ -217,6 +265,7 @@ class FleetCache:
             self.pod_cpu_memory[key] = now
             used = self.cpu_memory_used.get(node, (0, 0))
             self.cpu_memory_used[node] = (used[0] + cpu, used[1] + memory)
+        self._pools_version += 1
         return True
 
     def on_child(self, child: Obj, deleted: bool) -> None:
@@ -324,17 +373,13 @@ class FleetCache:
         reserved, reserved_pods = self.ledger.outstanding_pods()
         return build_snapshot(
             now=now,
-            nodes=self.nodes.values(),
-            pods=self.gpu_pods.values(),
+            pools=self.gpu_pools(self.signals_configmap, tuple(sorted(self.topology_labels()))),
             edge_clusters=[
                 {**obj, "status": self.edge_live[name]} if name in self.edge_live else obj
                 for name, obj in self.edge_clusters.items()
             ],
             databricks_workspaces=self.workspaces.values(),
             signals_configmap=self.signals_configmap,
-            pool_label_keys=self.config.pool_label_keys,
-            topology_labels=self.topology_labels(),
-            cpu_memory_used=self.cpu_memory_used,
             reserved=reserved,
             reserved_pods=reserved_pods,
             active_runs=active_runs,

@@ -110,6 +110,17 @@ READMIT_CHUNK = 1000
 # Waiting workloads a round works out what would make them fit for (each a few engine calls; only those whose
 # status is written anyway). The rest say it the next time their message changes.
 WOULD_FIT_PER_ROUND = 20
+# Plans written in the background at once (RoundPlan.overlaps): one being written while the next is planned and
+# started. A round that would start a third waits for the oldest to land, so a backlog cannot pile up writes.
+PLANS_IN_FLIGHT = 2
+
+
+@dataclasses.dataclass
+class _Hints:
+    """What one plan's waiting workloads are told would make them fit: a budget, and what runs, walked once."""
+
+    budget: int = WOULD_FIT_PER_ROUND
+    running: list[Running] | None = None
 
 
 def _settled(record: WorkloadRecord) -> bool:
@@ -121,6 +132,10 @@ def _settled(record: WorkloadRecord) -> bool:
         and status.get("observedGeneration") == record.generation
         and status.get("phase") in (*ACTIVE_PHASES, *FINISHED_PHASES)
     )
+
+
+def _generation(obj: Obj) -> Any:
+    return (obj.get("metadata") or {}).get("generation")
 
 
 def _admission_inputs(obj: Obj) -> tuple[Any, ...]:
@@ -167,8 +182,10 @@ class WorkloadController:
         # Some queued workload has been tried (and waits): capacity news wakes the loop for it. Set by a backoff,
         # recounted after each round.
         self._backed_off = False
-        self._would_fit_budget = WOULD_FIT_PER_ROUND
-        self._round_running: list[Running] | None = None  # what holds capacity, as the round's hints read it
+        # Plans still being written (RoundPlan.overlaps), and their workloads: key -> what it holds once its
+        # status lands (None: it waits). Quotas count those; preemption never picks them; no round decides them.
+        self._applying: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, Running | None] = {}
         self._last_snapshot: Snapshot | None = None  # the last round's: what a finished run is judged against
         self.memory = RoundMemory()  # what one round leaves the next (core.round)
         self.prewarmer = Prewarmer(cluster, events, self.metrics)
@@ -489,6 +506,15 @@ class WorkloadController:
         settled = [] if self._counts_running() else [k for k, r in self.records.items() if _settled(r)]
         skip = set(settled)
         await self.readmit([key for key in self.records if key not in skip])
+        try:
+            await self._loop(settled)
+            await self.landed()
+        finally:  # cancelled (the lease is lost): nothing of this leader's may still be writing
+            for task in list(self._applying):
+                task.cancel()
+        self._round_done.set()
+
+    async def _loop(self, settled: list[str]) -> None:
         while not self._stopping:
             if not settled:
                 with contextlib.suppress(TimeoutError):
@@ -499,7 +525,7 @@ class WorkloadController:
             # Each step fails on its own: a broken edge or workspace must never stop placement everywhere.
             steps = [
                 *([self.edges.probe_due] if self.edges is not None else []),  # first: rounds see fresh health
-                self.place_round,
+                self.start_round,
                 *([self.databricks.poll_due, self.databricks.probe_due] if self.databricks is not None else []),
             ]
             for step in steps:
@@ -511,7 +537,6 @@ class WorkloadController:
                 chunk, settled = settled[:READMIT_CHUNK], settled[READMIT_CHUNK:]
                 await self.readmit(chunk)
             self.last_round_at = self.monotonic()
-        self._round_done.set()
 
     def _counts_running(self) -> bool:
         """Some policy has team quotas or preemption: what runs must be known before anything is decided."""
@@ -544,12 +569,22 @@ class WorkloadController:
     async def place_round(self) -> list[Decision]:
         """One round: admissions that are due, evictions whose grace is over, then one plan (core.round.plan_round)
         over the records and one snapshot, applied here. Only admission, eviction and the plan's application talk
-        to the cluster; planning decides everything on the snapshot alone.
+        to the cluster; planning decides everything on the snapshot alone. Returns once the plan is written.
 
         Nothing at all before the caches have synced: an empty cache is no evidence of anything.
         """
+        decisions = await self.start_round()
+        await self.landed()
+        return decisions
+
+    async def start_round(self) -> list[Decision]:
+        """place_round, except that a plan that only starts new work on GPU pools (RoundPlan.overlaps) is written
+        in the background: the next round is planned meanwhile, with that capacity committed and those workloads
+        left alone, so a workload created during a round's writes waits for a plan, not for the writes."""
         if not self.sync.ready:
             return []
+        if len(self._applying) >= PLANS_IN_FLIGHT:
+            await asyncio.wait(self._applying, return_when=asyncio.FIRST_COMPLETED)
         now = self.clock()
         await self.sync_policies()
         if not self.records:
@@ -572,6 +607,7 @@ class WorkloadController:
             blocked={namespace: failure for namespace, (_, failure) in self.blocked_namespaces.items()},
             namespace_labels=self.cache.namespace_labels,
             max_batch=self.config.max_batch,
+            in_flight=frozenset(self._in_flight),
         )
         plan = plan_round(
             self.records,
@@ -586,6 +622,9 @@ class WorkloadController:
         )
         self.memory = plan.memory
         planning = time.perf_counter() - started
+        overlaps = plan.overlaps(self.records)
+        if not overlaps:
+            await self.landed()  # what earlier plans started is written before this one moves or stops anything
         await self._apply_moves(plan)
         recurring = {r.key: r.status for r in self.records.keyed(sorted(self.records.index.recurring))}
         if recurring or self.prewarmer.held:
@@ -603,16 +642,63 @@ class WorkloadController:
         self.metrics.target_health({t.key: t.healthy for t in snapshot.targets})
         if not plan.routed and not plan.blocked:
             return []
-        await self._apply_placement(plan, snapshot, now)
         if plan.more:  # a backlog larger than one batch: the next round now, not an interval later
             self.wakeup.set()
+        if overlaps:
+            self._hold_in_flight(plan, snapshot, now)
+            task = asyncio.create_task(self._write_plan(plan, snapshot, now, started, planning))
+            self._applying.add(task)
+            task.add_done_callback(self._applying.discard)
+        else:
+            await self._apply_placement(plan, snapshot, now)
+            self._round_written(plan, snapshot, started, planning)
+        return [decision for _, decision in plan.decisions]
+
+    def _hold_in_flight(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
+        """Before the first write of an overlapping plan: its GPUs are committed in the ledger and its workloads
+        marked in flight, so a round planned meanwhile neither counts that capacity free nor decides them again."""
+        products = {t.key: target_product(t) for t in snapshot.targets}
+        for entry, decision in plan.decisions:
+            key = entry.admitted.request.key
+            held: Running | None = None
+            if decision.chosen is not None:
+                try:
+                    self.pool.reserve(entry.obj, entry.admitted.workload, decision.chosen.target)
+                except Exception:  # nothing to hold: the write fails the same way and says so in its status
+                    log.debug("could not build the children of %s to reserve their capacity", key, exc_info=True)
+                status = decision_status(entry.admitted, decision, self.records[key].status, now)
+                found = running_from(entry.admitted.workload, status, products)
+                held = dataclasses.replace(found, preemptible=False) if found is not None else None
+            self._in_flight[key] = held
+
+    async def _write_plan(
+        self, plan: RoundPlan, snapshot: Snapshot, now: datetime, started: float, planning: float
+    ) -> None:
+        """An overlapping plan, written in the background; its workloads are no longer in flight once it lands."""
+        keys = [entry.admitted.request.key for entry, _ in plan.decisions]
+        try:
+            await self._apply_placement(plan, snapshot, now)
+            self._round_written(plan, snapshot, started, planning)
+        except Exception:
+            log.exception("writing a placement round failed; the next round tries again")
+        finally:
+            for key in keys:
+                self._in_flight.pop(key, None)
+        # A workload that changed while its decision was being written is queued again: decide it now.
+        if any((record := self.records.get(key)) is not None and record.queued is not None for key in keys):
+            self.wakeup.set()
+
+    async def landed(self) -> None:
+        """Every plan still being written in the background has landed."""
+        while self._applying:
+            await asyncio.wait(self._applying)
+
+    def _round_written(self, plan: RoundPlan, snapshot: Snapshot, started: float, planning: float) -> None:
         self.metrics.workloads_by_phase(self.phase_counts())
         if plan.scarce:
             self._quota_metrics(plan.policies, snapshot)
         self._backed_off = any(q.attempts for q in self.records.queued().values())  # recount
-        decisions = [decision for _, decision in plan.decisions]
-        self.metrics.round_finished(time.perf_counter() - started, len(decisions), planning)
-        return decisions
+        self.metrics.round_finished(time.perf_counter() - started, len(plan.decisions), planning)
 
     async def _apply_moves(self, plan: RoundPlan) -> None:
         """The plan's moves: clocks, checkpoint requests, freed claims, Events and audit, then the queue entries."""
@@ -658,7 +744,7 @@ class WorkloadController:
     async def _apply_placement(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
         """The plan's routes and decisions: compliance news, stops, preemption victims first (so their status
         says who displaced them), then children and status, with bounded concurrency."""
-        self._would_fit_budget, self._round_running = WOULD_FIT_PER_ROUND, None
+        hints = _Hints()
         for routed in plan.routed:
             if routed.violation:
                 self._violation(routed)
@@ -668,7 +754,7 @@ class WorkloadController:
             for victim in decision.preempts:
                 await self._preempt(victim, decision, plan.policies, now)
         await asyncio.gather(
-            *(self._act(entry, decision, snapshot, now) for entry, decision in plan.decisions),
+            *(self._act(entry, decision, snapshot, now, hints) for entry, decision in plan.decisions),
             *(self._reapply(routed.entry, snapshot) for routed in plan.route(Route.STAY)),
             *(self._apply_failed(entry, "its namespace", failure, tried=False) for entry, failure in plan.blocked),
         )
@@ -715,8 +801,10 @@ class WorkloadController:
         """Every workload that holds capacity now, as quotas count and preemption may stop it. Built from the
         statuses the operator wrote and cached per (target, generation), so a round parses no model twice."""
         products = {t.key: target_product(t) for t in snapshot.targets}
-        found: list[Running] = []
+        found = [held for key, held in self._in_flight.items() if held is not None and key not in exclude]
         for key, record in self.records.items():
+            if key in self._in_flight:
+                continue
             status = record.status
             target = record.target
             if not target or status.get("phase") not in ACTIVE_PHASES or record.eviction is not None or key in exclude:
@@ -897,7 +985,7 @@ class WorkloadController:
             desired["conditions"] = compliance
         await self._write_status(item.obj, desired)
 
-    async def _act(self, item: Queued, decision: Decision, snapshot: Snapshot, now: datetime) -> None:
+    async def _act(self, item: Queued, decision: Decision, snapshot: Snapshot, now: datetime, hints: _Hints) -> None:
         key = object_key(item.obj)
         record = self.records[key]
         status = decision_status(item.admitted, decision, record.status, now)
@@ -938,7 +1026,8 @@ class WorkloadController:
             except Exception as exc:
                 await self._apply_failed(item, f"{target.kind.value} {target.name}", exc)
                 return
-            record.queued = None
+            if record.queued is not None and _generation(record.queued.obj) == _generation(item.obj):
+                record.queued = None  # this generation is placed; a newer one that came meanwhile stays queued
             namespace, name = key.split("/", 1)
             self.metrics.hourly_cost(namespace, name, decision.chosen.hourly_cost_usd)
             before = record.target or {}
@@ -964,11 +1053,11 @@ class WorkloadController:
             return  # still waiting for the same reason: nothing new to write or announce
         # Written anyway: say what would make it fit now (a bounded number of engine calls, a bounded number of
         # workloads a round).
-        if self._would_fit_budget > 0:
-            self._would_fit_budget -= 1
-            if self._round_running is None:  # walked once a round, however many workloads are explained
-                self._round_running = self.running(snapshot)
-            found = counterfactuals(decision.request, item.admitted.policy, snapshot, self._round_running, decision)
+        if hints.budget > 0:
+            hints.budget -= 1
+            if hints.running is None:  # walked once a round, however many workloads are explained
+                hints.running = self.running(snapshot)
+            found = counterfactuals(decision.request, item.admitted.policy, snapshot, hints.running, decision)
             if found:
                 status = with_would_fit(status, would_fit_summary(found), decision.reason.value)
         severity = "Normal" if decision.reason is Reason.WAITING_FOR_CAPACITY else "Warning"

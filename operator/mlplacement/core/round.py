@@ -13,6 +13,10 @@ the Runtimes and writes status; it decides nothing. Like Kueue's scheduler, in n
    allow its target stays (brought to its revision); one they no longer allow moves, stops or is warned about,
    as its policy's enforcement says.
 4. Decide the rest together with decide_many on the snapshot alone; preemption victims come with the decisions.
+
+A plan that only places new work on GPU pools (or says why it waits) may still be written when the next round
+is planned (``overlaps``): its capacity is committed before the first write, and its workloads are in
+``RoundInputs.in_flight``, which a round leaves alone. Anything that moves, stops or preempts lands first.
 """
 
 from __future__ import annotations
@@ -118,6 +122,9 @@ class RoundInputs:
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # At most this many workloads decided in one round (0: no limit); the rest wait for the next, due at once.
     max_batch: int = 0
+    # Workloads whose last decision is still being written (an earlier plan that overlaps): left alone until
+    # it lands, so nothing is decided twice.
+    in_flight: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -141,6 +148,21 @@ class RoundPlan:
     def route(self, route: Route) -> list[Routed]:
         return [r for r in self.routed if r.route is route]
 
+    def overlaps(self, records: Mapping[str, WorkloadRecord]) -> bool:
+        """Whether the next round may be planned while this plan is written: it only starts workloads placed
+        nowhere yet on GPU pools (whose capacity the executor commits before any write) or says why they wait.
+        A move, a stop, a preemption, a violation or a remote target's start lands before anything else."""
+        if self.moves or self.blocked:
+            return False
+        if any(r.route is not Route.DECIDE or r.violation for r in self.routed):
+            return False
+        for entry, decision in self.decisions:
+            if decision.preempts or entry.failover or records[entry.admitted.request.key].target:
+                return False
+            if decision.chosen is not None and decision.chosen.target.kind is not TargetKind.GPU_POOL:
+                return False
+        return True
+
 
 Admit = Callable[[WorkloadRecord], Admitted | Refusal | None]
 RulesOf = Callable[[WorkloadRecord], tuple[PlacementRequest, PlacementPolicySpec] | None]
@@ -162,16 +184,22 @@ def plan_round(
     quotas or several teams are in play), ``workload_uids`` maps a uid back to its workload key, ``rules_of``
     gives an admitted workload's request and the verified policy it is under (None when either is unknown)."""
     plan = RoundPlan(memory=RoundMemory(signals_seen=memory.signals_seen))
+    flying = inputs.in_flight
     stuck = {workload_uids[uid]: found for uid, found in inputs.unschedulable.items() if uid in workload_uids}
     reclaimed = {workload_uids[uid]: hit for uid, hit in inputs.interrupted.items() if uid in workload_uids}
+    if flying:
+        stuck = {key: found for key, found in stuck.items() if key not in flying}
+        reclaimed = {key: hit for key, hit in reclaimed.items() if key not in flying}
     # What waits, and the clocks whose cause has gone: from the store's index, not a walk over every record.
-    waiting = records.queued()
+    waiting = {key: entry for key, entry in records.queued().items() if key not in flying}
     for record in records.keyed(records.index.clocked):
+        if record.key in flying:
+            continue
         if record.unschedulable_since is not None and record.key not in stuck:
             plan.stuck_since[record.key] = None
         if record.interrupted_node is not None and record.key not in reclaimed:
             plan.told[record.key] = None
-    queued = set(waiting)
+    queued = set(waiting) | flying  # never queued again by a move while its decision is being written
     _plan_unschedulable(plan, records, inputs, stuck, queued, admit)
     _plan_interruptions(plan, records, reclaimed, queued, admit)
     _plan_failover(plan, records, snapshot, inputs, memory, rules, queued, admit)

@@ -361,18 +361,64 @@ def cpu_memory_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, tupl
     return used
 
 
-def gpus_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """GPUs requested by non-terminal pods, by node name (the part of allocatable that is not free).
+def pod_gpu_share(pod: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(node, GPUs) a pod takes of its node's allocatable: bound, not terminal, not a pre-warming placeholder
+    (any real pod preempts those, so for placement their GPUs are free); None when it takes nothing."""
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name or _labels(pod).get(LABEL_PLACEHOLDER_FOR):
+        return None
+    if (pod.get("status") or {}).get("phase") in TERMINAL_POD_PHASES:
+        return None
+    gpus = pod_gpu_requests(pod)
+    return (str(node_name), gpus) if gpus else None
 
-    Pre-warming placeholders hold GPUs any real pod preempts: for placement those GPUs are free."""
+
+def gpus_used_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """GPUs requested by non-terminal pods, by node name (the part of allocatable that is not free)."""
     used: dict[str, int] = {}
     for pod in pods:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if _labels(pod).get(LABEL_PLACEHOLDER_FOR):
-            continue
-        if node_name and (pod.get("status") or {}).get("phase") not in TERMINAL_POD_PHASES:
-            used[node_name] = used.get(node_name, 0) + pod_gpu_requests(pod)
+        share = pod_gpu_share(pod)
+        if share is not None:
+            used[share[0]] = used.get(share[0], 0) + share[1]
     return used
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """What placement reads of one GPU node of a pool, parsed once per change of the Node, not once per round."""
+
+    name: str
+    pool: str
+    gpus: int  # allocatable
+    region: str
+    product: str
+    spot: bool
+    problem: str | None  # why it takes no work (core.snapshot.node_health_problem), None when it does
+    cpu_millis: int
+    memory_bytes: int
+    labels: Mapping[str, str]  # for topology blocks, read only when a policy asks for them
+
+
+def node_facts(node: Mapping[str, Any], pool_label_keys: Iterable[str] = POOL_LABEL_KEYS) -> NodeFacts | None:
+    """A node's facts, or None when it is in no pool or has no GPUs."""
+    pool = pool_of(node, pool_label_keys)
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    gpus = gpu_count(allocatable.get(GPU_RESOURCE))
+    if pool is None or gpus <= 0:
+        return None
+    labels = _labels(node)
+    return NodeFacts(
+        name=str((node.get("metadata") or {}).get("name", "")),
+        pool=pool,
+        gpus=gpus,
+        region=labels.get(REGION_LABEL, "unknown"),
+        product=labels.get(GPU_PRODUCT_LABEL, ""),
+        spot=node_is_spot(node),
+        problem=node_health_problem(node),
+        cpu_millis=cpu_millis(allocatable.get("cpu")),
+        memory_bytes=memory_bytes(allocatable.get("memory")),
+        labels=dict(labels),
+    )
 
 
 def gpu_pools_from_nodes(
@@ -387,20 +433,28 @@ def gpu_pools_from_nodes(
     ``topology_labels``, each pool's free blocks are also kept per domain (the nodes' values of those labels)."""
     keys = tuple(pool_label_keys)
     pods = list(pods)
-    used_by_node = gpus_used_by_node(pods)
+    facts = [found for node in nodes if (found := node_facts(node, keys)) is not None]
     # The operator passes what every pod of a node requests (its GPU pod cache holds only pods with GPUs).
     cpu_memory = cpu_memory_used_by_node(pods) if cpu_memory_used is None else cpu_memory_used
+    return gpu_pools_from_facts(facts, gpus_used_by_node(pods), signals, topology_labels, cpu_memory)
+
+
+def gpu_pools_from_facts(
+    facts: Iterable[NodeFacts],
+    used_by_node: Mapping[str, int],
+    signals: Signals | None,
+    topology_labels: tuple[str, ...] = (),
+    cpu_memory_used: Mapping[str, tuple[int, int]] | None = None,
+) -> list[Target]:
+    """gpu_pools_from_nodes over nodes parsed already (``facts``) and the GPUs their pods take (``used_by_node``):
+    what a round does, so it never parses a node's labels and quantities again."""
+    cpu_memory = cpu_memory_used or {}
     pools: dict[str, dict[str, Any]] = {}
-    for node in nodes:
-        pool = pool_of(node, keys)
-        allocatable = gpu_count(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
-        if pool is None or allocatable <= 0:
-            continue
-        labels = _labels(node)
-        entry = pools.setdefault(
-            pool,
-            {
-                "region": labels.get(REGION_LABEL, "unknown"),
+    for node in facts:
+        entry = pools.get(node.pool)
+        if entry is None:
+            entry = pools[node.pool] = {
+                "region": node.region,
                 "products": set(),
                 "total": 0,
                 "free": 0,
@@ -415,31 +469,28 @@ def gpu_pools_from_nodes(
                 "nodes": 0,
                 "spot": False,
                 "problems": set(),
-            },
-        )
+            }
         entry["nodes"] += 1
-        entry["spot"] = entry["spot"] or node_is_spot(node)
-        if labels.get(GPU_PRODUCT_LABEL):
-            entry["products"].add(labels[GPU_PRODUCT_LABEL])
-        problem = node_health_problem(node)
-        if problem is not None:
-            entry["problems"].add(problem)
+        entry["spot"] = entry["spot"] or node.spot
+        if node.product:
+            entry["products"].add(node.product)
+        if node.problem is not None:
+            entry["problems"].add(node.problem)
             continue
-        name = (node.get("metadata") or {}).get("name", "")
+        allocatable = node.gpus
         entry["ready"] += 1
         entry["total"] += allocatable
-        free = max(0, allocatable - used_by_node.get(name, 0))
+        free = max(0, allocatable - used_by_node.get(node.name, 0))
         entry["free"] += free
         entry["blocks"].append(free)
         entry["sizes"].append(allocatable)
-        node_allocatable = (node.get("status") or {}).get("allocatable") or {}
-        cpu, memory = cpu_millis(node_allocatable.get("cpu")), memory_bytes(node_allocatable.get("memory"))
+        cpu, memory = node.cpu_millis, node.memory_bytes
         if cpu and memory:
-            cpu_used, memory_used = cpu_memory.get(name, (0, 0))
+            cpu_used, memory_used = cpu_memory.get(node.name, (0, 0))
             entry["room"].append((free, max(0, cpu - cpu_used), max(0, memory - memory_used)))
             entry["cpu"], entry["memory"] = max(entry["cpu"], cpu), max(entry["memory"], memory)
         if topology_labels:
-            domain: Domain = tuple(str(labels.get(label) or "") for label in topology_labels)
+            domain: Domain = tuple(str(node.labels.get(label) or "") for label in topology_labels)
             entry["domains"].setdefault(domain, []).append(free)
         entry["node_gpus"] = max(entry["node_gpus"], allocatable)
     targets = []
@@ -464,7 +515,8 @@ def gpu_pools_from_nodes(
                 node_gpus=entry["node_gpus"],
                 node_sizes=tuple(sorted(entry["sizes"])),
                 # Known only when every ready node says its CPU and memory (else no node-room check at all).
-                node_room=tuple(entry["room"]) if len(entry["room"]) == len(entry["blocks"]) else (),
+                # Sorted as blocks are: a node's room is read as one of a set, in no order.
+                node_room=tuple(sorted(entry["room"])) if len(entry["room"]) == len(entry["blocks"]) else (),
                 node_cpu_millis=entry["cpu"],
                 node_memory_bytes=entry["memory"],
                 domain_labels=topology_labels if entry["domains"] else (),
@@ -595,18 +647,22 @@ def build_snapshot(
     reserved_pods: Mapping[tuple[str, str], Mapping[tuple[int, int], int]] | None = None,
     topology_labels: Iterable[str] = (),
     cpu_memory_used: Mapping[str, tuple[int, int]] | None = None,
+    pools: Iterable[Target] | None = None,
 ) -> Snapshot:
     """The snapshot the operator decides on, from raw object dicts held in its indexes.
 
     ``reserved`` is what the operator has committed per target to children whose pods are not bound yet
     (core.ledger): it is not free, whatever the Nodes or an edge's probe say. ``reserved_pods`` are those pods
     ((GPUs per pod, gang width) -> how many): a pool's free blocks lose them where they would land
-    (core.nodes.reserve). ``topology_labels`` are the node labels policies hold gangs to (core.nodes.NodeBook)."""
+    (core.nodes.reserve). ``topology_labels`` are the node labels policies hold gangs to (core.nodes.NodeBook).
+    ``pools`` are the GPU pools built already (gpu_pools_from_facts, over the same signals): nodes and pods are
+    then not read."""
     signals, _problem = signals_from_configmap(signals_configmap)
+    if pools is None:
+        labels = tuple(sorted(set(topology_labels)))
+        pools = gpu_pools_from_nodes(nodes, pods, signals, pool_label_keys, labels, cpu_memory_used)
     targets = [
-        *gpu_pools_from_nodes(
-            nodes, pods, signals, pool_label_keys, tuple(sorted(set(topology_labels))), cpu_memory_used
-        ),
+        *pools,
         *edge_targets(edge_clusters, now),
         *workspace_targets(databricks_workspaces, active_runs),
     ]

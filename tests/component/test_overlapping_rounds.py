@@ -1,0 +1,163 @@
+"""Overlapping rounds: a plan that only starts new work on GPU pools is written in the background while the next
+round is planned (controller.workloads.start_round). Its capacity is committed before any write, its workloads
+are left alone until it lands, and whatever changed meanwhile is decided after it.
+
+The cluster holds chosen Jobs' POSTs until the test lets them go, as a slow apiserver does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mlplacement.api.errors import ApplyError
+from mlplacement.config import OperatorConfig
+from mlplacement.controller.state import FleetCache
+from mlplacement.controller.workloads import WorkloadController
+from mlplacement.core import keyring as keyring_core
+from tests.builders import make_policy
+from tests.component.fakes import Events, FakeCluster
+from tests.component.test_workload_controller import KEY, NOW, conditions, gpu_node, signed, workload
+
+POLL = 2000  # event-loop turns a condition may take to come true (each yields for a millisecond at most)
+
+
+class HeldCluster(FakeCluster):
+    """POSTs of the Jobs named in ``held`` block (in the operator's write thread) until ``release``; a released
+    Job named in ``refuse`` is refused instead of created."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: dict[str, threading.Event] = {}
+        self.refuse: set[str] = set()
+
+    def hold(self, job: str) -> None:
+        self.held[job] = threading.Event()
+
+    def release(self, job: str) -> None:
+        self.held[job].set()
+
+    def apply_child(self, obj: Mapping[str, Any]) -> str:
+        name = obj["metadata"]["name"]
+        gate = self.held.get(name)
+        if gate is not None and not gate.wait(timeout=30):
+            raise TimeoutError(f"{name} was never released")
+        if name in self.refuse:
+            raise ApplyError("Forbidden", 'jobs "mlw" is forbidden: exceeded quota: gpus')
+        return super().apply_child(obj)
+
+
+def controller_with(cluster: FakeCluster, gpus: int = 8) -> WorkloadController:
+    config = OperatorConfig()
+    cache = FleetCache(config=config)
+    cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
+    cache.on_policy(signed(make_policy("default")), deleted=False)
+    cache.on_node(gpu_node("n1", "a100-euw1", gpus=gpus), deleted=False)
+    return WorkloadController(config, cache, cluster, Events(), clock=lambda: NOW, monotonic=lambda: 0.0)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(POLL):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never came true: {what}")
+
+
+def jobs(cluster: FakeCluster) -> set[str]:
+    return {name for kind, _, name in cluster.children if kind == "Job"}
+
+
+def phase(cluster: FakeCluster, name: str) -> str | None:
+    return cluster.statuses.get(f"team-a/{name}", {}).get("phase")
+
+
+def test_a_workload_created_while_a_round_is_written_is_placed_before_that_round_lands() -> None:
+    cluster = HeldCluster()
+    controller = controller_with(cluster)
+    cluster.hold("mlw-first")
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=6)))
+        await controller.start_round()  # returns with first's Job still being written
+        await controller.on_workload(signed(workload("second", gpus=2)))
+        await controller.start_round()
+        await until(lambda: phase(cluster, "second") == "Placed", "second placed")
+        assert jobs(cluster) == {"mlw-second"}  # first's POST has not come back yet
+        assert phase(cluster, "first") is None
+        cluster.release("mlw-first")
+        await controller.landed()
+
+    asyncio.run(scenario())
+    assert jobs(cluster) == {"mlw-first", "mlw-second"}
+    assert phase(cluster, "first") == "Placed"
+    assert not controller.records.queued()
+
+
+def test_capacity_of_a_plan_being_written_is_not_free_to_the_next_round() -> None:
+    cluster = HeldCluster()
+    controller = controller_with(cluster)
+    cluster.hold("mlw-first")
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=6)))
+        await controller.start_round()
+        await controller.on_workload(signed(workload("second", gpus=4)))
+        await controller.start_round()
+        await until(lambda: phase(cluster, "second") == "Waiting", "second told it waits")
+        cluster.release("mlw-first")
+        await controller.landed()
+
+    asyncio.run(scenario())
+    assert jobs(cluster) == {"mlw-first"}
+    assert conditions(cluster.statuses["team-a/second"])["Placed"] == ("False", "WaitingForCapacity")
+
+
+def test_a_plan_whose_write_fails_gives_its_capacity_back_to_the_next_round() -> None:
+    cluster = HeldCluster()
+    controller = controller_with(cluster)
+    cluster.hold("mlw-first")
+    cluster.refuse.add("mlw-first")
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=6)))
+        await controller.start_round()
+        await controller.on_workload(signed(workload("second", gpus=4)))
+        await controller.start_round()
+        await until(lambda: phase(cluster, "second") == "Waiting", "second told it waits")
+        cluster.release("mlw-first")
+        await controller.landed()
+        assert controller.wakeup.is_set()  # the capacity came back: the next round is due at once
+        await controller.place_round()
+
+    asyncio.run(scenario())
+    assert jobs(cluster) == {"mlw-second"}
+    assert conditions(cluster.statuses["team-a/first"])["Placed"] == ("False", "ApplyFailed")
+    assert phase(cluster, "second") == "Placed"
+
+
+def test_a_spec_change_that_comes_while_its_decision_is_written_is_decided_after_it_lands() -> None:
+    cluster = HeldCluster()
+    controller = controller_with(cluster)
+    cluster.hold("mlw-first")
+    changed = workload("first", gpus=2, args=["--epochs", "9"])
+    changed["metadata"]["generation"] = 2
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=2)))
+        await controller.start_round()
+        await controller.on_workload(signed(changed))
+        assert await controller.start_round() == []  # in flight: left alone
+        cluster.held.pop("mlw-first").set()
+        await controller.landed()
+        assert controller.wakeup.is_set()
+        assert "team-a/first" in controller.records.queued()  # generation 2 still waits to be decided
+        await controller.place_round()
+
+    asyncio.run(scenario())
+    ((job,),) = [[c for (kind, _, name), c in cluster.children.items() if kind == "Job" and name == "mlw-first"]]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--epochs", "9"]
+    assert cluster.statuses["team-a/first"]["observedGeneration"] == 2
+    assert not controller.records.queued()
