@@ -341,7 +341,7 @@ def test_the_operator_cache_sums_every_pods_cpu_and_memory_per_node() -> None:
 NODE_NAMES = ("n0", "n1")
 MOSTLY_NOT = st.sampled_from((False, False, False, True))  # a rare case, so the common one is common
 node_events = st.builds(
-    lambda name, pool, gpus, ready, cordoned, spot, rack, deleted: (
+    lambda name, pool, gpus, ready, cordoned, spot, rack, deleted, reclaimed: (
         "node",
         {
             "metadata": {
@@ -354,7 +354,7 @@ node_events = st.builds(
                     **({"karpenter.sh/capacity-type": "spot"} if spot else {}),
                 },
             },
-            "spec": {"unschedulable": cordoned},
+            "spec": {"unschedulable": cordoned, "taints": [{"key": "karpenter.sh/disrupted"}] if reclaimed else []},
             "status": {
                 "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi"},
                 "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
@@ -369,6 +369,7 @@ node_events = st.builds(
     MOSTLY_NOT,
     st.booleans(),
     st.sampled_from(("r1", "r2")),
+    MOSTLY_NOT,
     MOSTLY_NOT,
 )
 pod_events = st.builds(
@@ -408,7 +409,7 @@ def test_pools_kept_as_nodes_and_pods_change_equal_pools_built_from_scratch(
 ) -> None:
     from mlplacement.config import OperatorConfig
     from mlplacement.controller.state import FleetCache
-    from mlplacement.core.snapshot import gpu_pools_from_nodes
+    from mlplacement.core.snapshot import gpu_pools_from_nodes, node_interruption
 
     cache = FleetCache(config=OperatorConfig())
     for kind, obj, deleted in events:
@@ -427,3 +428,6 @@ def test_pools_kept_as_nodes_and_pods_change_equal_pools_built_from_scratch(
             cache.cpu_memory_used,
         )
         assert kept == scratch
+        assert cache.reclaimed == {
+            name: why for name, node in cache.nodes.items() if (why := node_interruption(node)) is not None
+        }

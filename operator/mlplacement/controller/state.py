@@ -151,6 +151,7 @@ class FleetCache:
     # Node name -> what placement reads of it, parsed once per Node change; GPUs its pods take, summed as pods
     # change. A round builds pools from these, and not at all while no node, pod or signal changed (_pools).
     node_facts: dict[str, NodeFacts] = field(default_factory=dict)
+    reclaimed: dict[str, str] = field(default_factory=dict)  # node name -> why it is about to be reclaimed
     gpus_used: dict[str, int] = field(default_factory=dict)
     _pools_version: int = 0
     _pools: tuple[tuple[Any, ...], list[Target]] | None = None
@@ -172,6 +173,11 @@ class FleetCache:
     def on_node(self, node: Obj, deleted: bool) -> None:
         self._store(self.nodes, node, deleted, _slim_node)
         name = object_key(node)
+        why = None if deleted else node_interruption(self.nodes[name])
+        if why is None:
+            self.reclaimed.pop(name, None)
+        else:
+            self.reclaimed[name] = why
         facts = None if deleted else node_facts(self.nodes[name], self.config.pool_label_keys)
         if facts != self.node_facts.get(name):
             if facts is None:
@@ -306,11 +312,7 @@ class FleetCache:
 
     def interrupted(self) -> dict[str, tuple[str, str, str]]:
         """Workload uid -> (pod key, node, why) for a pod of its child on a node about to be reclaimed."""
-        reasons = {
-            name: why
-            for node in self.nodes.values()
-            if (why := node_interruption(node)) is not None and (name := str(node["metadata"].get("name")))
-        }
+        reasons = self.reclaimed
         if not reasons:
             return {}
         found: dict[str, tuple[str, str, str]] = {}
