@@ -96,21 +96,22 @@ def test_a_workload_created_while_a_round_is_written_is_placed_before_that_round
     assert not controller.records.queued()
 
 
+async def second_waits_while_first_is_written(controller: WorkloadController, cluster: HeldCluster) -> None:
+    """first takes 6 of the 8 GPUs, its Job held; second asks for 4 and is told it waits; then first lands."""
+    cluster.hold("mlw-first")
+    await controller.on_workload(signed(workload("first", gpus=6)))
+    await controller.start_round()
+    await controller.on_workload(signed(workload("second", gpus=4)))
+    await controller.start_round()
+    await until(lambda: phase(cluster, "second") == "Waiting", "second told it waits")
+    cluster.release("mlw-first")
+    await controller.landed()
+
+
 def test_capacity_of_a_plan_being_written_is_not_free_to_the_next_round() -> None:
     cluster = HeldCluster()
     controller = controller_with(cluster)
-    cluster.hold("mlw-first")
-
-    async def scenario() -> None:
-        await controller.on_workload(signed(workload("first", gpus=6)))
-        await controller.start_round()
-        await controller.on_workload(signed(workload("second", gpus=4)))
-        await controller.start_round()
-        await until(lambda: phase(cluster, "second") == "Waiting", "second told it waits")
-        cluster.release("mlw-first")
-        await controller.landed()
-
-    asyncio.run(scenario())
+    asyncio.run(second_waits_while_first_is_written(controller, cluster))
     assert jobs(cluster) == {"mlw-first"}
     assert conditions(cluster.statuses["team-a/second"])["Placed"] == ("False", "WaitingForCapacity")
 
@@ -118,17 +119,10 @@ def test_capacity_of_a_plan_being_written_is_not_free_to_the_next_round() -> Non
 def test_a_plan_whose_write_fails_gives_its_capacity_back_to_the_next_round() -> None:
     cluster = HeldCluster()
     controller = controller_with(cluster)
-    cluster.hold("mlw-first")
     cluster.refuse.add("mlw-first")
 
     async def scenario() -> None:
-        await controller.on_workload(signed(workload("first", gpus=6)))
-        await controller.start_round()
-        await controller.on_workload(signed(workload("second", gpus=4)))
-        await controller.start_round()
-        await until(lambda: phase(cluster, "second") == "Waiting", "second told it waits")
-        cluster.release("mlw-first")
-        await controller.landed()
+        await second_waits_while_first_is_written(controller, cluster)
         assert controller.wakeup.is_set()  # the capacity came back: the next round is due at once
         await controller.place_round()
 
