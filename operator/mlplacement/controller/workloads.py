@@ -645,8 +645,8 @@ class WorkloadController:
         if plan.more:  # a backlog larger than one batch: the next round now, not an interval later
             self.wakeup.set()
         if overlaps:
-            self._hold_in_flight(plan, snapshot, now)
-            task = asyncio.create_task(self._write_plan(plan, snapshot, now, started, planning))
+            decided = self._hold_in_flight(plan, snapshot, now)
+            task = asyncio.create_task(self._write_plan(plan, snapshot, now, started, planning, decided))
             self._applying.add(task)
             task.add_done_callback(self._applying.discard)
         else:
@@ -654,10 +654,12 @@ class WorkloadController:
             self._round_written(plan, snapshot, started, planning)
         return [decision for _, decision in plan.decisions]
 
-    def _hold_in_flight(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
+    def _hold_in_flight(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> dict[str, Obj]:
         """Before the first write of an overlapping plan: its GPUs are committed in the ledger and its workloads
-        marked in flight, so a round planned meanwhile neither counts that capacity free nor decides them again."""
+        marked in flight, so a round planned meanwhile neither counts that capacity free nor decides them again.
+        Returns the statuses its placements will write (workload key -> status), built once for both uses."""
         products = {t.key: target_product(t) for t in snapshot.targets}
+        decided: dict[str, Obj] = {}
         for entry, decision in plan.decisions:
             key = entry.admitted.request.key
             held: Running | None = None
@@ -666,27 +668,35 @@ class WorkloadController:
                     self.pool.reserve(entry.obj, entry.admitted.workload, decision.chosen.target)
                 except Exception:  # nothing to hold: the write fails the same way and says so in its status
                     log.debug("could not build the children of %s to reserve their capacity", key, exc_info=True)
-                status = decision_status(entry.admitted, decision, self.records[key].status, now)
+                status = decided[key] = decision_status(entry.admitted, decision, self.records[key].status, now)
                 found = running_from(entry.admitted.workload, status, products)
                 held = dataclasses.replace(found, preemptible=False) if found is not None else None
             self._in_flight[key] = held
+        return decided
 
     async def _write_plan(
-        self, plan: RoundPlan, snapshot: Snapshot, now: datetime, started: float, planning: float
+        self,
+        plan: RoundPlan,
+        snapshot: Snapshot,
+        now: datetime,
+        started: float,
+        planning: float,
+        decided: Mapping[str, Obj],
     ) -> None:
         """An overlapping plan, written in the background; its workloads are no longer in flight once it lands."""
-        keys = [entry.admitted.request.key for entry, _ in plan.decisions]
         try:
-            await self._apply_placement(plan, snapshot, now)
+            await self._apply_placement(plan, snapshot, now, decided)
             self._round_written(plan, snapshot, started, planning)
         except Exception:
             log.exception("writing a placement round failed; the next round tries again")
         finally:
-            for key in keys:
-                self._in_flight.pop(key, None)
-        # A workload that changed while its decision was being written is queued again: decide it now.
-        if any((record := self.records.get(key)) is not None and record.queued is not None for key in keys):
-            self.wakeup.set()
+            for entry, _ in plan.decisions:
+                self._in_flight.pop(entry.admitted.request.key, None)
+        # A workload whose spec changed while its decision was being written is queued again: decide it now.
+        for entry, _ in plan.decisions:
+            queued = getattr(self.records.get(entry.admitted.request.key), "queued", None)
+            if queued is not None and _generation(queued.obj) != _generation(entry.obj):
+                self.wakeup.set()
 
     async def landed(self) -> None:
         """Every plan still being written in the background has landed."""
@@ -741,9 +751,13 @@ class WorkloadController:
             log.warning("could not annotate pod %s for checkpointing: %s", pod_key, exc)
             return f"could not annotate pod {pod} ({type(exc).__name__}), its SIGTERM comes with the drain"
 
-    async def _apply_placement(self, plan: RoundPlan, snapshot: Snapshot, now: datetime) -> None:
+    async def _apply_placement(
+        self, plan: RoundPlan, snapshot: Snapshot, now: datetime, decided: Mapping[str, Obj] | None = None
+    ) -> None:
         """The plan's routes and decisions: compliance news, stops, preemption victims first (so their status
-        says who displaced them), then children and status, with bounded concurrency."""
+        says who displaced them), then children and status, with bounded concurrency. ``decided`` holds the
+        statuses built already for some placements (_hold_in_flight)."""
+        decided = decided or {}
         hints = _Hints()
         for routed in plan.routed:
             if routed.violation:
@@ -754,7 +768,10 @@ class WorkloadController:
             for victim in decision.preempts:
                 await self._preempt(victim, decision, plan.policies, now)
         await asyncio.gather(
-            *(self._act(entry, decision, snapshot, now, hints) for entry, decision in plan.decisions),
+            *(
+                self._act(entry, decision, snapshot, now, hints, decided.get(entry.admitted.request.key))
+                for entry, decision in plan.decisions
+            ),
             *(self._reapply(routed.entry, snapshot) for routed in plan.route(Route.STAY)),
             *(self._apply_failed(entry, "its namespace", failure, tried=False) for entry, failure in plan.blocked),
         )
@@ -985,10 +1002,18 @@ class WorkloadController:
             desired["conditions"] = compliance
         await self._write_status(item.obj, desired)
 
-    async def _act(self, item: Queued, decision: Decision, snapshot: Snapshot, now: datetime, hints: _Hints) -> None:
+    async def _act(
+        self,
+        item: Queued,
+        decision: Decision,
+        snapshot: Snapshot,
+        now: datetime,
+        hints: _Hints,
+        decided: Obj | None = None,
+    ) -> None:
         key = object_key(item.obj)
         record = self.records[key]
-        status = decision_status(item.admitted, decision, record.status, now)
+        status = dict(decided) if decided is not None else decision_status(item.admitted, decision, record.status, now)
         if item.failover:
             where = (
                 f"moved to {decision.chosen.target.kind.value} {decision.chosen.target.name}"
