@@ -2,6 +2,8 @@
 round is planned (controller.workloads.start_round). Its capacity is committed before any write, its workloads
 are left alone until it lands, and whatever changed meanwhile is decided after it.
 
+In flight, a placement counts against its team's quota and is never a preemption victim.
+
 The cluster holds chosen Jobs' POSTs until the test lets them go, as a slow apiserver does.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from mlplacement.api.errors import ApplyError
@@ -155,3 +158,62 @@ def test_a_spec_change_that_comes_while_its_decision_is_written_is_decided_after
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--epochs", "9"]
     assert cluster.statuses["team-a/first"]["observedGeneration"] == 2
     assert not controller.records.queued()
+
+
+def test_a_placement_being_written_counts_against_its_teams_quota() -> None:
+    cluster = HeldCluster()
+    controller = controller_with(cluster)
+    quota = [{"name": "team-a", "namespaces": ["team-a"], "nominal": {"gpus": 4}, "borrowingLimit": {"gpus": 0}}]
+    controller.cache.on_policy(signed(make_policy("default", quotas=quota)), deleted=False)
+    cluster.hold("mlw-first")
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=4)))
+        await controller.start_round()
+        await controller.on_workload(signed(workload("second", gpus=2)))
+        await controller.start_round()
+        await until(lambda: phase(cluster, "second") is not None, "second decided")
+        cluster.release("mlw-first")
+        await controller.landed()
+
+    asyncio.run(scenario())
+    assert jobs(cluster) == {"mlw-first"}  # the pool has room; the team's quota has none
+    assert conditions(cluster.statuses["team-a/second"])["Ready"] == ("False", "QuotaExceeded")
+
+
+def test_a_placement_being_written_is_never_chosen_to_make_room() -> None:
+    """Of two equal batch jobs the most recently placed is the one preemption takes, but not while its start is
+    still being written: the service preempts the one that has landed."""
+    cluster = HeldCluster()
+    controller = controller_with(cluster)
+    controller.cache.on_policy(
+        signed(make_policy("default", preemption={"enabled": True, "gracePeriodSeconds": 30})), deleted=False
+    )
+
+    def batch(name: str, created: str) -> dict[str, Any]:
+        obj = workload(name, gpus=4, intent={"priority": 10})
+        obj["metadata"]["creationTimestamp"] = created
+        return signed(obj)
+
+    async def scenario() -> None:
+        await controller.on_workload(batch("landed", "2026-11-22T10:00:00Z"))
+        await controller.place_round()
+        controller.clock = lambda: NOW + timedelta(minutes=1)  # decided later: started later
+        cluster.hold("mlw-writing")
+        await controller.on_workload(batch("writing", "2026-11-22T10:01:00Z"))
+        await controller.start_round()
+        service = workload("service", gpus=4, intent={"priority": 1000})
+        service["metadata"]["creationTimestamp"] = "2026-11-22T11:00:00Z"
+        await controller.on_workload(signed(service))
+        before = controller._last_snapshot
+        deciding = asyncio.create_task(controller.start_round())  # preempts: waits for what is in flight
+        # The snapshot is taken and the round planned in one step: once it is new, the plan has been made.
+        await until(lambda: controller._last_snapshot is not before, "the service's round planned")
+        cluster.release("mlw-writing")
+        await deciding
+        await controller.landed()
+
+    asyncio.run(scenario())
+    assert conditions(cluster.statuses["team-a/landed"])["Placed"] == ("False", "Preempted")
+    assert phase(cluster, "writing") == "Placed"
+    assert phase(cluster, "service") == "Placed"
