@@ -33,7 +33,7 @@ class OperatorConfig:
     # first; the rest in the next round, at once): bounds a round's memory and how long new arrivals wait on it
     max_batch: int = 1000
     # MLPLACEMENT_PLACED_EVENTS_PER_SECOND: routine placements (first placement, no move) get an Event each up to
-    # this rate (burst: ten seconds' worth); beyond it one summary Event per policy and round. `inf`: always one each
+    # this rate (burst: ten seconds' worth); beyond it a summary Event per policy every 10 s. `inf`: always one each
     placed_events_per_second: float = 10.0
     worker_limit: int = 200  # MLPLACEMENT_WORKER_LIMIT: kopf per-object workers per resource
     # MLPLACEMENT_IDLE_TIMEOUT_SECONDS: kopf worker idle timeout; a worker holds its slot this long after an event,

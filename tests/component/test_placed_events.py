@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mlplacement.config import ConfigError, OperatorConfig
-from mlplacement.controller.placed_events import PlacedEvents
+from mlplacement.controller.placed_events import SUMMARY_SECONDS, PlacedEvents
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
@@ -73,6 +73,24 @@ def test_what_was_held_is_said_once_per_policy_with_the_busiest_targets_first() 
     assert posted[1][3].startswith("placed 1 workload without")
     budget.flush(POLICIES, posted)
     assert len(posted) == 2  # nothing held since: nothing said
+
+
+def test_a_steady_stream_over_the_rate_gets_one_summary_per_interval_not_one_per_round() -> None:
+    clock = Clock()
+    budget = PlacedEvents(0.0, clock)
+    posted = Posted()
+    for _ in range(50):  # rounds of one placement each, 0.2 s apart: 10 s of a steady stream
+        budget.allow("default", "GPUPool a")
+        budget.flush(POLICIES, posted)
+        clock.now += 0.2
+    assert [message.split(" without")[0] for *_, message in posted] == ["placed 1 workload"]
+    clock.now = SUMMARY_SECONDS  # exactly (0.2 added 50 times is not)
+    budget.allow("default", "GPUPool a")
+    budget.flush(POLICIES, posted)  # SUMMARY_SECONDS after the first: everything held since, said at once
+    assert [message.split(" without")[0] for *_, message in posted] == ["placed 1 workload", "placed 50 workloads"]
+    budget.allow("default", "GPUPool a")
+    budget.flush(POLICIES, posted, force=True)  # the operator stops: nothing held is left unsaid
+    assert len(posted) == 3
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,10 @@ A workload's first placement is already in its status (`status.placement`, the P
 decision's words) and in the audit log. Its Event is a third copy that costs a write as large as the status
 apply: a third of the apiserver's writes while a backlog drains, and the wait of every workload created
 meanwhile. So routine placements get an Event each up to a rate (burst: ten seconds' worth), like client-go's
-event recorder limits an object's Events; what is over the rate is said once per round and policy, on the
-PlacementPolicy that admitted them. Failures, moves, preemptions and refusals never go through here: one Event
-each, always.
+event recorder limits an object's Events; what is over the rate is said in a summary on the PlacementPolicy that
+admitted them, at most once per policy every SUMMARY_SECONDS. Not once per round: under a steady stream a round
+places one or two workloads, and a summary per round would be an Event per placement again. Failures, moves,
+preemptions and refusals never go through here: one Event each, always.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mlplacement.api.constants import Reason
 from mlplacement.controller.ports import EventSink
 
 BURST_SECONDS = 10.0
+SUMMARY_SECONDS = 10.0  # what was held back is said at most this often (per policy, on the policy)
 SHOWN_TARGETS = 5  # a summary names the targets with most placements, then says how many others
 
 
@@ -34,6 +36,7 @@ class PlacedEvents:
         self._tokens = self.burst
         self._at = monotonic()
         self._held: dict[str, Counter[str]] = {}  # policy -> target ("pool a100") -> placements without an Event
+        self._said_at = -math.inf  # when the last summaries were posted
 
     def allow(self, policy: str, target: str) -> bool:
         """True: post this placement's Event. False: it is counted for the round's summary instead."""
@@ -47,8 +50,15 @@ class PlacedEvents:
         self._held.setdefault(policy, Counter())[target] += 1
         return False
 
-    def flush(self, policies: Mapping[str, Mapping[str, Any]], events: EventSink) -> None:
-        """One summary Event per policy whose placements went without one this round."""
+    def flush(self, policies: Mapping[str, Mapping[str, Any]], events: EventSink, force: bool = False) -> None:
+        """One summary Event per policy whose placements went without one since the last summaries, once
+        SUMMARY_SECONDS have passed since those (``force``: now, as the operator stops)."""
+        if not self._held:
+            return
+        now = self.monotonic()
+        if not force and now - self._said_at < SUMMARY_SECONDS:
+            return  # still counting: said in the next summary
+        self._said_at = now
         held, self._held = self._held, {}
         for policy, targets in sorted(held.items()):
             obj = policies.get(policy)

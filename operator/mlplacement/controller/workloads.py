@@ -559,6 +559,7 @@ class WorkloadController:
         except TimeoutError:
             log.warning("the placement round did not finish within %.0fs of the stop", grace_seconds)
             return False
+        self.placed_events.flush(self.cache.policies, self.events, force=True)  # what was still being counted
         return True
 
     def _snapshot(self, now: datetime) -> Snapshot:
