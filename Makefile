@@ -11,7 +11,7 @@ PIP_VERSION := 26.3
 ENVTEST_INSTALL ?= ../shared/envtest/install
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench headline bench-controller bench-pipelines bench-operator bench-targets clean \
+.PHONY: help venv install lock tools test test-unit test-integration lint fmt typecheck imports crds verify demo scarcity work bench headline bench-controller bench-pipelines bench-operator bench-targets bench-apiserver clean \
 	helm-lint helm-template image kind-up kind-down deploy e2e
 
 help: ## List the targets
@@ -95,6 +95,9 @@ bench-operator: $(STAMP) ## Operator drain, memory and latency vs a one-handler 
 
 bench-targets: $(STAMP) ## 200 edges and 20 Databricks workspaces: idle CPU and one round of 100 (needs a control plane)
 	$(BIN)/python bench/targets.py
+
+bench-apiserver: $(STAMP) ## What each write of a placement costs kube-apiserver: bytes allocated, CPU (needs a control plane)
+	$(BIN)/python bench/apiserver.py
 
 HELM ?= $(BIN)/helm
 CHART := helm/mlplacement

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import gc
 import json
 import math
 import os
@@ -289,12 +290,25 @@ def latency(
         signed(make_workload(name=f"l-{i:05d}", namespace=namespace, resources={"gpus": 1})) for i in range(count)
     ]
     peak = 0.0
+    # The load generator's own stalls would bunch creations into bursts: its GC pauses and how far behind its
+    # schedule it fell are printed with the result.
+    pauses: list[float] = []
+    began: list[float] = []
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began.append(time.perf_counter())
+        elif began:
+            pauses.append((time.perf_counter() - began.pop()) * 1000)
+
+    gc.callbacks.append(collecting)
+    behind = 0.0
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         for index, body in enumerate(bodies):
             due = start + index / rate
             time.sleep(max(0.0, due - time.monotonic()))  # open loop: a fixed schedule, whatever the operator does
-
+            behind = max(behind, time.monotonic() - due)
             created[body["metadata"]["name"]] = time.monotonic()  # sent now: the create's own time counts too
             pool.submit(custom.create_namespaced_custom_object, GROUP, VERSION, namespace, "mlworkloads", body)
             if index % 20 == 0:
@@ -304,6 +318,7 @@ def latency(
         peak = max(peak, peak_rss_mb(process.pid))
         time.sleep(0.5)  # the watch thread records; nothing to wait on here
     stop.set()
+    gc.callbacks.remove(collecting)
     delays = sorted((seen[name] - created[name]) * 1000 for name in seen if name in created)
     if not delays:
         raise SystemExit("no placement was seen on the watch")
@@ -315,6 +330,8 @@ def latency(
         "p90": quantile(0.90),
         "p99": quantile(0.99),
         "rss_mb": peak,
+        "gc_pause_ms": max(pauses, default=0.0),
+        "behind_ms": behind * 1000,
     }
 
 
@@ -496,7 +513,8 @@ def main() -> None:
         print(
             f"decision latency over {lat['count']} created at {args.rate:g}/s with {args.large or args.workloads} "
             f"settled: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms (target p99 <= 100); "
-            f"{lat['missing']} never seen placed; peak RSS {lat['rss_mb']:.1f} MB"
+            f"{lat['missing']} never seen placed; peak RSS {lat['rss_mb']:.1f} MB; the benchmark's own longest GC "
+            f"pause {lat['gc_pause_ms']:.0f} ms, at most {lat['behind_ms']:.0f} ms behind its schedule"
         )
     if "restart" in results:
         again = results["restart"]
