@@ -16,6 +16,7 @@ import pytest
 
 from mlplacement.api.errors import ApplyError
 from mlplacement.config import OperatorConfig
+from mlplacement.controller.slots import WriteSlots
 from mlplacement.controller.state import FleetCache
 from mlplacement.controller.workloads import WorkloadController
 from mlplacement.core import keyring as keyring_core
@@ -268,7 +269,7 @@ def test_once_a_namespace_says_it_is_being_deleted_its_other_workloads_are_not_t
         obj["metadata"]["namespace"] = "team-dying"
         doomed.append(signed(obj))
     config = world.config
-    world.controller._writes = asyncio.Semaphore(1)  # one write at a time: the first refusal is seen by the rest
+    world.controller._writes = WriteSlots(1)  # one write at a time: the first refusal is seen by the rest
     world.controller.pool.writes = world.controller._writes
 
     async def scenario() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from mlplacement.api.constants import ConditionType
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import Cluster, EventSink
+from mlplacement.controller.slots import WriteSlots
 from mlplacement.controller.state import FleetCache
 from mlplacement.core.reconcile import policy_status
 from mlplacement.core.status import get_condition, status_patch
@@ -26,7 +27,7 @@ class PolicyStatuses:
         cache: FleetCache,
         cluster: Cluster,
         events: EventSink,
-        writes: asyncio.Semaphore,
+        writes: WriteSlots,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float],
     ) -> None:

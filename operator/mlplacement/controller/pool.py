@@ -10,6 +10,7 @@ from mlplacement.api.constants import REVISION_ANNOTATIONS
 from mlplacement.api.workload import MLWorkload, TargetKind
 from mlplacement.config import OperatorConfig
 from mlplacement.controller.ports import ApplyError, Cluster
+from mlplacement.controller.slots import WriteSlots
 from mlplacement.controller.state import FleetCache
 from mlplacement.core.ledger import child_commitment
 from mlplacement.core.manifests import build_children, child_name, revision_annotations
@@ -30,7 +31,7 @@ class PoolRuntime:
         config: OperatorConfig,
         cache: FleetCache,
         cluster: Cluster,
-        writes: asyncio.Semaphore,
+        writes: WriteSlots,
         held_back: Callable[[str], ApplyError | None] = lambda namespace: None,
     ) -> None:
         self.config = config

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +55,7 @@ from mlplacement.controller.ports import (
 )
 from mlplacement.controller.prewarm import Prewarmer
 from mlplacement.controller.runtimes import Runtime
+from mlplacement.controller.slots import Order, WriteSlots, ordered
 from mlplacement.controller.state import FleetCache, WorkloadIndex, object_key
 from mlplacement.controller.sync import CacheSync
 from mlplacement.core.audit import audit_record
@@ -134,6 +136,11 @@ def _settled(record: WorkloadRecord) -> bool:
     )
 
 
+async def _in_order(order: Order, write: Awaitable[None]) -> None:
+    with ordered(order):
+        await write
+
+
 def _generation(obj: Obj) -> Any:
     return (obj.get("metadata") or {}).get("generation")
 
@@ -202,7 +209,8 @@ class WorkloadController:
         self.last_round_at: float | None = None  # monotonic end of the last round: liveness reads it
         self._stopping = False
         self._round_done = asyncio.Event()
-        self._writes = asyncio.Semaphore(config.write_concurrency)
+        self._writes = WriteSlots(config.write_concurrency)
+        self._write_rounds = itertools.count()  # a plan's writes wait by (this, the workload's place in the plan)
         self.placed_events = PlacedEvents(config.placed_events_per_second, monotonic)
         self.edges = (
             EdgeRuntime(
@@ -768,14 +776,18 @@ class WorkloadController:
         for _, decision in plan.decisions:
             for victim in decision.preempts:
                 await self._preempt(victim, decision, plan.policies, now)
-        await asyncio.gather(
+        writes = [
             *(
                 self._act(entry, decision, snapshot, now, hints, decided.get(entry.admitted.request.key))
                 for entry, decision in plan.decisions
             ),
             *(self._reapply(routed.entry, snapshot) for routed in plan.route(Route.STAY)),
             *(self._apply_failed(entry, "its namespace", failure, tried=False) for entry, failure in plan.blocked),
-        )
+        ]
+        # Each workload's writes in the plan's order (controller.slots): its status right after its own child,
+        # not after every other workload's child.
+        round_ = next(self._write_rounds)
+        await asyncio.gather(*(_in_order((round_, place), write) for place, write in enumerate(writes)))
         self.placed_events.flush(self.cache.policies, self.events)
 
     def _violation(self, routed: Routed) -> None:
