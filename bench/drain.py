@@ -1,6 +1,6 @@
 """Operator benchmark on real control planes (not a test; needs etcd + kube-apiserver, see tests/controlplane.py):
 
-    .venv/bin/python bench/drain.py [--workloads 2000] [--large 10000] [--latency 1000 --rate 20]
+    .venv/bin/python bench/drain.py [--workloads 2000] [--large 10000] [--latency 1000 --rate 20] [--burst 100]
 
 Each operator gets a fresh control plane of its own, with a fleet of GPU Nodes holding more free GPUs than
 there are workloads, so nothing one run leaves behind (a Terminating namespace, children, Events) can touch
@@ -12,7 +12,8 @@ another. Printed, as ratios against the peer measured in the same run where ther
    benchmark's own polling);
 2. large: `mlplacement run` draining --large workloads: rate and peak RSS;
 3. latency: with those settled, --latency more created open loop at --rate per second; the time from
-   each create to `status.placement` being written, seen on a watch: p50, p90, p99.
+   each create to `status.placement` being written, seen on a watch: p50, p90, p99;
+4. burst: then --burst more created at once (a GitOps sync of a directory), the same times: p50, p90, slowest.
 
 Targets (issue "Scale"): requests per placement <= 3, peak RSS <= 300 MB with 10,000, the rate at the large
 size >= 0.9x the rate at 2,000, p99 latency <= 100 ms at 50 creations/s with 10,000 settled
@@ -25,6 +26,7 @@ import argparse
 import base64
 import contextlib
 import gc
+import itertools
 import json
 import math
 import os
@@ -43,6 +45,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +270,7 @@ def latency(
     api_client = api(plane)
     custom = client.CustomObjectsApi(api_client)
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+    audit_from = plane.audit_offset()
     created: dict[str, float] = {}
     seen: dict[str, float] = {}
     stop = threading.Event()
@@ -329,9 +333,52 @@ def latency(
         "p50": statistics.median(delays),
         "p90": quantile(0.90),
         "p99": quantile(0.99),
+        "slowest": delays[-1],
         "rss_mb": peak,
+        "segments": segments(plane, namespace, audit_from),
         "gc_pause_ms": max(pauses, default=0.0),
         "behind_ms": behind * 1000,
+    }
+
+
+SEGMENTS = ("create", "to the Job", "Job", "to the status", "status")
+
+
+def segments(plane: ControlPlane, namespace: str, since: int) -> dict[str, tuple[float, float]]:
+    """Where each workload's time went, from the apiserver's audit log (from byte ``since``): its create,
+    until the operator's Job create arrived, the Job create, until its status write arrived, the status write.
+    Per segment, (p50, p99) in ms over the workloads whose three writes are all in the log."""
+    writes: dict[tuple[str, str], tuple[float, float]] = {}
+    with (plane.directory / "audit.log").open("rb") as log:
+        log.seek(since)
+        for line in log:
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if event.get("stage") != "ResponseComplete" or ref.get("namespace") != namespace:
+                continue
+            kind = {("create", "jobs"): "job", ("create", "mlworkloads"): "create"}.get(
+                (event["verb"], ref.get("resource"))
+            )
+            if event["verb"] == "patch" and ref.get("subresource") == "status":
+                kind = "status"
+            if kind is not None:
+                received, done = (
+                    datetime.fromisoformat(event[k].replace("Z", "+00:00")).timestamp()
+                    for k in ("requestReceivedTimestamp", "stageTimestamp")
+                )
+                writes[(kind, str(ref.get("name") or "").removeprefix("mlw-"))] = (received, done)
+    spans: dict[str, list[float]] = {segment: [] for segment in SEGMENTS}
+    for (kind, name), created in writes.items():
+        job, status = writes.get(("job", name)), writes.get(("status", name))
+        if kind != "create" or job is None or status is None:
+            continue
+        marks = (created[0], created[1], job[0], job[1], status[0], status[1])
+        for segment, (start, end) in zip(SEGMENTS, itertools.pairwise(marks), strict=True):
+            spans[segment].append((end - start) * 1000)
+    return {
+        segment: (statistics.median(values), sorted(values)[int(0.99 * (len(values) - 1))])
+        for segment, values in spans.items()
+        if values
     }
 
 
@@ -412,6 +459,10 @@ def restart(
     }
 
 
+def spent(segments: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{name} {p50:.0f} / {p99:.0f}" for name, (p50, p99) in segments.items())
+
+
 def by_verb(requests: Counter[tuple[str, str]], placements: int, top: int = 8) -> str:
     rows = [
         f"      {verb.upper():6} {resource:34} {n / placements:8.2f}"
@@ -426,6 +477,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=10000, help="drained by mlplacement alone (0: skip)")
     parser.add_argument("--latency", type=int, default=1000, help="created open loop once the large drain settled")
     parser.add_argument("--rate", type=float, default=20.0, help="creations per second in the latency phase")
+    parser.add_argument("--burst", type=int, default=0, help="then this many created at once (after --latency)")
     parser.add_argument("--pods", type=int, default=0, help="pods of other tenants on the nodes of the large run")
     parser.add_argument(
         "--env", action="append", default=[], metavar="MLPLACEMENT_X=V", help="a setting for mlplacement (repeatable)"
@@ -461,7 +513,7 @@ def main() -> None:
             plane = start_control_plane(Path(tmp) / f"plane-{index}")
             try:
                 last = index == len(runs) - 1
-                install(plane, count + (args.latency if last else 0))
+                install(plane, count + (args.latency + args.burst if last else 0))
                 if last and args.pods:
                     create_pods(plane, args.pods)
                 create_workloads(plane, "bench", count)
@@ -478,8 +530,10 @@ def main() -> None:
                     )
                     if last and command is ours_command and args.latency:
                         results["latency"] = latency(plane, process, "bench-latency", args.latency, args.rate)
+                    if last and command is ours_command and args.burst:
+                        results["burst"] = latency(plane, process, "bench-burst", args.burst, math.inf)
                     if last and command is ours_command and args.restart:
-                        results["restart"] = restart(plane, process, command, env, count + args.latency)
+                        results["restart"] = restart(plane, process, command, env, count + args.latency + args.burst)
             finally:
                 plane.stop()
     peer, ours = results["kopf one-handler peer"], results["mlplacement"]
@@ -488,7 +542,7 @@ def main() -> None:
         f"{'CPU ms/placement':>18}{'apiserver+etcd':>16}"
     )
     for name, result in results.items():
-        if name in ("latency", "restart"):
+        if name in ("latency", "burst", "restart"):
             continue
         total = sum(result["requests"].values()) / result["count"]
         print(
@@ -516,6 +570,15 @@ def main() -> None:
             f"{lat['missing']} never seen placed; peak RSS {lat['rss_mb']:.1f} MB; the benchmark's own longest GC "
             f"pause {lat['gc_pause_ms']:.0f} ms, at most {lat['behind_ms']:.0f} ms behind its schedule"
         )
+        print(f"  where the time went (the apiserver's audit log), p50 / p99 ms: {spent(lat['segments'])}")
+    if "burst" in results:
+        burst = results["burst"]
+        print(
+            f"a burst of {args.burst} created at once (from 8 threads) with {args.large or args.workloads} settled: "
+            f"create -> status p50 {burst['p50']:.0f} ms, p90 {burst['p90']:.0f} ms, slowest "
+            f"{burst['slowest']:.0f} ms; {burst['missing']} never seen placed"
+        )
+        print(f"  where the time went (the apiserver's audit log), p50 / p99 ms: {spent(burst['segments'])}")
     if "restart" in results:
         again = results["restart"]
         print(
