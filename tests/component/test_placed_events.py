@@ -138,3 +138,26 @@ def test_over_the_rate_placements_are_summarised_on_the_policy_but_a_move_gets_i
     assert moved
     assert all(name != "default" for name, _ in moved)  # each move said on the workload itself
     assert {name for name, _, reason, _ in posted if reason == "FailingOver"} == {name for name, _ in moved}
+
+
+def test_what_the_end_of_a_burst_held_back_is_said_by_a_quiet_round() -> None:
+    config = OperatorConfig(placed_events_per_second=0.0)
+    cache = FleetCache(config=config)
+    cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
+    cache.on_policy(POLICIES["default"], deleted=False)
+    cache.on_node(gpu_node("n1", "a100-euw1", gpus=8), deleted=False)
+    posted, clock = Posted(), Clock()
+    controller = WorkloadController(config, cache, FakeCluster(), posted, clock=lambda: NOW, monotonic=clock)
+
+    async def scenario() -> None:
+        await controller.on_workload(signed(workload("first", gpus=1)))
+        await controller.place_round()  # said at once
+        clock.now += 1
+        await controller.on_workload(signed(workload("second", gpus=1)))
+        await controller.place_round()  # held: the last summary is a second old
+        assert len(posted) == 1
+        clock.now += SUMMARY_SECONDS
+        await controller.place_round()  # nothing to decide; the summary is due
+
+    asyncio.run(scenario())
+    assert [message.split(" without")[0] for *_, message in posted] == ["placed 1 workload", "placed 1 workload"]

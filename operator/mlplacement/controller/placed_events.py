@@ -39,7 +39,7 @@ class PlacedEvents:
         self._said_at = -math.inf  # when the last summaries were posted
 
     def allow(self, policy: str, target: str) -> bool:
-        """True: post this placement's Event. False: it is counted for the round's summary instead."""
+        """True: post this placement's Event. False: it is counted for the next summary instead."""
         now = self.monotonic()
         if not math.isinf(self.burst):
             self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)

@@ -649,6 +649,8 @@ class WorkloadController:
         # Refreshed every round, idle or not: a gauge that only moves when work is due lies in quiet times.
         self.metrics.signals_age(snapshot.signals_age_seconds)
         self.metrics.target_health({t.key: t.healthy for t in snapshot.targets})
+        # The last of a burst's placements held back from their own Events are summarised by a quiet round.
+        self.placed_events.flush(self.cache.policies, self.events)
         if not plan.routed and not plan.blocked:
             return []
         if plan.more:  # a backlog larger than one batch: the next round now, not an interval later
