@@ -107,15 +107,22 @@ def test_a_rate_that_cannot_be_used_is_refused_by_name(raw: str, error: str) -> 
     assert "MLPLACEMENT_PLACED_EVENTS_PER_SECOND" in str(caught.value)
 
 
-def test_over_the_rate_placements_are_summarised_on_the_policy_but_a_move_gets_its_own_event() -> None:
+def summaries_only(pools: int = 1) -> tuple[WorkloadController, FakeCluster, Posted, Clock]:
+    """A controller that gives routine placements no Event of their own (rate 0), over ``pools`` 8-GPU pools."""
     config = OperatorConfig(placed_events_per_second=0.0)
     cache = FleetCache(config=config)
     cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
     cache.on_policy(POLICIES["default"], deleted=False)
-    cache.on_node(gpu_node("n1", "a100-euw1", gpus=8), deleted=False)
-    cache.on_node(gpu_node("n2", "a100-euw1-b", gpus=8), deleted=False)
+    for name, pool in [("n1", "a100-euw1"), ("n2", "a100-euw1-b")][:pools]:
+        cache.on_node(gpu_node(name, pool, gpus=8), deleted=False)
     cluster, posted, clock = FakeCluster(), Posted(), Clock()
     controller = WorkloadController(config, cache, cluster, posted, clock=lambda: NOW, monotonic=clock)
+    return controller, cluster, posted, clock
+
+
+def test_over_the_rate_placements_are_summarised_on_the_policy_but_a_move_gets_its_own_event() -> None:
+    controller, cluster, posted, clock = summaries_only(pools=2)
+    config, cache = controller.config, controller.cache
 
     async def scenario() -> None:
         for name in ("first", "second", "third"):
@@ -141,13 +148,7 @@ def test_over_the_rate_placements_are_summarised_on_the_policy_but_a_move_gets_i
 
 
 def test_what_the_end_of_a_burst_held_back_is_said_by_a_quiet_round() -> None:
-    config = OperatorConfig(placed_events_per_second=0.0)
-    cache = FleetCache(config=config)
-    cache.keyring = keyring_core.parse_keyring({"platform.pem": keyring_core.public_pem(KEY)})
-    cache.on_policy(POLICIES["default"], deleted=False)
-    cache.on_node(gpu_node("n1", "a100-euw1", gpus=8), deleted=False)
-    posted, clock = Posted(), Clock()
-    controller = WorkloadController(config, cache, FakeCluster(), posted, clock=lambda: NOW, monotonic=clock)
+    controller, _, posted, clock = summaries_only()
 
     async def scenario() -> None:
         await controller.on_workload(signed(workload("first", gpus=1)))
